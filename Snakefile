@@ -1,0 +1,19 @@
+# hloba: HLOBA latent data assimilation reanalysis pipeline.
+# The Snakefile only wires things; rules live in workflow/rules/, logic in the hloba package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        reference_files(ALL_YEARS),
+        "results/prep/normalization.nc",

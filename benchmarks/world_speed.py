@@ -1,0 +1,62 @@
+"""Simulated years per minute of the built-in world at the default resolution.
+
+    python benchmarks/world_speed.py [--days 60] [--threads 2]
+
+Times a continuous run that also builds the 6-hourly atmospheric fields (what make_world
+does, minus the file write), and the raw model step for 1 and 8 members in the same run, so
+the batch gain is a ratio measured on one machine at one time.
+Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hloba.world.atmosphere import physical_fields  # noqa: E402
+from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
+
+
+def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: int = 4) -> float:
+    steps_per_output = round(86400.0 / outputs_per_day / model.params.dt_seconds)
+    sh = model.to_spectral(state)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(int(days * outputs_per_day)):
+            physical_fields(model, model.to_grid(sh), i / outputs_per_day)
+            for _ in range(steps_per_output):
+                sh = model.step_spectral(sh, i / outputs_per_day)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, default=60.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = QGParams()
+    model = QGModel(params)
+    gen = torch.Generator().manual_seed(0)
+    state = model(random_initial_state(params, 8, gen), 0.0, 48 * 30)  # some developed turbulence
+    time_run(model, state[:1], 2.0)  # warm-up
+    seconds = time_run(model, state[:1], args.days)
+    years_per_minute = args.days / DAYS_PER_YEAR / (seconds / 60.0)
+    batch_seconds = time_run(model, state, args.days / 4)
+    per_member = batch_seconds / 8 / (args.days / 4)
+    print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.threads} threads, {args.days:g} days")
+    print(f"single trajectory: {seconds / args.days * 1000:.1f} ms per simulated day, "
+          f"{years_per_minute:.2f} simulated years per minute")
+    print(f"10 simulated years would take {10 / years_per_minute:.1f} min (goal: < 2 min)")
+    print(f"8 members in one batch: {per_member * 1000:.1f} ms per member-day, "
+          f"{(seconds / args.days) / per_member:.2f}x the single-trajectory throughput")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Run the built-in atmosphere and write reference years as CF-compliant xarray datasets.
+
+One continuous trajectory: it starts ``spinup_days`` before Jan 1 of the first requested year
+from broadband noise (the spin-up is discarded), then runs through every year up to the last
+requested one, yielding each requested year as it completes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from hloba import __version__
+from hloba.variables import COORD_ATTRS, cf_attrs
+from hloba.world.atmosphere import grid_coordinates, longitude_period, mid_level_hpa, physical_fields
+from hloba.world.qg import SECONDS_PER_DAY, QGModel, QGParams, random_initial_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that defines a built-in reference trajectory."""
+
+    qg: QGParams = field(default_factory=QGParams)
+    seed: int = 42
+    spinup_days: float = 548.0
+    output_interval_hours: float = 6.0
+    center_latitude: float = 45.0
+    initial_rms_wind_m_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes
+        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+            raise ValueError(
+                f"world.output_interval_hours={self.output_interval_hours} is not a whole number of "
+                f"time steps of world.qg.dt_minutes={self.qg.dt_minutes}: pick a dt that divides it"
+            )
+        if self.spinup_days < 0:
+            raise ValueError(f"world.spinup_days={self.spinup_days} must be >= 0")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "WorldConfig":
+        values = dict(values)
+        values.pop("source", None)
+        qg = QGParams.from_dict(values.pop("qg", {}))
+        return cls(qg=qg, **values)
+
+    @property
+    def steps_per_output(self) -> int:
+        return round(self.output_interval_hours * 60.0 / self.qg.dt_minutes)
+
+
+def day_of_year(times: pd.DatetimeIndex | pd.Timestamp) -> np.ndarray:
+    """Fractional day of year (0 at Jan 1 00:00) used by the seasonal forcing."""
+    times = pd.DatetimeIndex(np.atleast_1d(times))
+    return (times.day_of_year - 1 + (times.hour * 3600 + times.minute * 60 + times.second) / SECONDS_PER_DAY).to_numpy(float)
+
+
+def year_times(year: int, interval_hours: float) -> pd.DatetimeIndex:
+    """Output times of one calendar year: Jan 1 00:00 up to the last time before the next Jan 1."""
+    start = pd.Timestamp(year=year, month=1, day=1)
+    end = pd.Timestamp(year=year + 1, month=1, day=1)
+    times = pd.date_range(start, end, freq=pd.Timedelta(hours=interval_hours), inclusive="left")
+    return times
+
+
+def fields_to_dataset(
+    fields: dict[str, np.ndarray], times: pd.DatetimeIndex, config: WorldConfig,
+) -> xr.Dataset:
+    """Wrap stacked physical fields (time first) as a CF dataset in the layout of DESIGN section 5."""
+    p = config.qg
+    lat, lon = grid_coordinates(p, config.center_latitude)
+    levels = np.array([p.upper_level_hpa, p.lower_level_hpa])
+    data_vars = {}
+    for name, values in fields.items():
+        attrs = cf_attrs(name)
+        if values.ndim == 4:
+            dims = ("time", "level", "latitude", "longitude")
+        else:
+            dims = ("time", "latitude", "longitude")
+            attrs["level_hpa"] = mid_level_hpa(p) if name == "temperature" else p.lower_level_hpa
+        data_vars[name] = xr.Variable(dims, values.astype(np.float32), attrs)
+    coords = {
+        "time": xr.Variable("time", times, COORD_ATTRS["time"]),
+        "level": xr.Variable("level", levels, COORD_ATTRS["level"]),
+        "latitude": xr.Variable("latitude", lat, COORD_ATTRS["latitude"]),
+        "longitude": xr.Variable("longitude", lon, COORD_ATTRS["longitude"]),
+    }
+    attrs = {
+        "Conventions": "CF-1.8",
+        "title": "hloba built-in atmosphere: two-layer quasi-geostrophic model with moisture",
+        "source": f"hloba {__version__} two-layer QG (Phillips) world",
+        "hloba_version": __version__,
+        "world_parameters": json.dumps(p.to_dict(), sort_keys=True),
+        "world_seed": config.seed,
+        "spinup_days": config.spinup_days,
+        "longitude_periodic": 1,
+        "longitude_period_degrees": longitude_period(p, config.center_latitude),
+        "latitude_periodic": 1,
+    }
+    return xr.Dataset(data_vars, coords, attrs)
+
+
+def simulate_years(
+    config: WorldConfig,
+    years: Sequence[int],
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Iterator[tuple[int, xr.Dataset]]:
+    """Yield ``(year, dataset)`` for each requested year, in order, from one continuous run."""
+    years = sorted(set(int(y) for y in years))
+    if not years:
+        raise ValueError("no years requested: give at least one year")
+    p = config.qg
+    model = QGModel(p).to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s).to(device)
+    sh = model.to_spectral(state) * model.dealias
+    interval = pd.Timedelta(hours=config.output_interval_hours)
+    start = pd.Timestamp(year=years[0], month=1, day=1) - pd.Timedelta(days=config.spinup_days)
+    start = start.floor(interval)
+    stop = pd.Timestamp(year=years[-1] + 1, month=1, day=1)
+    n_outputs = int((stop - start) / interval)
+    dt_days = p.dt_seconds / SECONDS_PER_DAY
+    log.info(
+        "world: %dx%d, dt %.1f min, spin-up from %s, %d outputs to %s, years %s",
+        p.nx, p.ny, p.dt_minutes, start, n_outputs, stop, years,
+    )
+    buffer: dict[str, list[np.ndarray]] = {}
+    buffer_times: list[pd.Timestamp] = []
+    time = start
+    bar = tqdm(total=n_outputs, desc="world", unit="6h" if interval == pd.Timedelta(hours=6) else "step",
+               disable=not progress, mininterval=5.0)
+    with torch.no_grad():
+        for _ in range(n_outputs):
+            if time.year in years:
+                doy = float(day_of_year(time)[0])
+                fields = physical_fields(model, model.to_grid(sh), doy)
+                for name, value in fields.items():
+                    buffer.setdefault(name, []).append(value[0].cpu().numpy())
+                buffer_times.append(time)
+            doy0 = torch.tensor(float(day_of_year(time)[0]), dtype=torch.float64)
+            for i in range(config.steps_per_output):
+                sh = model.step_spectral(sh, doy0 + i * dt_days)
+            if not torch.isfinite(sh).all():
+                raise FloatingPointError(
+                    f"the world blew up after {time}: lower world.qg.dt_minutes or the shear"
+                )
+            time = time + interval
+            bar.update(1)
+            if buffer_times and (time.year != buffer_times[-1].year):
+                year = buffer_times[-1].year
+                ds = fields_to_dataset(
+                    {k: np.stack(v) for k, v in buffer.items()}, pd.DatetimeIndex(buffer_times), config
+                )
+                log.info("world: year %d done (max wind %.1f m/s)", year, float(np.abs(ds.u_component_of_wind).max()))
+                buffer, buffer_times = {}, []
+                yield year, ds
+    bar.close()

@@ -1,0 +1,65 @@
+"""Config validation: bad config fails with a one-line message naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from hloba.config import ConfigError, check_config, expand_years, year_sets
+
+
+@pytest.fixture(scope="module")
+def schema(repo):
+    return yaml.safe_load((repo / "workflow/schemas/config.schema.yaml").read_text())
+
+
+@pytest.fixture()
+def config(repo):
+    return yaml.safe_load((repo / "config.yaml").read_text())
+
+
+def test_default_and_test_configs_are_valid(schema, config, repo):
+    assert check_config(config, schema) == []
+    assert check_config(yaml.safe_load((repo / "config/test.yaml").read_text()), schema) == []
+
+
+def test_default_config_splits_years(config):
+    sets = year_sets(config)
+    assert len(sets.training) == 8 and len(sets.validation) == 1
+    assert len(sets.calibration) == 1 and len(sets.reanalysis) == 2
+    assert not set(sets.training) & set(sets.reanalysis)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "fragment"),
+    [
+        (lambda c: c["world"].update(sede=1), "world.sede", "not known"),
+        (lambda c: c["world"]["qg"].update(nx="abc"), "world.qg.nx", "not of type 'integer'"),
+        (lambda c: c["world"]["qg"].update(nx=4), "world.qg.nx", "less than the minimum"),
+        (lambda c: c["years"].update(validation=[]), "years.validation", "non-empty"),
+        (lambda c: c["years"].update(training={"start": 2007, "end": 2000}), "years.training", "precedes"),
+        (lambda c: c["world"]["qg"].update(dt_minutes=7), "world.qg.dt_minutes", "whole time steps"),
+        (lambda c: c["years"].pop("calibration"), "years", "'calibration' is a required property"),
+        (lambda c: c.update(wrold={}), "wrold", "not known"),
+    ],
+)
+def test_bad_config_names_the_key(schema, config, mutate, key, fragment):
+    bad = copy.deepcopy(config)
+    mutate(bad)
+    with pytest.raises(ConfigError) as info:
+        check_config(bad, schema)
+    message = str(info.value)
+    assert f"'{key}'" in message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_training_overlapping_reanalysis_is_a_warning(schema, config):
+    config["years"]["reanalysis"] = [2007, 2010]
+    warnings = check_config(config, schema)
+    assert len(warnings) == 1 and "[2007]" in warnings[0] and "optimistic" in warnings[0]
+
+
+def test_expand_years():
+    assert expand_years({"start": 2001, "end": 2003}) == [2001, 2002, 2003]
+    assert expand_years([2005, 2001]) == [2001, 2005]

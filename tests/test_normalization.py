@@ -1,0 +1,53 @@
+"""Normalisation statistics and climatology against values worked out by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hloba.normalization import DAYS_PER_YEAR, climatology_at, compute_normalization, fractional_day_of_year
+from hloba.testing import synthetic_dataset
+
+
+def yearly(years, fill):
+    for y in years:
+        times = pd.date_range(f"{y}-01-01", f"{y}-12-31 18:00", freq="6h")
+        yield synthetic_dataset(times, fill=fill)
+
+
+def test_mean_and_std_of_known_fields():
+    # geopotential level 250 = 10 + lat index, level 750 = +-2 alternating in time;
+    # temperature = 250 + lat index (4 latitudes)
+    def fill(name, shape, times):
+        if name == "geopotential":
+            out = np.zeros(shape)
+            out[:, 0] = 10.0 + np.arange(shape[2])[None, :, None]
+            out[:, 1] = np.where(np.arange(shape[0]) % 2 == 0, 2.0, -2.0)[:, None, None]
+            return out
+        return 250.0 + np.broadcast_to(np.arange(shape[1])[None, :, None], shape).astype(float)
+
+    norm = compute_normalization(yearly([2001, 2002], fill), n_harmonics=1)
+    assert list(norm["channel"].values) == ["geopotential_250", "geopotential_750", "temperature"]
+    np.testing.assert_allclose(norm["mean"].values, [11.5, 0.0, 251.5], atol=1e-9)
+    assert norm["std"].values[1] == pytest.approx(2.0)
+    assert norm["std"].values[2] == pytest.approx(np.std([0, 1, 2, 3]))
+    assert np.isnan(norm["channel_level"].values[2])
+    assert norm.attrs["n_training_years"] == 2
+
+
+def test_constant_channel_is_rejected_by_name():
+    with pytest.raises(ValueError, match="geopotential_250"):
+        compute_normalization(yearly([2001], lambda n, s, t: np.ones(s)))
+
+
+def test_climatology_recovers_an_annual_harmonic():
+    def fill(name, shape, times):
+        d = fractional_day_of_year(times)
+        signal = 5.0 + 3.0 * np.cos(2 * np.pi * (d - 15.0) / DAYS_PER_YEAR)
+        return np.broadcast_to(signal.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
+
+    norm = compute_normalization(yearly([2001, 2002, 2003], fill), n_harmonics=2)
+    times = pd.DatetimeIndex(["2005-01-16", "2005-07-17"])
+    clim = climatology_at(norm, times)
+    assert clim.shape == (2, 3, 4, 5)
+    expected = 5.0 + 3.0 * np.cos(2 * np.pi * (np.array([15.5, 197.5]) - 15.0) / DAYS_PER_YEAR)
+    np.testing.assert_allclose(clim[:, 0, 0, 0], expected, atol=1e-3)

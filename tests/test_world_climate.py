@@ -1,0 +1,62 @@
+"""The built-in world's climate is usable (tiny configuration; the default one is checked by
+scripts/check_world_climate.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from hloba.world.diagnostics import (
+    eddy_kinetic_energy, error_doubling_time, linear_explained_variance, max_wind_speed, relative_change,
+    seasonal_ratio,
+)
+from hloba.world.qg import QGModel, QGParams, random_initial_state
+from hloba.world.simulate import WorldConfig, simulate_years
+
+
+@pytest.fixture(scope="module")
+def two_years():
+    config = WorldConfig(qg=QGParams(nx=32, ny=32, dt_minutes=60.0), spinup_days=180.0, seed=7)
+    return list(simulate_years(config, [2001, 2002], progress=False))
+
+
+def test_years_are_consecutive_calendar_years(two_years):
+    (y1, ds1), (y2, ds2) = two_years
+    assert (y1, y2) == (2001, 2002)
+    assert ds1.sizes["time"] == 365 * 4 and ds2.sizes["time"] == 365 * 4
+    assert str(ds1.time.values[0])[:19] == "2001-01-01T00:00:00"
+    assert str(ds2.time.values[-1])[:19] == "2002-12-31T18:00:00"
+
+
+def test_eddy_energy_is_steady_from_year_to_year(two_years):
+    annual = [float(eddy_kinetic_energy(ds).mean()) for _, ds in two_years]
+    assert relative_change(*annual) < 0.15
+    assert 5.0 < annual[0] < 500.0
+
+
+def test_winter_storms_are_stronger_than_summer(two_years):
+    for _, ds in two_years:
+        assert seasonal_ratio(eddy_kinetic_energy(ds)) >= 1.5
+
+
+def test_maximum_winds_are_atmospheric(two_years):
+    for _, ds in two_years:
+        p99 = np.percentile(max_wind_speed(ds).values, 99)
+        assert 15.0 <= p99 <= 80.0
+
+
+def test_humidity_is_not_a_function_of_the_streamfunctions(two_years):
+    _, ds = two_years[0]
+    q = ds["specific_humidity"].values
+    assert q.min() >= 0.0 and q.max() < 0.03
+    # temperature (thickness) is an exact linear function of the geopotentials; humidity is not
+    assert linear_explained_variance(ds, "temperature") > 0.999
+    assert linear_explained_variance(ds, "specific_humidity") < 0.8
+
+
+def test_error_doubling_time_default_resolution():
+    params = QGParams()
+    model = QGModel(params)
+    state = random_initial_state(params, 2, torch.Generator().manual_seed(0))
+    state = model(state, 100.0, 48 * 240)  # 240 days of spin-up, ending in winter (day 340)
+    doubling = error_doubling_time(model, state, 340.0, days=35)
+    assert 1.0 <= doubling <= 5.0

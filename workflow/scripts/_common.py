@@ -1,0 +1,34 @@
+"""Helpers shared by the rule adapters: logging to the rule's log file, torch threads.
+
+Every adapter starts with ``snakemake = setup(snakemake)`` (or ``setup`` inside a mock object
+when run by hand) and then makes one call into the ``hloba`` package.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # source checkout without an install
+    sys.path.insert(0, str(REPO))
+
+
+def setup(snakemake) -> logging.Logger:
+    """Log to the rule's log file (and stderr), honour ``threads``, return the adapter's logger."""
+    import torch
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
+    logging.captureWarnings(True)
+    torch.set_num_threads(max(1, int(snakemake.threads)))
+    log = logging.getLogger(f"hloba.rule.{snakemake.rule}")
+    log.info("rule %s, threads %s", snakemake.rule, snakemake.threads)
+    sys.excepthook = lambda *exc: log.error("failed", exc_info=exc)
+    return log

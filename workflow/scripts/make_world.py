@@ -1,0 +1,12 @@
+"""Adapter for rule make_world: simulate the built-in atmosphere, one file per year."""
+
+from _common import setup
+
+log = setup(snakemake)  # noqa: F821
+
+from hloba.world.reference import write_reference_years  # noqa: E402
+from hloba.world.simulate import WorldConfig  # noqa: E402
+
+config = WorldConfig.from_dict(snakemake.params.world)  # noqa: F821
+paths = dict(zip(snakemake.params.years, snakemake.output))  # noqa: F821
+write_reference_years(config, paths, device="cpu")
