@@ -10,6 +10,7 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -17,3 +18,6 @@ rule all:
     input:
         reference_files(ALL_YEARS),
         "results/prep/normalization.nc",
+        observation_files(ALL_YEARS),
+        "results/models/autoencoder.pt",
+        "results/models/o2lnet.pt",

@@ -1,17 +1,22 @@
 """Per-channel normalisation statistics and a day-of-year climatology.
 
-Streaming over yearly files, so memory stays at one year:
+Models see *standardised anomalies*: ``x_norm = (x - climatology(t)) / anomaly_std``, per channel.
+Removing the climatology takes out the mean meridional gradients and the seasonal cycle (which a
+translation-equivariant convolutional network cannot represent cheaply) so the latent space holds
+the weather. Two streaming passes over the training years, memory at one year:
 
-- ``mean(channel)``, ``std(channel)``: over time, latitude and longitude of the training years;
-- ``climatology(dayofyear, channel, latitude, longitude)``: per grid point, a least-squares fit
-  of a mean plus ``n_harmonics`` annual harmonics, evaluated at the middle of each day of year
-  (1..366). Smooth even from a few years, and used for anomaly correlation and cold starts.
+1. ``mean(channel)``, ``std(channel)`` over time, latitude and longitude, and per grid point a
+   least-squares fit of a mean plus ``n_harmonics`` annual harmonics (``climatology_coefficients``);
+2. ``anomaly_std(channel)``: standard deviation of the data minus that climatology.
+
+``climatology(dayofyear, ...)`` is the fit evaluated at the middle of each day of year (1..366),
+for anomaly correlation and cold starts; :func:`climatology_at` evaluates it at any time.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -33,20 +38,21 @@ def harmonic_design(day_of_year: np.ndarray, n_harmonics: int) -> np.ndarray:
     return np.concatenate([np.ones_like(d), np.cos(phase), np.sin(phase)], axis=1)
 
 
-def fractional_day_of_year(times: pd.DatetimeIndex) -> np.ndarray:
-    times = pd.DatetimeIndex(times)
+def fractional_day_of_year(times) -> np.ndarray:
+    """Day of year counted from 0 at Jan 1 00:00, with the time of day as a fraction."""
+    times = pd.DatetimeIndex(np.atleast_1d(times))
     return (times.day_of_year - 1 + (times.hour + times.minute / 60.0) / 24.0).to_numpy(float)
 
 
 def compute_normalization(
-    datasets: Iterable[xr.Dataset], n_harmonics: int = 3, channels: list[Channel] | None = None,
+    open_years: Callable[[], Iterable[xr.Dataset]], n_harmonics: int = 3, channels: list[Channel] | None = None,
 ) -> xr.Dataset:
-    """Normalisation and climatology from an iterable of (yearly) datasets."""
+    """Normalisation and climatology; ``open_years()`` yields the training datasets (called twice)."""
     count = 0
     total = total_sq = xtx = xty = None
     grid = None
     n_years = 0
-    for ds in datasets:
+    for ds in open_years():
         if channels is None:
             channels = list_channels(ds)
         if grid is None:
@@ -56,8 +62,7 @@ def compute_normalization(
             raise ValueError("the training data contain NaN or infinite values: check the reference files")
         x = harmonic_design(fractional_day_of_year(ds["time"].values), n_harmonics)
         if total is None:
-            total = np.zeros(data.shape[1])
-            total_sq = np.zeros(data.shape[1])
+            total, total_sq = np.zeros(data.shape[1]), np.zeros(data.shape[1])
             xtx = np.zeros((x.shape[1], x.shape[1]))
             xty = np.zeros((x.shape[1],) + data.shape[1:])
         total += data.sum(axis=(0, 2, 3))
@@ -74,6 +79,15 @@ def compute_normalization(
         flat = [c.name for c, s in zip(channels, std) if s <= 0]
         raise ValueError(f"channels {flat} are constant over the training years: drop them")
     coef = np.linalg.solve(xtx, xty.reshape(xty.shape[0], -1)).reshape(xty.shape)
+    anomaly_sq = np.zeros(len(channels))
+    for ds in open_years():
+        data = stack_channels(ds, channels).astype(np.float64)
+        clim = np.tensordot(harmonic_design(fractional_day_of_year(ds["time"].values), n_harmonics), coef, axes=1)
+        anomaly_sq += ((data - clim) ** 2).sum(axis=(0, 2, 3))
+    anomaly_std = np.sqrt(anomaly_sq / count)
+    if (anomaly_std <= 0).any():
+        flat = [c.name for c, s in zip(channels, anomaly_std) if s <= 0]
+        raise ValueError(f"channels {flat} have no variability about their climatology: drop them")
     doy = np.arange(1, 367)
     clim = np.tensordot(harmonic_design(doy - 0.5, n_harmonics), coef, axes=1)
     coords = channel_coords(channels) | dict(grid) | {"dayofyear": ("dayofyear", doy)}
@@ -81,34 +95,48 @@ def compute_normalization(
         {
             "mean": ("channel", mean, {"long_name": "per-channel mean over the training years"}),
             "std": ("channel", std, {"long_name": "per-channel standard deviation over the training years"}),
+            "anomaly_std": (
+                "channel", anomaly_std,
+                {"long_name": "per-channel standard deviation of anomalies about the climatology"},
+            ),
+            "climatology_coefficients": (
+                ("harmonic", "channel", "latitude", "longitude"), coef,
+                {"long_name": "least-squares coefficients: mean, cos(2 pi k d / year) k=1..n, sin(...) k=1..n"},
+            ),
             "climatology": (
                 ("dayofyear", "channel", "latitude", "longitude"), clim.astype(np.float32),
                 {"long_name": f"day-of-year climatology: mean + {n_harmonics} annual harmonics per grid point"},
             ),
         },
         coords=coords,
-        attrs={"hloba_version": __version__, "n_training_years": n_years, "n_harmonics": n_harmonics},
+        attrs={
+            "hloba_version": __version__, "n_training_years": n_years, "n_harmonics": n_harmonics,
+            "days_per_year": DAYS_PER_YEAR,
+        },
     )
 
 
-def climatology_at(normalization: xr.Dataset, times: pd.DatetimeIndex) -> np.ndarray:
-    """Climatology ``(time, channel, lat, lon)`` on the days of ``times``."""
-    doy = pd.DatetimeIndex(times).day_of_year.to_numpy()
-    return normalization["climatology"].sel(dayofyear=xr.DataArray(doy, dims="time")).values
+def climatology_at(normalization: xr.Dataset, times) -> np.ndarray:
+    """Climatology ``(time, channel, lat, lon)`` at ``times`` (fractional day of year)."""
+    coef = normalization["climatology_coefficients"].values
+    design = harmonic_design(fractional_day_of_year(times), int(normalization.attrs["n_harmonics"]))
+    return np.tensordot(design, coef, axes=1)
 
 
 def write_normalization(inputs: list, output, n_harmonics: int = 3) -> xr.Dataset:
     """Compute normalisation from reference files (opened one at a time) and write it atomically."""
     from hloba.io import write_netcdf
 
-    def datasets():
+    def open_years():
         for path in inputs:
             log.info("normalization: reading %s", path)
             with xr.open_dataset(path) as ds:
                 yield ds.load()
 
-    norm = compute_normalization(datasets(), n_harmonics=n_harmonics)
+    norm = compute_normalization(open_years, n_harmonics=n_harmonics)
     write_netcdf(norm, output)
-    log.info("normalization: %s", ", ".join(f"{c}: {m:.4g}+-{s:.3g}" for c, m, s in zip(
-        norm["channel"].values, norm["mean"].values, norm["std"].values)))
+    log.info("normalization: %s", ", ".join(
+        f"{c}: mean {m:.4g}, std {s:.3g}, anomaly std {a:.3g}"
+        for c, m, s, a in zip(norm["channel"].values, norm["mean"].values, norm["std"].values,
+                              norm["anomaly_std"].values)))
     return norm

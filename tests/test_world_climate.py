@@ -56,7 +56,7 @@ def test_humidity_is_not_a_function_of_the_streamfunctions(two_years):
 def test_error_doubling_time_default_resolution():
     params = QGParams()
     model = QGModel(params)
-    state = random_initial_state(params, 2, torch.Generator().manual_seed(0))
+    state = random_initial_state(params, 1, torch.Generator().manual_seed(0))
     state = model(state, 100.0, 48 * 240)  # 240 days of spin-up, ending in winter (day 340)
     doubling = error_doubling_time(model, state, 340.0, days=35)
     assert 1.0 <= doubling <= 5.0

@@ -6,21 +6,11 @@ import logging
 import os
 from collections.abc import Mapping
 
-import torch
-
 from hloba.io import write_netcdf
+from hloba.models.data import resolve_device
 from hloba.world.simulate import WorldConfig, simulate_years
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no CUDA GPU is available: use 'cpu' or 'auto'")
-    return torch.device(device)
 
 
 def write_reference_years(

@@ -27,3 +27,45 @@ wildcard_constraints:
 
 def reference_files(years):
     return [f"results/reference/{year}.nc" for year in years]
+
+
+def observation_files(years):
+    return [f"results/obs/{year}.parquet" for year in years]
+
+
+# Keys of the autoencoder/o2lnet sections that describe the network, the training loop, and
+# O2Lnet's loss; the split lives here so that each reaches its function through params.
+ARCHITECTURE_KEYS = {
+    "autoencoder": ("latent_channels", "widths", "blocks"),
+    "o2lnet": ("widths", "blocks", "extra_blocks"),
+}
+TRAINING_KEYS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "samples_per_epoch",
+    "patience",
+    "max_minutes",
+)
+O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout")
+
+
+def network_architecture(name):
+    section = config.get(name, {})
+    return {k: section[k] for k in ARCHITECTURE_KEYS[name] if k in section}
+
+
+def training_options(name):
+    section = config.get(name, {})
+    options = {k: section[k] for k in TRAINING_KEYS if k in section}
+    return options | config.get("training", {})
+
+
+def o2lnet_options():
+    section = config.get("o2lnet", {})
+    return {k: section[k] for k in O2LNET_LOSS_KEYS if k in section}
+
+
+def gpus_requested():
+    """Portable GPU resource: one GPU when training is pinned to CUDA (profiles map it to the cluster)."""
+    return 1 if config.get("training", {}).get("device") == "cuda" else 0

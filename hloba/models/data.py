@@ -1,0 +1,45 @@
+"""Loading reference years as standardised-anomaly tensors for training and encoding."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from hloba.channels import Channel, list_channels, stack_channels
+from hloba.grid import Grid
+from hloba.models.normalizer import Normalizer
+
+log = logging.getLogger(__name__)
+
+
+def load_years(paths, normalizer: Normalizer, channels: list[Channel] | None = None) -> tuple[torch.Tensor, pd.DatetimeIndex, list[Channel], Grid]:
+    """Standardised anomalies ``(time, C, ny, nx)`` (float32) of the reference files, in order."""
+    arrays, times = [], []
+    grid = None
+    for path in paths:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+        if channels is None:
+            channels = list_channels(ds)
+        grid = grid or Grid.from_dataset(ds)
+        t = pd.DatetimeIndex(ds["time"].values)
+        x = torch.from_numpy(stack_channels(ds, channels).astype(np.float64))
+        arrays.append(normalizer.standardize(x, t))
+        times.append(t)
+        log.info("loaded %s: %d times", path, len(t))
+    if not arrays:
+        raise ValueError("no reference files given")
+    return torch.cat(arrays), times[0].append(times[1:]) if len(times) > 1 else times[0], channels, grid
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA GPU is available: use 'cpu' or 'auto'")
+    return torch.device(device)

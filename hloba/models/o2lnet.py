@@ -1,0 +1,92 @@
+"""O2Lnet: observations of one cycle -> latent mean ``z_o`` and log-variance ``log sigma_o2``.
+
+Input: the cycle's observations rendered on the model grid, two channels per grid channel: the
+mean standardised anomaly of the observations that fall in each cell (0 where none) and an
+observed/not-observed mask, ``(batch, 2 C, ny, nx)``. The body is the autoencoder's encoder
+shape with extra residual blocks at the latent resolution (to spread sparse information); two
+1x1 heads give the latent mean and the log-variance. O2Lnet sees observations only, never the
+background.
+
+Loss (per sample, mean over elements):
+    0.5 * (log sigma_o2 + (E(x_t) - z_o)^2 / sigma_o2)  +  decoder_weight * ||D(z_o) - x_t||^2
+the Gaussian negative log-likelihood of the encoded truth, so sigma_o2 is a calibrated error
+variance that follows coverage, plus consistency through the frozen decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from hloba.models.autoencoder import AutoencoderConfig, Encoder
+
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
+
+
+@dataclass(frozen=True)
+class O2LnetConfig:
+    autoencoder: dict  # the AutoencoderConfig of the latent space it maps into
+    widths: tuple[int, ...] = (32, 64, 128)
+    blocks: int = 2
+    extra_blocks: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        ae = AutoencoderConfig(**self.autoencoder)
+        if len(self.widths) != len(ae.widths):
+            raise ValueError(
+                f"o2lnet widths {self.widths} need {len(ae.widths)} levels to reach the autoencoder's latent grid"
+            )
+
+    @property
+    def ae(self) -> AutoencoderConfig:
+        return AutoencoderConfig(**self.autoencoder)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class O2Lnet(nn.Module):
+    """``forward(rendered) -> (z_o, logvar)``, each ``(batch, n_latent)``."""
+
+    def __init__(self, cfg: O2LnetConfig) -> None:
+        super().__init__()
+        ae = cfg.ae
+        self.cfg = cfg
+        body_cfg = AutoencoderConfig(
+            channels=2 * ae.channels, ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, widths=cfg.widths,
+            blocks=cfg.blocks, periodic_lat=ae.periodic_lat, periodic_lon=ae.periodic_lon,
+        )
+        self.body = Encoder(body_cfg, extra_blocks=cfg.extra_blocks)
+        self.mean_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)
+        self.logvar_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)
+
+    def forward(self, rendered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(rendered)
+        logvar = self.logvar_head(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return self.mean_head(h).flatten(1), logvar.flatten(1)
+
+
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (without the constant)."""
+    return 0.5 * (logvar + (target - mean) ** 2 * torch.exp(-logvar)).mean()
+
+
+def render_observations(
+    sample: torch.Tensor, channel: torch.Tensor, row: torch.Tensor, col: torch.Tensor, value: torch.Tensor,
+    batch: int, n_channels: int, ny: int, nx: int,
+) -> torch.Tensor:
+    """Grid the observations: mean value and mask per (channel, cell) -> ``(batch, 2 C, ny, nx)``.
+
+    ``sample, channel, row, col: (n_obs,)`` long (the cell nearest to each observation);
+    ``value: (n_obs,)`` standardised anomalies.
+    """
+    flat = ((sample * n_channels + channel) * ny + row) * nx + col
+    size = batch * n_channels * ny * nx
+    total = torch.zeros(size, dtype=value.dtype, device=value.device).index_add_(0, flat, value)
+    count = torch.zeros(size, dtype=value.dtype, device=value.device).index_add_(0, flat, torch.ones_like(value))
+    mean = total / count.clamp(min=1.0)
+    shape = (batch, n_channels, ny, nx)
+    return torch.cat((mean.view(shape), (count > 0).to(value.dtype).view(shape)), dim=1)

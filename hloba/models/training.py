@@ -1,0 +1,100 @@
+"""A small, seeded training loop with early stopping, shared by the autoencoder and O2Lnet."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    samples_per_epoch: int = 4096
+    patience: int = 6
+    seed: int = 0
+    device: str = "auto"
+    max_minutes: float | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit(
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    validation_loss: Callable[[], float],
+    n_train: int,
+    cfg: TrainingConfig,
+    device: torch.device,
+    name: str,
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``params`` by Adam with cosine decay; keep the weights of the best validation epoch.
+
+    ``batch_loss(indices, generator)`` returns the loss of the training samples ``indices``;
+    ``validation_loss()`` the mean validation loss. Returns the per-epoch history.
+    """
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+    steps_per_epoch = max(1, min(cfg.samples_per_epoch, n_train) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    best, best_state, history, bad_epochs = math.inf, None, [], 0
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n_train, generator=generator)[: steps_per_epoch * cfg.batch_size]
+        running = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False, mininterval=2.0)
+        t_epoch = time.perf_counter()
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            loss = batch_loss(idx, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running += float(loss.detach())
+            bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+        model.eval()
+        with torch.no_grad():
+            val = validation_loss()
+        seconds = time.perf_counter() - t_epoch
+        history.append({"epoch": epoch + 1, "train_loss": running / steps_per_epoch, "validation_loss": val,
+                        "seconds": seconds, "learning_rate": schedule.get_last_lr()[0]})
+        improved = val < best
+        if improved:
+            best, best_state, bad_epochs = val, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad_epochs += 1
+        log.info("%s epoch %d: train %.5f, validation %.5f%s (%.1f s)", name, epoch + 1,
+                 history[-1]["train_loss"], val, " *" if improved else "", seconds)
+        if bad_epochs >= cfg.patience:
+            log.info("%s: early stop after %d epochs without improvement", name, bad_epochs)
+            break
+        if cfg.max_minutes is not None and (time.perf_counter() - start) / 60.0 > cfg.max_minutes:
+            log.info("%s: stopping at the time limit of %.1f min", name, cfg.max_minutes)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history

@@ -1,0 +1,103 @@
+"""Observations prepared for O2Lnet: nearest grid cell, standardised anomaly, cycle index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hloba.grid import Grid
+from hloba.models.normalizer import Normalizer
+from hloba.normalization import fractional_day_of_year, harmonic_design
+from hloba.obs.operator import apply_operator, interpolation_weights
+
+
+@dataclass
+class GriddedObservations:
+    """Observations sorted by cycle; ``offsets[k]:offsets[k + 1]`` are those of cycle ``k``."""
+
+    times: pd.DatetimeIndex
+    offsets: torch.Tensor  # (n_cycles + 1,)
+    channel: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+    value: torch.Tensor  # standardised anomaly
+    network: torch.Tensor
+    platforms: list[str]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def cycle(self, k: int) -> slice:
+        return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
+
+
+def observation_climatology(normalizer: Normalizer, grid: Grid, channel: np.ndarray, lat, lon, times) -> np.ndarray:
+    """Climatology interpolated to each observation's place and time ``(n_obs,)``."""
+    w = interpolation_weights(grid, channel, lat, lon)
+    per_coef = apply_operator(normalizer.coefficients, w)  # (n_coef, n_obs)
+    design = torch.as_tensor(harmonic_design(fractional_day_of_year(pd.DatetimeIndex(times)), normalizer.n_harmonics))
+    return (design * per_coef.T).sum(dim=1).numpy()
+
+
+def nearest_cells(grid: Grid, channel, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    w = interpolation_weights(grid, channel, lat, lon)
+    row = torch.where(w.wi < 0.5, w.i0, w.i1).numpy()
+    col = torch.where(w.wj < 0.5, w.j0, w.j1).numpy()
+    return row, col
+
+
+def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Grid, normalizer: Normalizer,
+                      platforms: list[str] | None = None) -> GriddedObservations:
+    """Prepare validated observations (with a ``channel`` column) of the cycles ``cycle_times``.
+
+    An observation belongs to the cycle nearest in time (within half an interval); others are
+    left out.
+    """
+    cycle_times = pd.DatetimeIndex(cycle_times)
+    t = pd.DatetimeIndex(df["time"])
+    pos = np.clip(cycle_times.searchsorted(t), 1, max(len(cycle_times) - 1, 1))
+    before, after = cycle_times[pos - 1], cycle_times[np.minimum(pos, len(cycle_times) - 1)]
+    cyc = np.where(np.abs(t - before) <= np.abs(after - t), pos - 1, pos)
+    cyc = np.minimum(cyc, len(cycle_times) - 1)
+    interval = (cycle_times[1] - cycle_times[0]) if len(cycle_times) > 1 else pd.Timedelta(hours=6)
+    keep = np.abs(cycle_times[cyc] - t) <= interval / 2
+    df, cyc = df[keep], cyc[keep]
+    order = np.argsort(cyc, kind="stable")
+    df, cyc = df.iloc[order], cyc[order]
+    channel = df["channel"].to_numpy(np.int64)
+    lat, lon = df["latitude"].to_numpy(float), df["longitude"].to_numpy(float)
+    clim = observation_climatology(normalizer, grid, channel, lat, lon, df["time"].to_numpy())
+    std = normalizer.anomaly_std.numpy()[channel]
+    value = (df["value"].to_numpy(float) - clim) / std
+    row, col = nearest_cells(grid, channel, lat, lon)
+    platforms = platforms or sorted(df["platform"].astype(str).unique())
+    code = {p: i for i, p in enumerate(platforms)}
+    network = np.array([code.get(p, -1) for p in df["platform"].astype(str)], dtype=np.int64)
+    offsets = np.searchsorted(cyc, np.arange(len(cycle_times) + 1))
+    return GriddedObservations(
+        cycle_times, torch.as_tensor(offsets), torch.as_tensor(channel), torch.as_tensor(row),
+        torch.as_tensor(col), torch.as_tensor(value, dtype=torch.float32), torch.as_tensor(network), list(platforms),
+    )
+
+
+def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None):
+    """Concatenate the observations of ``cycles`` with their sample index, optionally thinned.
+
+    ``keep_prob: (len(cycles), n_platforms)`` is the probability of keeping each observation of a
+    platform in a sample (random thinning of the networks). Returns ``sample, channel, row, col, value``.
+    """
+    parts = []
+    for b, k in enumerate(cycles):
+        s = obs.cycle(int(k))
+        n = s.stop - s.start
+        sample = torch.full((n,), b, dtype=torch.long)
+        keep = slice(None)
+        if keep_prob is not None and n:
+            p = keep_prob[b][obs.network[s].clamp(min=0)]
+            keep = torch.rand(n, generator=generator) < p
+        parts.append((sample[keep], obs.channel[s][keep], obs.row[s][keep], obs.col[s][keep], obs.value[s][keep]))
+    return tuple(torch.cat(x) for x in zip(*parts))

@@ -1,0 +1,166 @@
+"""Autoencoder and O2Lnet: shapes on odd grids, periodic padding, checkpoints, training, diagnostics."""
+
+import numpy as np
+import pytest
+import torch
+
+from hloba.channels import Channel
+from hloba.grid import Grid
+from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
+from hloba.models.checkpoint import CheckpointError, check_matches_data, load_checkpoint, save_checkpoint
+from hloba.models.diagnostics import latent_decorrelation
+from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
+from hloba.models.train_autoencoder import load_autoencoder
+from hloba.models.training import TrainingConfig, fit
+
+TINY = dict(latent_channels=4, widths=(8, 16, 16), blocks=1)
+
+
+@pytest.mark.parametrize(("ny", "nx"), [(11, 13), (16, 16), (17, 32)])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_autoencoder_shapes_round_trip_on_any_grid(ny, nx, periodic):
+    cfg = AutoencoderConfig(channels=3, ny=ny, nx=nx, periodic_lat=periodic, periodic_lon=periodic, **TINY)
+    model = Autoencoder(cfg)
+    x = torch.randn(2, 3, ny, nx)
+    z = model.encode(x)
+    assert z.shape == (2, cfg.n_latent)
+    assert cfg.latent_shape == (4, -(-ny // 4), -(-nx // 4))
+    assert model.decode(z).shape == x.shape
+
+
+def test_periodic_padding_makes_the_autoencoder_shift_equivariant():
+    cfg = AutoencoderConfig(channels=2, ny=16, nx=16, periodic_lat=True, periodic_lon=True, **TINY)
+    torch.manual_seed(0)
+    model = Autoencoder(cfg).eval()
+    x = torch.randn(1, 2, 16, 16)
+    shifted = torch.roll(x, shifts=4, dims=-1)  # one latent cell (factor 4)
+    with torch.no_grad():
+        out, out_shifted = model(x), model(shifted)
+    torch.testing.assert_close(torch.roll(out, 4, dims=-1), out_shifted, atol=1e-6, rtol=0)
+    # a bounded domain does not wrap: the same shift changes the result near the edges
+    bounded = Autoencoder(AutoencoderConfig(channels=2, ny=16, nx=16, **TINY)).eval()
+    bounded.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert (torch.roll(bounded(x), 4, dims=-1) - bounded(shifted)).abs().max() > 1e-5
+
+
+def test_too_small_grid_names_the_minimum():
+    with pytest.raises(ValueError, match="at least 8 points"):
+        AutoencoderConfig(channels=1, ny=5, nx=20, widths=(4, 8, 8, 8))
+
+
+def smooth_fields(n, ny=12, nx=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 2 * np.pi, ny)[:, None]
+    x = torch.linspace(0, 2 * np.pi, nx)[None, :]
+    a = torch.randn(n, 4, generator=g)
+    f1 = a[:, 0, None, None] * torch.sin(x + y) + a[:, 1, None, None] * torch.cos(2 * x)
+    f2 = a[:, 2, None, None] * torch.sin(y) + a[:, 3, None, None] * torch.cos(x - y)
+    return torch.stack([f1, f2], dim=1)
+
+
+def test_training_reduces_the_loss_and_is_deterministic():
+    x = smooth_fields(128)
+    x_val = smooth_fields(32, seed=1)
+
+    def train():
+        torch.manual_seed(0)
+        model = Autoencoder(AutoencoderConfig(channels=2, ny=12, nx=12, **TINY))
+        with torch.no_grad():
+            before = float(reconstruction_loss(x_val, model(x_val)))
+        cfg = TrainingConfig(epochs=30, batch_size=16, samples_per_epoch=128, learning_rate=3e-3, device="cpu",
+                             patience=30)
+        history = fit(model, list(model.parameters()), lambda idx, g: reconstruction_loss(x[idx], model(x[idx])),
+                      lambda: float(reconstruction_loss(x_val, model(x_val))), len(x), cfg, torch.device("cpu"),
+                      "test", progress=False)
+        return model, before, history
+
+    model, before, history = train()
+    assert history[-1]["validation_loss"] < 0.5 * before
+    _, _, again = train()
+    assert [h["validation_loss"] for h in history] == [h["validation_loss"] for h in again]
+
+
+def save_tiny(path, cfg=None, kind="autoencoder"):
+    cfg = cfg or AutoencoderConfig(channels=2, ny=12, nx=12, **TINY)
+    model = Autoencoder(cfg)
+    channels = [Channel("geopotential", 250.0), Channel("temperature")]
+    grid = Grid(tuple(np.linspace(30, 60, 12)), tuple(np.linspace(0, 44, 12)), longitude_period=48.0)
+    normalizer = {"anomaly_std": torch.ones(2, dtype=torch.float64), "coefficients": torch.zeros(3, 2, 12, 12, dtype=torch.float64), "n_harmonics": 1}
+    save_checkpoint(path, kind, cfg.to_dict(), model.state_dict(), channels, grid, normalizer, {"note": "test"})
+    return model, channels, grid
+
+
+def test_checkpoint_rebuilds_the_same_module_from_the_file_alone(tmp_path):
+    model, channels, grid = save_tiny(tmp_path / "ae.pt")
+    rebuilt, payload = load_autoencoder(tmp_path / "ae.pt")
+    x = torch.randn(3, 2, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model.eval()(x), rtol=0, atol=0)
+    assert payload["channels"]["names"] == ["geopotential_250", "temperature"]
+    assert payload["grid"]["longitude_period"] == 48.0
+    check_matches_data(payload, channels, grid)
+
+
+def test_bad_checkpoints_fail_with_a_clear_message(tmp_path):
+    save_tiny(tmp_path / "ae.pt")
+    data = (tmp_path / "ae.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "truncated.pt", "autoencoder")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an hloba checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt", "autoencoder")
+    with pytest.raises(CheckpointError, match="expected 'o2lnet'"):
+        load_checkpoint(tmp_path / "ae.pt", "o2lnet")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt", "autoencoder")
+    payload = load_checkpoint(tmp_path / "ae.pt", "autoencoder")
+    with pytest.raises(CheckpointError, match="channels"):
+        check_matches_data(payload, [Channel("temperature")], Grid(tuple(np.linspace(30, 60, 12)), tuple(np.linspace(0, 44, 12))))
+    with pytest.raises(CheckpointError, match="12 x 12 grid"):
+        check_matches_data(payload, [Channel("geopotential", 250.0), Channel("temperature")],
+                           Grid(tuple(np.linspace(30, 60, 10)), tuple(np.linspace(0, 44, 12))))
+
+
+def test_render_observations_means_and_masks():
+    sample = torch.tensor([0, 0, 1, 1])
+    channel = torch.tensor([1, 1, 0, 1])
+    row = torch.tensor([2, 2, 0, 3])
+    col = torch.tensor([1, 1, 4, 0])
+    value = torch.tensor([1.0, 3.0, -2.0, 5.0])
+    out = render_observations(sample, channel, row, col, value, 2, 2, 4, 5)
+    assert out.shape == (2, 4, 4, 5)
+    assert out[0, 1, 2, 1] == 2.0 and out[0, 3, 2, 1] == 1.0  # mean of two, mask set
+    assert out[1, 0, 0, 4] == -2.0 and out[1, 1, 3, 0] == 5.0
+    assert out[:, 2:].sum() == 3  # three observed cells
+
+
+def test_o2lnet_outputs_live_in_the_autoencoder_latent():
+    ae_cfg = AutoencoderConfig(channels=3, ny=11, nx=13, **TINY)
+    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), widths=(8, 8, 16), blocks=1, extra_blocks=1))
+    z, logvar = net(torch.randn(2, 6, 11, 13))
+    assert z.shape == logvar.shape == (2, ae_cfg.n_latent)
+    with pytest.raises(ValueError, match="levels"):
+        O2LnetConfig(autoencoder=ae_cfg.to_dict(), widths=(8, 16))
+
+
+def test_gaussian_nll_is_minimised_by_the_true_variance():
+    g = torch.Generator().manual_seed(0)
+    err = 0.7 * torch.randn(20000, generator=g)
+    levels = torch.linspace(-3, 1, 41)
+    losses = [float(gaussian_nll(err, torch.zeros_like(err), torch.full_like(err, float(lv)))) for lv in levels]
+    best = float(levels[int(np.argmin(losses))])
+    assert best == pytest.approx(np.log(0.49), abs=0.1)
+
+
+def test_decorrelation_diagnostic_separates_independent_from_correlated():
+    g = torch.Generator().manual_seed(0)
+    independent = torch.randn(2000, 50, generator=g)
+    d = latent_decorrelation(independent)
+    assert d["off_diagonal_energy_fraction"] == pytest.approx(d["sampling_floor"], rel=0.15)
+    common = torch.randn(2000, 1, generator=g)
+    correlated = independent + 2.0 * common
+    c = latent_decorrelation(correlated)
+    assert c["off_diagonal_energy_fraction"] > 0.9
+    assert c["max_abs_offdiagonal_correlation"] > 0.7
