@@ -47,6 +47,44 @@ def cmd_compute_normalization(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_observations(args: argparse.Namespace) -> int:
+    import yaml
+
+    from hloba.obs.networks import write_simulated_observations
+
+    with open(args.networks) as f:
+        system = yaml.safe_load(f)
+    system = system.get("observations", system)
+    write_simulated_observations(args.reference, args.output, system, args.year)
+    return 0
+
+
+def _training(args: argparse.Namespace):
+    from hloba.models.training import TrainingConfig
+
+    return TrainingConfig(epochs=args.epochs, max_minutes=args.max_minutes, device=args.device, seed=args.seed)
+
+
+def cmd_train_autoencoder(args: argparse.Namespace) -> int:
+    from hloba.models.train_autoencoder import train_autoencoder
+
+    report = train_autoencoder(args.train, args.validation, args.normalization, args.output,
+                               args.output.with_name(args.output.stem + "_report.json"), _parse_set(args.set),
+                               _training(args))
+    print(json.dumps(report["validation_rmse_over_anomaly_std"], indent=2))
+    return 0
+
+
+def cmd_train_o2lnet(args: argparse.Namespace) -> int:
+    from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet
+
+    report = train_o2lnet(args.train, args.train_obs, args.validation, args.validation_obs, args.autoencoder,
+                          args.output, args.output.with_name(args.output.stem + "_report.json"),
+                          _parse_set(args.set), _training(args), O2LnetTraining())
+    print(json.dumps(report["rmse_ratio_to_climatology"], indent=2))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import xarray as xr
 
@@ -80,6 +118,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="normalisation netCDF to write")
     p.add_argument("--harmonics", type=int, default=3, help="annual harmonics of the climatology")
     p.set_defaults(func=cmd_compute_normalization)
+
+    p = sub.add_parser("simulate-observations", help="simulate one year of observations from a reference file")
+    p.add_argument("reference", help="reference netCDF of the year")
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--networks", required=True,
+                   help="YAML with the observing system (the 'observations' section of config.yaml)")
+    p.add_argument("-o", "--output", required=True, help="parquet file to write")
+    p.set_defaults(func=cmd_simulate_observations)
+
+    def training_options(p):
+        p.add_argument("--epochs", type=int, default=40)
+        p.add_argument("--max-minutes", type=float, default=None)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="architecture option, e.g. --set width=64 (repeatable)")
+
+    p = sub.add_parser("train-autoencoder", help="train the autoencoder (writes the checkpoint and a report)")
+    p.add_argument("--train", nargs="+", required=True, help="reference files of the training years")
+    p.add_argument("--validation", nargs="+", required=True, help="reference files of the validation years")
+    p.add_argument("--normalization", required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint to write (.pt)")
+    training_options(p)
+    p.set_defaults(func=cmd_train_autoencoder)
+
+    p = sub.add_parser("train-o2lnet", help="train O2Lnet (writes the checkpoint and a report)")
+    p.add_argument("--train", nargs="+", required=True, help="reference files of the training years")
+    p.add_argument("--train-obs", nargs="+", required=True, help="observation files of the training years")
+    p.add_argument("--validation", nargs="+", required=True)
+    p.add_argument("--validation-obs", nargs="+", required=True)
+    p.add_argument("--autoencoder", required=True, help="autoencoder checkpoint")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint to write (.pt)")
+    training_options(p)
+    p.set_defaults(func=cmd_train_o2lnet)
 
     p = sub.add_parser("info", help="print a summary of a netCDF file the pipeline wrote")
     p.add_argument("path")

@@ -14,7 +14,7 @@ def test_help_lists_the_stages(capsys):
     except SystemExit as exit:
         assert exit.code == 0
     out = capsys.readouterr().out
-    for cmd in ("make-world", "compute-normalization", "info"):
+    for cmd in ("make-world", "compute-normalization", "simulate-observations", "train-autoencoder", "train-o2lnet", "info"):
         assert cmd in out
 
 

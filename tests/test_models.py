@@ -13,7 +13,7 @@ from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_obser
 from hloba.models.train_autoencoder import load_autoencoder
 from hloba.models.training import TrainingConfig, fit
 
-TINY = dict(latent_channels=4, widths=(8, 16, 16), blocks=1)
+TINY = dict(latent_channels=4, patch=4, width=16, blocks=1)
 
 
 @pytest.mark.parametrize(("ny", "nx"), [(11, 13), (16, 16), (17, 32)])
@@ -46,7 +46,7 @@ def test_periodic_padding_makes_the_autoencoder_shift_equivariant():
 
 def test_too_small_grid_names_the_minimum():
     with pytest.raises(ValueError, match="at least 8 points"):
-        AutoencoderConfig(channels=1, ny=5, nx=20, widths=(4, 8, 8, 8))
+        AutoencoderConfig(channels=1, ny=5, nx=20, patch=4)
 
 
 def smooth_fields(n, ny=12, nx=12, seed=0):
@@ -138,11 +138,9 @@ def test_render_observations_means_and_masks():
 
 def test_o2lnet_outputs_live_in_the_autoencoder_latent():
     ae_cfg = AutoencoderConfig(channels=3, ny=11, nx=13, **TINY)
-    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), widths=(8, 8, 16), blocks=1, extra_blocks=1))
+    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), width=8, blocks=2))
     z, logvar = net(torch.randn(2, 6, 11, 13))
     assert z.shape == logvar.shape == (2, ae_cfg.n_latent)
-    with pytest.raises(ValueError, match="levels"):
-        O2LnetConfig(autoencoder=ae_cfg.to_dict(), widths=(8, 16))
 
 
 def test_gaussian_nll_is_minimised_by_the_true_variance():

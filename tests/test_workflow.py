@@ -5,9 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
+import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+
+from hloba.models.train_o2lnet import load_o2lnet
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -33,7 +38,7 @@ def workdir(repo, tmp_path):
 
 def test_dry_run_lists_the_rules(workdir):
     out = run(SNAKEMAKE + ["-n", "--cores", "2"], workdir).stdout
-    for rule in ("make_world", "compute_normalization", "all"):
+    for rule in ("make_world", "compute_normalization", "simulate_observations", "train_autoencoder", "train_o2lnet", "all"):
         assert rule in out
     assert "results/reference/2011.nc" in out
 
@@ -72,7 +77,7 @@ def test_bad_config_fails_before_any_job_with_the_key(workdir, override, key):
 
 
 @pytest.mark.slow
-def test_tiny_pipeline_writes_reference_and_normalization(workdir):
+def test_tiny_pipeline_end_to_end(workdir):
     run(SNAKEMAKE + ["--cores", "2", "--configfile", "config/test.yaml"], workdir)
     for year in (2001, 2002):
         with xr.open_dataset(workdir / f"results/reference/{year}.nc") as ds:
@@ -80,6 +85,16 @@ def test_tiny_pipeline_writes_reference_and_normalization(workdir):
     with xr.open_dataset(workdir / "results/prep/normalization.nc") as norm:
         assert norm.sizes["channel"] == 8
         assert (norm["std"] > 0).all()
+    obs = pd.read_parquet(workdir / "results/obs/2002.parquet")
+    assert set(obs.platform) == {"radiosonde", "surface", "satellite", "aircraft"}
+    assert 0.0 < obs.gross_error.mean() < 0.05
+    ae_report = json.loads((workdir / "results/models/autoencoder_report.json").read_text())
+    assert len(ae_report["validation_rmse_over_anomaly_std"]) == 8
+    assert ae_report["history"][-1]["validation_loss"] < ae_report["history"][0]["validation_loss"] * 1.5
+    o2l_report = json.loads((workdir / "results/models/o2lnet_report.json").read_text())
+    assert 0.2 < o2l_report["calibration_mean_normalized_squared_error"] < 5.0
+    model, payload = load_o2lnet(workdir / "results/models/o2lnet.pt")
+    assert payload["static_sigma_o2"].shape == (model.cfg.ae.n_latent,)
     log = (workdir / "results/logs/make_world.log").read_text()
     assert "year 2002 done" in log
     assert (workdir / "results/benchmarks/make_world.tsv").exists()

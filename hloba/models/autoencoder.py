@@ -1,11 +1,19 @@
 """Convolutional autoencoder: standardised anomalies ``x: (batch, C, ny, nx)`` <-> latent ``z``.
 
-Encoder: 3x3 conv, then ``depth = len(widths) - 1`` stride-2 downsamplings, residual blocks at the
-coarsest level (where most of the work is cheap), then a 1x1 conv to ``latent_channels``; the latent is ``(batch, latent_channels, ceil(ny / 2**depth), ceil(nx / 2**depth))``
-and flattens to ``n_latent`` elements (the vector z of DESIGN section 2). The decoder mirrors it
-with nearest-neighbour upsampling. Padding is circular along periodic axes and replicate
-elsewhere; grids whose size is not a multiple of ``2**depth`` (odd sizes included) are padded
-in the same way before encoding and cropped after decoding.
+Encoder: an overlapping strided convolution (kernel ``2 * patch``, stride ``patch``) takes the
+grid to the latent resolution ``ceil(ny / patch) x ceil(nx / patch)`` with ``width`` features,
+residual blocks refine it, and a 1x1 convolution gives ``latent_channels`` per cell; the latent
+flattens to ``n_latent`` elements (the vector z of DESIGN section 2). The decoder mirrors it: 1x1
+convolution, residual blocks, and a transposed convolution back to the grid.
+
+The residual blocks start as the identity (their last convolution is zero-initialised), so
+training starts from a linear, local, overlapping-patch autoencoder (close to a local PCA, which
+is already a good compressor of smooth fields) and learns the nonlinear corrections on top: on
+two CPU cores this reaches a given accuracy several times sooner than a deep U-shaped stack.
+
+Padding is circular along periodic axes and replicate elsewhere; grids whose size is not a
+multiple of ``patch`` (odd sizes included) are padded in the same way before encoding and
+cropped after decoding.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hloba.models.layers import DomainConv, ResidualBlock, pad_domain, padded_size
+from hloba.models.layers import ResidualBlock, pad_domain, padded_size
 
 
 @dataclass(frozen=True)
@@ -25,29 +33,28 @@ class AutoencoderConfig:
     ny: int
     nx: int
     latent_channels: int = 8
-    widths: tuple[int, ...] = (16, 48, 128)  # channels at full resolution, after 1, ..., depth downsamplings
-    blocks: int = 2  # residual blocks at the coarsest resolution
+    patch: int = 4
+    width: int = 128
+    blocks: int = 2
     periodic_lat: bool = False
     periodic_lon: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if not 1 <= len(self.widths) <= 7:
-            raise ValueError(f"autoencoder widths={self.widths}: give 1 to 7 widths (one per resolution level)")
-        if min(self.ny, self.nx) < 2**self.depth:
+        if self.patch < 1:
+            raise ValueError(f"autoencoder patch={self.patch} must be >= 1")
+        if min(self.ny, self.nx) < 2 * self.patch:
             raise ValueError(
-                f"grid {self.ny} x {self.nx} is too small for autoencoder depth {self.depth}: "
-                f"each side needs at least {2**self.depth} points (reduce autoencoder.depth)"
+                f"grid {self.ny} x {self.nx} is too small for autoencoder patch {self.patch}: each side needs "
+                f"at least {2 * self.patch} points (reduce autoencoder.patch)"
             )
 
     @property
-    def depth(self) -> int:
-        return len(self.widths) - 1
+    def latent_grid(self) -> tuple[int, int]:
+        return padded_size(self.ny, self.patch) // self.patch, padded_size(self.nx, self.patch) // self.patch
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        f = 2**self.depth
-        return (self.latent_channels, padded_size(self.ny, f) // f, padded_size(self.nx, f) // f)
+        return (self.latent_channels, *self.latent_grid)
 
     @property
     def n_latent(self) -> int:
@@ -62,43 +69,50 @@ class AutoencoderConfig:
         return asdict(self)
 
 
-class Encoder(nn.Module):
-    def __init__(self, cfg: AutoencoderConfig, in_channels: int | None = None, extra_blocks: int = 0) -> None:
-        super().__init__()
-        p = (cfg.periodic_lat, cfg.periodic_lon)
-        self.cfg = cfg
-        w = cfg.widths
-        layers: list[nn.Module] = [DomainConv(in_channels or cfg.channels, w[0], *p), nn.GELU()]
-        for level in range(cfg.depth):
-            layers += [DomainConv(w[level], w[level + 1], *p, stride=2), nn.GELU()]
-        layers += [ResidualBlock(w[-1], *p) for _ in range(cfg.blocks + extra_blocks)]
-        self.body = nn.Sequential(*layers)
-        self.width = w[-1]
+def identity_blocks(n: int, width: int, periodic_lat: bool, periodic_lon: bool) -> list[nn.Module]:
+    blocks = [ResidualBlock(width, periodic_lat, periodic_lon) for _ in range(n)]
+    for block in blocks:
+        nn.init.zeros_(block.conv2.conv.weight)
+        nn.init.zeros_(block.conv2.conv.bias)
+    return blocks
 
-    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
-        f = 2**self.cfg.depth
-        dy, dx = padded_size(self.cfg.ny, f) - self.cfg.ny, padded_size(self.cfg.nx, f) - self.cfg.nx
-        return pad_domain(x, (0, dy), (0, dx), self.cfg.periodic_lat, self.cfg.periodic_lon)
+
+class Encoder(nn.Module):
+    """Grid ``(batch, C, ny, nx)`` -> features ``(batch, width, *latent_grid)``."""
+
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.stem = nn.Conv2d(cfg.channels, cfg.width, 2 * cfg.patch, stride=cfg.patch)
+        self.blocks = nn.Sequential(*identity_blocks(cfg.blocks, cfg.width, cfg.periodic_lat, cfg.periodic_lon))
+        self.width = cfg.width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.pad_input(x))
+        c, p = self.cfg, self.cfg.patch
+        dy, dx = padded_size(c.ny, p) - c.ny, padded_size(c.nx, p) - c.nx
+        half = p // 2
+        x = pad_domain(x, (half, dy + p - half), (half, dx + p - half), c.periodic_lat, c.periodic_lon)
+        return self.blocks(self.stem(x))
 
 
 class Decoder(nn.Module):
+    """Latent ``(batch, latent_channels, *latent_grid)`` -> grid ``(batch, C, ny, nx)``."""
+
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__()
-        p = (cfg.periodic_lat, cfg.periodic_lon)
         self.cfg = cfg
-        w = cfg.widths
-        layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, w[-1], 1), nn.GELU()]
-        layers += [ResidualBlock(w[-1], *p) for _ in range(cfg.blocks)]
-        for level in reversed(range(cfg.depth)):
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), DomainConv(w[level + 1], w[level], *p), nn.GELU()]
-        layers += [DomainConv(w[0], cfg.channels, *p)]
-        self.body = nn.Sequential(*layers)
+        self.from_latent = nn.Conv2d(cfg.latent_channels, cfg.width, 1)
+        self.blocks = nn.Sequential(*identity_blocks(cfg.blocks, cfg.width, cfg.periodic_lat, cfg.periodic_lon))
+        self.head = nn.ConvTranspose2d(cfg.width, cfg.channels, 2 * cfg.patch, stride=cfg.patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.body(z)[..., : self.cfg.ny, : self.cfg.nx]
+        c, p = self.cfg, self.cfg.patch
+        h = self.blocks(self.from_latent(z))
+        # one latent cell of halo on each side, so that overlapping kernels see their neighbours
+        h = pad_domain(h, (1, 1), (1, 1), c.periodic_lat, c.periodic_lon)
+        out = self.head(h)  # (n + 2) * p + p
+        start = p + p // 2
+        return out[..., start:start + c.ny, start:start + c.nx]
 
 
 class Autoencoder(nn.Module):
@@ -108,7 +122,7 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.to_latent = nn.Conv2d(self.encoder.width, cfg.latent_channels, 1)
+        self.to_latent = nn.Conv2d(cfg.width, cfg.latent_channels, 1)
         self.decoder = Decoder(cfg)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,8 @@
 Input: the cycle's observations rendered on the model grid, two channels per grid channel: the
 mean standardised anomaly of the observations that fall in each cell (0 where none) and an
 observed/not-observed mask, ``(batch, 2 C, ny, nx)``. The body is the autoencoder's encoder
-shape with extra residual blocks at the latent resolution (to spread sparse information); two
-1x1 heads give the latent mean and the log-variance. O2Lnet sees observations only, never the
+shape (same patch, so it lands on the latent grid) with extra residual blocks at the latent
+resolution to spread sparse information; two 1x1 heads give the latent mean and the log-variance. O2Lnet sees observations only, never the
 background.
 
 Loss (per sample, mean over elements):
@@ -28,17 +28,8 @@ LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
 @dataclass(frozen=True)
 class O2LnetConfig:
     autoencoder: dict  # the AutoencoderConfig of the latent space it maps into
-    widths: tuple[int, ...] = (32, 64, 128)
-    blocks: int = 2
-    extra_blocks: int = 2
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        ae = AutoencoderConfig(**self.autoencoder)
-        if len(self.widths) != len(ae.widths):
-            raise ValueError(
-                f"o2lnet widths {self.widths} need {len(ae.widths)} levels to reach the autoencoder's latent grid"
-            )
+    width: int = 128
+    blocks: int = 4
 
     @property
     def ae(self) -> AutoencoderConfig:
@@ -56,10 +47,10 @@ class O2Lnet(nn.Module):
         ae = cfg.ae
         self.cfg = cfg
         body_cfg = AutoencoderConfig(
-            channels=2 * ae.channels, ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, widths=cfg.widths,
-            blocks=cfg.blocks, periodic_lat=ae.periodic_lat, periodic_lon=ae.periodic_lon,
+            channels=2 * ae.channels, ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, patch=ae.patch,
+            width=cfg.width, blocks=cfg.blocks, periodic_lat=ae.periodic_lat, periodic_lon=ae.periodic_lon,
         )
-        self.body = Encoder(body_cfg, extra_blocks=cfg.extra_blocks)
+        self.body = Encoder(body_cfg)
         self.mean_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)
         self.logvar_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)
 

@@ -90,7 +90,7 @@ def validate_observations(
         flag(out, "outside period")
     flag(~(df["error_std"] > 0), "non-positive error_std")
     key = ["time", "latitude", "longitude", "level", "variable", "platform", "station_id"]
-    flag(df[key].astype(str).duplicated(keep="first") & (reason == ""), "duplicate")
+    flag(df.duplicated(subset=key, keep="first").to_numpy() & (reason.to_numpy() == ""), "duplicate")
     counts = Counter(reason[reason != ""])
     clean = df[reason.to_numpy() == ""].copy()
     clean["channel"] = channel[reason.to_numpy() == ""]

@@ -36,8 +36,8 @@ def observation_files(years):
 # Keys of the autoencoder/o2lnet sections that describe the network, the training loop, and
 # O2Lnet's loss; the split lives here so that each reaches its function through params.
 ARCHITECTURE_KEYS = {
-    "autoencoder": ("latent_channels", "widths", "blocks"),
-    "o2lnet": ("widths", "blocks", "extra_blocks"),
+    "autoencoder": ("latent_channels", "patch", "width", "blocks"),
+    "o2lnet": ("width", "blocks"),
 }
 TRAINING_KEYS = (
     "epochs",

@@ -10,7 +10,7 @@ rule make_world:
         "results/benchmarks/make_world.tsv"
     conda:
         ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
