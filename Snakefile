@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/ensemble.smk"
 
 
 rule all:
@@ -21,3 +22,4 @@ rule all:
         observation_files(ALL_YEARS),
         "results/models/autoencoder.pt",
         "results/models/o2lnet.pt",
+        "results/ensemble/calibration.nc",

@@ -38,6 +38,7 @@ def observation_files(years):
 ARCHITECTURE_KEYS = {
     "autoencoder": ("latent_channels", "patch", "width", "blocks"),
     "o2lnet": ("width", "blocks"),
+    "emulator": ("patch", "width", "blocks"),
 }
 TRAINING_KEYS = (
     "epochs",
@@ -69,3 +70,13 @@ def o2lnet_options():
 def gpus_requested():
     """Portable GPU resource: one GPU when training is pinned to CUDA (profiles map it to the cluster)."""
     return 1 if config.get("training", {}).get("device") == "cuda" else 0
+
+
+def forecast_model_inputs(wildcards):
+    """Files the configured forecast model needs (the trained emulator, or the user's script)."""
+    forecast = config["forecast"]
+    if forecast["model"] == "emulator":
+        return {"emulator": "results/models/emulator.pt"}
+    if forecast["model"] == "torchscript":
+        return {"scripted_model": forecast["path"]}
+    return {}

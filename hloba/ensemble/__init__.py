@@ -1,0 +1,1 @@
+"""Time-lagged ensembles and the calibration of the hybrid background error variance."""

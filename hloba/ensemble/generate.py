@@ -1,0 +1,113 @@
+"""Rule generate_lagged_ensemble: lagged forecasts on the calibration years -> calibration file."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from hloba import __version__
+from hloba.channels import list_channels, stack_channels
+from hloba.forecast import build_forecast_model, check_forecast_model
+from hloba.grid import Grid
+from hloba.io import write_netcdf
+from hloba.models.checkpoint import channels_from_state, check_matches_data
+from hloba.models.normalizer import Normalizer
+from hloba.models.train_autoencoder import load_autoencoder
+from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
+
+log = logging.getLogger(__name__)
+
+
+def load_physical(paths) -> tuple[torch.Tensor, pd.DatetimeIndex, list, Grid]:
+    arrays, times, channels, grid = [], [], None, None
+    for path in paths:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+        channels = channels or list_channels(ds)
+        grid = grid or Grid.from_dataset(ds)
+        arrays.append(torch.from_numpy(stack_channels(ds, channels)))
+        times.append(pd.DatetimeIndex(ds["time"].values))
+    t = times[0].append(times[1:]) if len(times) > 1 else times[0]
+    return torch.cat(arrays), t, channels, grid
+
+
+def latent_encoder(ae, normalizer: Normalizer, batch: int = 64):
+    device = next(ae.parameters()).device
+
+    @torch.no_grad()
+    def encode(x: torch.Tensor, times) -> torch.Tensor:
+        times = pd.DatetimeIndex(times)
+        out = []
+        for i in range(0, len(x), batch):
+            xn = normalizer.standardize(x[i:i + batch], times[i:i + batch]).to(device)
+            out.append(ae.encode(xn).cpu())
+        return torch.cat(out)
+
+    return encode
+
+
+def generate_lagged_ensemble(
+    reference_paths, autoencoder_path, output_path, forecast: dict, world_qg: dict | None = None,
+    emulator_path=None, members: int = 4, max_lead_days: float = 5.0, lead_starts: int = 40,
+    figures: dict | None = None, progress: bool = True,
+) -> xr.Dataset:
+    ae, payload = load_autoencoder(autoencoder_path)
+    normalizer = Normalizer.from_state(payload["normalizer"])
+    x, times, channels, grid = load_physical(reference_paths)
+    check_matches_data(payload, channels, grid, autoencoder_path)
+    interval = times[1] - times[0]
+    model = build_forecast_model(forecast, channels, interval, world=world_qg, emulator_path=emulator_path)
+    check_forecast_model(model, channels, x[:2], times[:2])
+    if model.interval != interval:
+        raise ValueError(f"forecast step {model.interval} differs from the data's cycle interval {interval}")
+    encode = latent_encoder(ae, normalizer)
+    log.info("lagged ensemble: %d times, K = %d members, forecast model %s", len(times), members, forecast["model"])
+    lagged = lagged_forecasts(model, encode, x, times, members, progress=progress)
+    cal = calibrate(lagged)
+    max_lead = int(round(pd.Timedelta(days=max_lead_days) / interval))
+    starts = np.linspace(0, len(times) - max_lead - 1, lead_starts).astype(int)
+    err, pers = lead_rmse(model, x, times, max_lead, starts, grid.area_weights())
+    log.info("hybrid weights a = %.3f, b = %.3f; corr(s2, e2) = %.3f", cal["hybrid_a"], cal["hybrid_b"], cal["corr_s2_e2"])
+    log.info("decorrelation before rotation %s", cal["decorrelation_before"])
+    log.info("decorrelation after rotation %s", cal["decorrelation_after_rotation"])
+    ds = calibration_dataset(cal, err, pers, interval, channels, lagged.times, forecast, members)
+    write_netcdf(ds, output_path)
+    if figures:
+        from hloba.ensemble.figures import plot_error_growth, plot_sigma_clim_map
+
+        plot_error_growth(ds, normalizer, figures["error_growth"])
+        plot_sigma_clim_map(ae, ds, lagged.z[0], grid, channels, figures["sigma_clim_map"])
+    return ds
+
+
+def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, forecast: dict, members: int) -> xr.Dataset:
+    n = len(cal["sigma_clim2"])
+    leads = (np.arange(1, err.shape[0] + 1) * interval / pd.Timedelta(hours=1)).astype(float)
+    flat = {}
+    for key in ("decorrelation_before", "decorrelation_after_rotation"):
+        for k, v in cal[key].items():
+            flat[f"{key}_{k}"] = v
+    return xr.Dataset(
+        {
+            "sigma_clim2": ("latent", cal["sigma_clim2"].numpy(), {"long_name": "static latent background error variance"}),
+            "s2_mean": ("latent", cal["s2_mean"].numpy(), {"long_name": "time-mean lagged-ensemble variance"}),
+            "rotation": (("latent", "mode"), cal["rotation"].numpy(),
+                         {"long_name": "eigenvectors V of the latent background-error covariance (columns)"}),
+            "sigma_clim2_rotated": ("mode", cal["sigma_clim2_rotated"].numpy(), {"long_name": "eigenvalues L"}),
+            "lead_rmse": (("lead_hours", "channel"), err, {"long_name": "area-weighted forecast RMSE, physical units"}),
+            "persistence_rmse": (("lead_hours", "channel"), pers),
+        },
+        coords={"latent": np.arange(n), "mode": np.arange(n), "lead_hours": leads,
+                "channel": [c.name for c in channels]},
+        attrs={
+            "hloba_version": __version__, "forecast_model": forecast["model"], "members": members,
+            "hybrid_a": cal["hybrid_a"], "hybrid_b": cal["hybrid_b"], "corr_s2_e2": cal["corr_s2_e2"],
+            "hybrid_a_rotated": cal["hybrid_a_rotated"], "hybrid_b_rotated": cal["hybrid_b_rotated"],
+            "corr_s2_e2_rotated": cal["corr_s2_e2_rotated"], "n_valid_times": len(valid_times),
+            "first_valid_time": str(valid_times[0]), "last_valid_time": str(valid_times[-1]), **flat,
+        },
+    )

@@ -1,0 +1,160 @@
+"""Forecast models: one conformance test for every implementation, config plumbing, mismatches,
+and the hybrid-weight calibration."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hloba.channels import Channel
+from hloba.ensemble.calibration import LaggedForecasts, calibrate, nnls_two
+from hloba.forecast import ForecastModelError, build_forecast_model, check_forecast_model
+from hloba.forecast.emulator import EmulatorConfig, EmulatorForecast, EmulatorNet
+from hloba.forecast.qg import QGForecast, world_channels
+from hloba.models.normalizer import Normalizer
+from hloba.testing import tiny_world_config
+from hloba.world.simulate import simulate_years
+
+SIX_HOURS = pd.Timedelta(hours=6)
+
+
+@pytest.fixture(scope="module")
+def world():
+    config = tiny_world_config(spinup_days=60)
+    (_, ds), = list(simulate_years(config, [2003], progress=False))
+    from hloba.channels import list_channels, stack_channels
+
+    channels = list_channels(ds)
+    x = torch.from_numpy(stack_channels(ds, channels).astype(np.float64))
+    return config, channels, x, pd.DatetimeIndex(ds.time.values)
+
+
+def tiny_normalizer(x, channels):
+    std = x.std(dim=(0, 2, 3))
+    coef = torch.zeros(3, len(channels), *x.shape[-2:], dtype=torch.float64)
+    coef[0] = x.mean(0)
+    return Normalizer(std, coef, 1)
+
+
+def make_models(world, tmp_path):
+    config, channels, x, times = world
+    models = {"qg": QGForecast(config.qg, SIX_HOURS, {"drag_timescale_days": 2.5})}
+    net = EmulatorNet(EmulatorConfig(channels=len(channels), ny=16, nx=16, width=8, blocks=1,
+                                     periodic_lat=True, periodic_lon=True))
+    torch.nn.init.normal_(net.decoder.head.weight, std=0.01)
+    models["emulator"] = EmulatorForecast(net, tiny_normalizer(x, channels), channels)
+
+    class Damped(torch.nn.Module):
+        def forward(self, x):
+            return 0.9 * x + 0.1 * x.mean(dim=(-2, -1), keepdim=True)
+
+    path = tmp_path / "model.pt"
+    torch.jit.script(Damped()).save(str(path))
+    models["torchscript"] = build_forecast_model({"model": "torchscript", "path": str(path)}, channels, SIX_HOURS)
+    (tmp_path / "usermodel_fc.py").write_text(textwrap.dedent("""
+        import torch
+
+        def step(x, times, n):
+            for _ in range(n):
+                x = x + 0.01 * torch.roll(x, 1, dims=-1) - 0.01 * x
+            return x
+    """))
+    sys.path.insert(0, str(tmp_path))
+    models["python"] = build_forecast_model({"model": "python", "callable": "usermodel_fc:step"}, channels, SIX_HOURS)
+    return models
+
+
+@pytest.mark.parametrize("kind", ["qg", "emulator", "torchscript", "python"])
+def test_conformance(world, tmp_path, kind):
+    config, channels, x, times = world
+    model = make_models(world, tmp_path)[kind]
+    check_forecast_model(model, channels, x[:2], times[:2])
+    batch, t = x[10:13], times[10:13]
+    with torch.no_grad():
+        together = model.step(batch, t, 2)
+        apart = torch.cat([model.step(batch[i:i + 1], t[i:i + 1], 2) for i in range(3)])
+        again = model.step(batch, t, 2)
+    assert together.shape == batch.shape and together.dtype == batch.dtype
+    torch.testing.assert_close(together, apart, rtol=1e-6, atol=1e-6 * float(batch.abs().max()))  # batch independence
+    torch.testing.assert_close(together, again, rtol=0, atol=0)  # determinism
+    assert not torch.equal(together, batch)  # it does something
+    two_single = model.step(model.step(batch, t, 1), t + SIX_HOURS, 1)
+    torch.testing.assert_close(together, two_single, rtol=1e-6, atol=1e-6 * float(batch.abs().max()))
+    if torch.cuda.is_available():
+        on_gpu = model.step(batch.cuda(), t, 2).cpu()
+        torch.testing.assert_close(on_gpu, together, rtol=1e-4, atol=1e-4 * float(batch.abs().max()))
+
+
+def test_unperturbed_qg_forecast_reproduces_the_reference(world):
+    config, channels, x, times = world
+    model = QGForecast(config.qg, SIX_HOURS)
+    out = model.step(x[100:104], times[100:104], 4)
+    err = (out - x[104:108]).pow(2).mean(dim=(0, 2, 3)).sqrt()
+    change = (x[100:104] - x[104:108]).pow(2).mean(dim=(0, 2, 3)).sqrt()
+    assert (err < 0.02 * change).all()  # only the float32 rounding of the stored states differs
+    imperfect = QGForecast(config.qg, SIX_HOURS, {"drag_timescale_days": 3.0, "shear_m_s": 6.0})
+    err_imperfect = (imperfect.step(x[100:104], times[100:104], 4) - x[104:108]).pow(2).mean(dim=(0, 2, 3)).sqrt()
+    assert (err_imperfect > 3 * err).any()
+
+
+def test_qg_forecast_is_differentiable(world):
+    config, channels, x, times = world
+    model = QGForecast(config.qg, SIX_HOURS)
+    x0 = x[:1].clone().requires_grad_(True)
+    model.step(x0, times[:1], 2)[:, 0].pow(2).mean().backward()
+    assert torch.isfinite(x0.grad).all() and x0.grad.abs().sum() > 0
+
+
+def test_mismatched_models_fail_before_cycling(world, tmp_path):
+    config, channels, x, times = world
+    (tmp_path / "badmodel_fc.py").write_text("def step(x, times, n):\n    return x[:, :3]\n")
+    sys.path.insert(0, str(tmp_path))
+    bad_shape = build_forecast_model({"model": "python", "callable": "badmodel_fc:step"}, channels, SIX_HOURS)
+    with pytest.raises(ForecastModelError, match=r"returned \(2, 3, 16, 16\)"):
+        check_forecast_model(bad_shape, channels, x[:2], times[:2])
+    wrong = build_forecast_model({"model": "python", "callable": "badmodel_fc:step",
+                                  "channels": ["geopotential_250", "vorticity"]}, channels, SIX_HOURS)
+    with pytest.raises(ForecastModelError, match="missing .*temperature"):
+        check_forecast_model(wrong, channels, x[:2], times[:2])
+    with pytest.raises(ForecastModelError, match="no 'nothing'"):
+        build_forecast_model({"model": "python", "callable": "badmodel_fc:nothing"}, channels, SIX_HOURS)
+    with pytest.raises(ForecastModelError, match="does not exist"):
+        build_forecast_model({"model": "torchscript", "path": str(tmp_path / "none.pt")}, channels, SIX_HOURS)
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ForecastModelError, match="not a TorchScript module"):
+        build_forecast_model({"model": "torchscript", "path": str(tmp_path / "junk.pt")}, channels, SIX_HOURS)
+    assert [c.name for c in world_channels(config.qg)] == [c.name for c in channels]
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.7, 1.8), (1.2, 0.0), (0.0, 2.5)])
+def test_nnls_recovers_known_hybrid_weights(a, b):
+    rng = np.random.default_rng(0)
+    clim = rng.uniform(0.5, 2.0, 400)[None, :].repeat(500, 0)
+    s2 = rng.gamma(2.0, 0.5, (500, 400))
+    e2 = (a * clim + b * s2) * rng.standard_normal((500, 400)) ** 2
+    fa, fb = nnls_two(clim, s2, e2)
+    assert fa == pytest.approx(a, abs=0.03)
+    assert fb == pytest.approx(b, abs=0.03)
+
+
+def test_nnls_clamps_negative_weights():
+    x1 = np.array([1.0, 2.0, 3.0, 4.0])
+    x2 = np.array([1.0, 1.0, 1.0, 1.0])
+    fa, fb = nnls_two(x1, x2, 5.0 - x1)  # unconstrained fit: a = -1, b = 5
+    assert fa == 0.0 and fb == pytest.approx(2.5)
+
+
+def test_calibration_of_synthetic_lagged_members():
+    g = torch.Generator().manual_seed(0)
+    t, k, n = 800, 4, 6
+    spread = torch.rand(t, 1, generator=g) * 2 + 0.5  # flow-dependent error size
+    truth = torch.randn(t, n, generator=g)
+    members = truth[:, None] + spread[:, None] * torch.randn(t, k, n, generator=g)
+    cal = calibrate(LaggedForecasts(pd.date_range("2003", periods=t, freq="6h"), truth, members))
+    assert cal["corr_s2_e2"] > 0.2 and cal["hybrid_b"] > 0.5
+    np.testing.assert_allclose(cal["sigma_clim2"].numpy(), (spread**2).mean().item(), rtol=0.15)
+    v = cal["rotation"].double()
+    torch.testing.assert_close(v.T @ v, torch.eye(n, dtype=torch.float64), atol=1e-5, rtol=0)
