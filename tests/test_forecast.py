@@ -158,3 +158,18 @@ def test_calibration_of_synthetic_lagged_members():
     np.testing.assert_allclose(cal["sigma_clim2"].numpy(), (spread**2).mean().item(), rtol=0.15)
     v = cal["rotation"].double()
     torch.testing.assert_close(v.T @ v, torch.eye(n, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+def test_shrinkage_is_small_with_plenty_of_samples_and_large_with_few():
+    from hloba.ensemble.calibration import shrunk_covariance
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(20, 20, generator=g)
+    many = torch.randn(5000, 20, generator=g) @ mix
+    cov, lam = shrunk_covariance(many)
+    assert lam < 0.02
+    torch.testing.assert_close(cov, many.double().T @ many.double() / 5000, rtol=0.05, atol=0.05 * float(cov.abs().max()))
+    _, lam_few = shrunk_covariance(torch.randn(15, 20, generator=g) @ mix)
+    assert lam_few > 5 * lam
+    _, lam_white = shrunk_covariance(torch.randn(200, 20, generator=g))
+    assert lam_white > 0.5  # independent elements: the off-diagonal correlations are all noise

@@ -98,6 +98,25 @@ def test_tiny_pipeline_end_to_end(workdir):
     log = (workdir / "results/logs/make_world.log").read_text()
     assert "year 2002 done" in log
     assert (workdir / "results/benchmarks/make_world.tsv").exists()
+    with xr.open_dataset(workdir / "results/ensemble/calibration.nc") as cal:
+        assert cal.attrs["forecast_model"] == "qg"
+        assert cal.attrs["hybrid_a"] >= 0 and cal.attrs["hybrid_b"] >= 0
+        assert (cal["sigma_clim2"] > 0).all()
+        rmse = cal["lead_rmse"].values
+        assert (rmse[-1] > rmse[0]).sum() >= 6  # errors grow with lead for most channels
+    for png in ("error_growth.png", "sigma_clim_map.png"):
+        assert (workdir / "results/ensemble" / png).read_bytes()[:4] == b"\x89PNG"
     # nothing left to do: a second run is a no-op
     again = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml"], workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # switching the forecast model through config alone trains the emulator and recalibrates,
+    # and nothing upstream reruns
+    switch = ["--configfile", "config/test.yaml", "--config", "forecast={'model': 'emulator'}"]
+    plan = run(SNAKEMAKE + ["-n", "--cores", "2"] + switch, workdir).stdout
+    assert "train_emulator" in plan and "generate_lagged_ensemble" in plan
+    assert "train_autoencoder" not in plan and "make_world" not in plan
+    run(SNAKEMAKE + ["--cores", "2"] + switch, workdir)
+    report = json.loads((workdir / "results/models/emulator_report.json").read_text())
+    assert report["lead_hours"] == 24.0 and len(report["ratio_to_persistence"]) == 8
+    with xr.open_dataset(workdir / "results/ensemble/calibration.nc") as cal:
+        assert cal.attrs["forecast_model"] == "emulator"

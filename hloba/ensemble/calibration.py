@@ -7,7 +7,10 @@ Notation: truth ``x(t)``, latent truth ``z(t) = E(x(t))``; lagged members
 - ``s2(t) = var_k z_k(t)`` (ensemble variance);
 - ``(a, b) = NNLS`` fit of ``(z_1 - z)^2`` on ``[sigma_clim2, s2]``, pooled over time and elements;
 - the decorrelating rotation: with ``C = mean_t e e^T`` (``e = z_1 - z``) and ``C = V L V^T``,
-  ``w = V^T z``; in ``w`` the static variance is ``L`` and the weights are fitted again.
+  ``w = V^T z``; in ``w`` the static variance is ``L`` and the weights are fitted again. A year of
+  6-hourly times is fewer samples than latent elements (1460 < 2048 by default), so ``C`` is
+  shrunk toward its diagonal with the Schaefer-Strimmer intensity (estimated from the data)
+  before the eigendecomposition.
 
 The decorrelation of ``e`` is reported before and after rotation on held-out times (the second
 half of the period; ``V`` is estimated on the first half) against the sampling floor.
@@ -26,6 +29,27 @@ from tqdm.auto import tqdm
 from hloba.models.diagnostics import latent_decorrelation
 
 log = logging.getLogger(__name__)
+
+
+def shrunk_covariance(e: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Second-moment matrix of ``e: (samples, n)`` shrunk toward its diagonal, and the intensity.
+
+    Correlations ``r_ij`` are shrunk by ``lambda = sum_{i!=j} Var(r_ij) / sum_{i!=j} r_ij^2``
+    (Schaefer and Strimmer 2005), with ``Var(r_ij)`` estimated from the per-sample products.
+    """
+    e = e.double()
+    n = e.shape[0]
+    scale = e.pow(2).mean(0).sqrt().clamp(min=1e-30)
+    x = e / scale
+    r = x.T @ x / n
+    # sum over i != j of sum_t (x_ti x_tj - r_ij)^2, without forming the (n, n, samples) array
+    row_sq = x.pow(2).sum(1)
+    total = float((row_sq**2 - x.pow(4).sum(1)).sum()) - n * float((r**2).sum() - (torch.diagonal(r) ** 2).sum())
+    var_r = total / (n * (n - 1))
+    off = float((r**2).sum() - (torch.diagonal(r) ** 2).sum())
+    lam = min(max(var_r / off, 0.0), 1.0) if off > 0 else 1.0
+    r_shrunk = (1 - lam) * r + lam * torch.eye(r.shape[0], dtype=r.dtype)
+    return scale[:, None] * r_shrunk * scale[None, :], lam
 
 
 def nnls_two(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -115,19 +139,20 @@ def calibrate(lagged: LaggedForecasts) -> dict:
     a, b = nnls_two(sigma_clim2.expand_as(e2).numpy(), s2.numpy(), e2.numpy())
     corr = float(np.corrcoef(s2.numpy().ravel(), e2.numpy().ravel())[0, 1])
     half = len(e) // 2
-    cov = e[:half].T @ e[:half] / half
+    cov, _ = shrunk_covariance(e[:half])
     eigenvalues, vectors = torch.linalg.eigh(cov)
     order = torch.argsort(eigenvalues, descending=True)
-    eigenvalues, vectors = eigenvalues[order].clamp(min=0), vectors[:, order]
+    vectors = vectors[:, order]
     held_out = e[half:]
     before = latent_decorrelation(held_out)
     after = latent_decorrelation(held_out @ vectors)
     # the rotation used in cycling comes from the whole period; fit the weights in w coordinates
-    cov_all = e.T @ e / len(e)
+    cov_all, shrinkage = shrunk_covariance(e)
     lam, v_all = torch.linalg.eigh(cov_all)
     order = torch.argsort(lam, descending=True)
     lam, v_all = lam[order].clamp(min=0), v_all[:, order]
     ew2 = (e @ v_all) ** 2
+    lam = ew2.mean(0)  # the realised static variance in w (equals L without shrinkage)
     sw2 = (lagged.members.double() @ v_all).var(dim=1)
     a_w, b_w = nnls_two(lam.expand_as(ew2).numpy(), sw2.numpy(), ew2.numpy())
     return {
@@ -138,6 +163,7 @@ def calibrate(lagged: LaggedForecasts) -> dict:
         "decorrelation_before": before,
         "decorrelation_after_rotation": after,
         "rotation": v_all.float(),
+        "shrinkage": shrinkage,
         "sigma_clim2_rotated": lam.float(),
         "hybrid_a_rotated": a_w, "hybrid_b_rotated": b_w,
         "corr_s2_e2_rotated": float(np.corrcoef(sw2.numpy().ravel(), ew2.numpy().ravel())[0, 1]),

@@ -97,7 +97,8 @@ def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, f
             "s2_mean": ("latent", cal["s2_mean"].numpy(), {"long_name": "time-mean lagged-ensemble variance"}),
             "rotation": (("latent", "mode"), cal["rotation"].numpy(),
                          {"long_name": "eigenvectors V of the latent background-error covariance (columns)"}),
-            "sigma_clim2_rotated": ("mode", cal["sigma_clim2_rotated"].numpy(), {"long_name": "eigenvalues L"}),
+            "sigma_clim2_rotated": ("mode", cal["sigma_clim2_rotated"].numpy(),
+                                    {"long_name": "static background error variance in w = V^T z"}),
             "lead_rmse": (("lead_hours", "channel"), err, {"long_name": "area-weighted forecast RMSE, physical units"}),
             "persistence_rmse": (("lead_hours", "channel"), pers),
         },
@@ -108,6 +109,7 @@ def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, f
             "hybrid_a": cal["hybrid_a"], "hybrid_b": cal["hybrid_b"], "corr_s2_e2": cal["corr_s2_e2"],
             "hybrid_a_rotated": cal["hybrid_a_rotated"], "hybrid_b_rotated": cal["hybrid_b_rotated"],
             "corr_s2_e2_rotated": cal["corr_s2_e2_rotated"], "n_valid_times": len(valid_times),
+            "covariance_shrinkage": cal["shrinkage"],
             "first_valid_time": str(valid_times[0]), "last_valid_time": str(valid_times[-1]), **flat,
         },
     )
