@@ -50,6 +50,7 @@ class QGForecast(torch.nn.Module):
         self.mid_level = mid_level_hpa(params)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Geopotential (both levels) and humidity: the fields that determine the state."""
         return x[:, 0:2], x[:, 7]
 
     def _stack(self, fields: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -63,7 +64,7 @@ class QGForecast(torch.nn.Module):
         model = self.model.to(x.device)
         doy = torch.tensor(day_of_year(times), dtype=torch.float64, device=x.device)
         geo, hum = self._split(x)
-        state = state_from_fields(model, geo, hum, doy)
+        state = state_from_fields(model, geo, hum, doy, mean_winds=x[:, 2:4].double().mean(dim=(-2, -1)))
         sh = model.to_spectral(state) * model.dealias
         dt_days = self.params.dt_seconds / SECONDS_PER_DAY
         for cycle in range(n):

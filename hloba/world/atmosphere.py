@@ -97,17 +97,24 @@ def mid_level_hpa(params: QGParams) -> float:
 
 def state_from_fields(
     model: QGModel, geopotential: torch.Tensor, specific_humidity: torch.Tensor, day_of_year: torch.Tensor | float,
+    mean_winds: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inverse of :func:`physical_fields`: the grid-space model state ``(batch, 3, ny, nx)``.
 
     ``geopotential: (batch, 2, ny, nx)`` (upper, lower) and ``specific_humidity: (batch, ny, nx)``
-    determine the state; winds and temperature are diagnostic. Humidity clipped at zero is not
-    recovered below zero.
+    determine the state; winds and temperature are diagnostic. The mean flow whose geostrophic
+    height gradient is removed defaults to the model's own; pass the data's ``mean_winds:
+    (batch, 2)`` (the domain-mean zonal winds, which the periodic eddies cannot change) when the
+    state comes from another model or the truth, so that a different mean flow does not leave a
+    non-periodic ramp in the eddy streamfunction. Humidity clipped at zero is not recovered below zero.
     """
     p = model.params
     batch = geopotential.shape[0]
-    u1, u2 = model.mean_winds(day_of_year, batch)
-    umean = torch.stack((u1, u2), dim=1)[:, :, None, None]
+    if mean_winds is None:
+        u1, u2 = model.mean_winds(day_of_year, batch)
+        umean = torch.stack((u1, u2), dim=1)[:, :, None, None]
+    else:
+        umean = mean_winds.to(model.dtype)[:, :, None, None]
     phi_ref = torch.tensor(
         [reference_geopotential(p.upper_level_hpa), reference_geopotential(p.lower_level_hpa)],
         dtype=model.dtype, device=geopotential.device,
