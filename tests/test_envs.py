@@ -1,9 +1,9 @@
 """envs/*.yaml list the same packages as pyproject.toml (conda names mapped to PyPI names)."""
 
 import re
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 CONDA_TO_PYPI = {"pytorch-cpu": "torch", "pytorch-gpu": "torch", "netcdf4": "netcdf4", "distributed": "dask"}

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from hloba.channels import Channel
 from hloba.ensemble.calibration import LaggedForecasts, calibrate, nnls_two
 from hloba.forecast import ForecastModelError, build_forecast_model, check_forecast_model
 from hloba.forecast.emulator import EmulatorConfig, EmulatorForecast, EmulatorNet

@@ -1,11 +1,9 @@
 """The Snakemake workflow: dry run, lint, formatting, and the tiny pipeline end to end."""
 
+import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
-
-import json
 
 import pandas as pd
 import pytest

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from hloba.world.diagnostics import (
-    eddy_kinetic_energy, error_doubling_time, linear_explained_variance, max_wind_speed, relative_change,
+    eddy_kinetic_energy,
+    error_doubling_time,
+    linear_explained_variance,
+    max_wind_speed,
+    relative_change,
     seasonal_ratio,
 )
 from hloba.world.qg import QGModel, QGParams, random_initial_state

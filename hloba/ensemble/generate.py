@@ -11,13 +11,13 @@ import xarray as xr
 
 from hloba import __version__
 from hloba.channels import list_channels, stack_channels
+from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
 from hloba.io import write_netcdf
-from hloba.models.checkpoint import channels_from_state, check_matches_data
+from hloba.models.checkpoint import check_matches_data
 from hloba.models.normalizer import Normalizer
 from hloba.models.train_autoencoder import load_autoencoder
-from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,7 @@ from hloba.channels import Channel
 from hloba.forecast.base import as_times
 from hloba.io import atomic_path
 from hloba.models.autoencoder import AutoencoderConfig, Decoder, Encoder
-from hloba.models.checkpoint import (
-    CheckpointError, channels_from_state, load_checkpoint, save_checkpoint,
-)
+from hloba.models.checkpoint import channels_from_state, load_module, save_checkpoint
 from hloba.models.data import load_years, resolve_device
 from hloba.models.normalizer import Normalizer
 from hloba.models.training import TrainingConfig, fit
@@ -90,12 +88,8 @@ class EmulatorForecast:
 
 
 def load_emulator(path) -> EmulatorForecast:
-    payload = load_checkpoint(path, "emulator")
-    net = EmulatorNet(EmulatorConfig(**payload["config"]))
-    try:
-        net.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the stored architecture ({err})") from None
+    """The emulator forecast model from its checkpoint file alone."""
+    net, payload = load_module(path, "emulator", lambda cfg: EmulatorNet(EmulatorConfig(**cfg)))
     return EmulatorForecast(net, Normalizer.from_state(payload["normalizer"]), channels_from_state(payload["channels"]))
 
 

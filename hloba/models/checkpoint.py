@@ -84,6 +84,21 @@ def load_checkpoint(path, kind: str) -> dict:
     return payload
 
 
+def load_module(path, kind: str, build, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a module of ``kind`` from its checkpoint file alone.
+
+    ``build(config: dict) -> nn.Module`` constructs the architecture from the stored config; the
+    weights must then fit it exactly. Returns the module (in eval mode, on ``device``) and the payload.
+    """
+    payload = load_checkpoint(path, kind)
+    module = build(payload["config"])
+    try:
+        module.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the stored architecture ({err})") from None
+    return module.to(device).eval(), payload
+
+
 def check_matches_data(payload: dict, channels: list[Channel], grid: Grid, path="checkpoint") -> None:
     """Fail with a message naming the mismatch if the data's channels or grid differ from the checkpoint's."""
     want = channels_from_state(payload["channels"])

@@ -17,7 +17,7 @@ import xarray as xr
 
 from hloba.io import atomic_path
 from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
-from hloba.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hloba.models.checkpoint import load_module, save_checkpoint
 from hloba.models.data import load_years, resolve_device
 from hloba.models.diagnostics import latent_decorrelation, rmse_per_channel
 from hloba.models.normalizer import Normalizer
@@ -40,13 +40,7 @@ def decode_all(model: Autoencoder, z: torch.Tensor, batch: int = 64) -> torch.Te
 
 def load_autoencoder(path, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
     """Rebuild the autoencoder from its checkpoint file alone."""
-    payload = load_checkpoint(path, "autoencoder")
-    model = Autoencoder(AutoencoderConfig(**payload["config"]))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the stored architecture ({err})") from None
-    return model.to(device).eval(), payload
+    return load_module(path, "autoencoder", lambda cfg: Autoencoder(AutoencoderConfig(**cfg)), device)
 
 
 def train_autoencoder(

@@ -23,7 +23,11 @@ from hloba.channels import list_channels
 from hloba.grid import Grid
 from hloba.io import atomic_path
 from hloba.models.checkpoint import (
-    CheckpointError, channels_from_state, check_matches_data, grid_from_state, load_checkpoint, save_checkpoint,
+    channels_from_state,
+    check_matches_data,
+    grid_from_state,
+    load_module,
+    save_checkpoint,
 )
 from hloba.models.data import load_years, resolve_device
 from hloba.models.normalizer import Normalizer
@@ -47,13 +51,8 @@ class O2LnetTraining:
 
 
 def load_o2lnet(path, device: str | torch.device = "cpu") -> tuple[O2Lnet, dict]:
-    payload = load_checkpoint(path, "o2lnet")
-    model = O2Lnet(O2LnetConfig(**payload["config"]))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the stored architecture ({err})") from None
-    return model.to(device).eval(), payload
+    """Rebuild O2Lnet from its checkpoint file alone."""
+    return load_module(path, "o2lnet", lambda cfg: O2Lnet(O2LnetConfig(**cfg)), device)
 
 
 def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):
