@@ -123,7 +123,8 @@ def test_tiny_pipeline_end_to_end(workdir):
     before = (other.read_bytes(), other.stat().st_mtime_ns)
     target = workdir / "results/obs/2002.parquet"
     old_bytes, old_mtime = target.read_bytes(), target.stat().st_mtime_ns
-    rerun = run(SNAKEMAKE + ["--cores", "2", "--configfile", "config/test.yaml", "results/obs/2002.parquet",
+    # (the target comes first: --configfile and --forcerun take several values)
+    rerun = run(SNAKEMAKE + ["results/obs/2002.parquet", "--cores", "2", "--configfile", "config/test.yaml",
                              "--forcerun", "simulate_observations"], workdir)
     assert "1 of 1 steps" in rerun.stdout + rerun.stderr
     assert (other.read_bytes(), other.stat().st_mtime_ns) == before
