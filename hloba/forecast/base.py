@@ -32,7 +32,9 @@ class ForecastModel(Protocol):
 
 def as_times(times, batch: int) -> pd.DatetimeIndex:
     """One valid time per member (a single time is broadcast)."""
-    times = pd.DatetimeIndex(pd.to_datetime(pd.Series(times if hasattr(times, "__len__") and not isinstance(times, str) else [times])))
+    if isinstance(times, str) or not hasattr(times, "__len__"):
+        times = [times]
+    times = pd.DatetimeIndex(times)
     if len(times) == 1 and batch > 1:
         times = times.repeat(batch)
     if len(times) != batch:

@@ -16,7 +16,7 @@ noise with the configured error std per variable, and a fraction of gross errors
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,6 @@ class ObservingSystem:
     seed: int = 7
     gross_error_fraction: float = 0.0
     gross_error_size: float = 8.0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: dict) -> "ObservingSystem":
@@ -96,7 +95,7 @@ def random_locations(grid: Grid, n: int, rng: np.random.Generator) -> tuple[np.n
     return rng.uniform(lat0, lat1, n), rng.uniform(lon0, np.nextafter(lon1, lon0), n)
 
 
-def _network_rows(net: NetworkConfig, k: int, times: pd.DatetimeIndex, grid: Grid, channels: list[Channel],
+def _network_rows(net: NetworkConfig, times: pd.DatetimeIndex, grid: Grid, channels: list[Channel],
                   site_rng: np.random.Generator, rng: np.random.Generator) -> dict[str, np.ndarray]:
     hours = (times - times[0].normalize()) / pd.Timedelta(hours=1)
     cycles = np.flatnonzero(np.isclose(np.mod(hours, net.interval_hours), 0.0))
@@ -139,7 +138,7 @@ def simulate_observations(truth: xr.Dataset, system: ObservingSystem, year: int)
     frames = []
     for k, net in enumerate(system.networks):
         site_rng = np.random.default_rng([system.seed, 10_000 + k])  # same sites every year
-        rows = _network_rows(net, k, times, grid, channels, site_rng, rng)
+        rows = _network_rows(net, times, grid, channels, site_rng, rng)
         w = interpolation_weights(grid, rows["channel"], rows["latitude"], rows["longitude"])
         exact = apply_operator(x, w, torch.as_tensor(rows["t_idx"])).numpy()
         sigma = np.array([system.error_of(c.variable) for c in channels])[rows["channel"]]
