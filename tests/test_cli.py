@@ -37,3 +37,10 @@ def test_bad_parameter_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert "nz" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_subpackage_is_a_regular_package(repo):
+    # setuptools' find_packages skips folders without __init__.py: a non-editable install would lose them
+    for folder in (repo / "hloba").rglob("*"):
+        if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py")):
+            assert (folder / "__init__.py").exists(), folder

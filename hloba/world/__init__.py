@@ -1,0 +1,1 @@
+"""The built-in atmosphere: a two-layer quasi-geostrophic model with moisture."""

@@ -1,0 +1,1 @@
+"""Observations: schema and validation, simulated networks, the observation operator."""
