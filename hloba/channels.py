@@ -66,11 +66,3 @@ def channel_coords(channels: list[Channel]) -> dict[str, xr.Variable]:
             {"units": "hPa", "long_name": "pressure level of the channel (NaN: single-level)"},
         ),
     }
-
-
-def channels_from_coords(ds: xr.Dataset) -> list[Channel]:
-    """Inverse of :func:`channel_coords`."""
-    return [
-        Channel(str(v), None if np.isnan(lev) else float(lev))
-        for v, lev in zip(ds["channel_variable"].values, ds["channel_level"].values)
-    ]

@@ -1,4 +1,4 @@
-"""Factories for tests: tiny worlds, tiny datasets with known statistics, small configs."""
+"""Factories for tests: tiny worlds and tiny datasets with known statistics."""
 
 from __future__ import annotations
 
@@ -37,19 +37,3 @@ def synthetic_dataset(
         },
     )
     return ds
-
-
-def tiny_workflow_config(years=None) -> dict:
-    """Workflow config for end-to-end tests: a 16 x 16 world, two years."""
-    years = years or {"training": [2001], "validation": [2002], "calibration": [2002], "reanalysis": [2002]}
-    return {
-        "years": years,
-        "world": {
-            "source": "builtin",
-            "seed": 3,
-            "spinup_days": 30,
-            "output_interval_hours": 6,
-            "qg": {"nx": 16, "ny": 16, "dt_minutes": 120},
-        },
-        "normalization": {"climatology_harmonics": 2},
-    }

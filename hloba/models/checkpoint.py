@@ -8,7 +8,6 @@ free-form ``meta`` (training history, data provenance).
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -114,11 +113,3 @@ def check_matches_data(payload: dict, channels: list[Channel], grid: Grid, path=
             f"({g.latitude[0]:.2f}..{g.latitude[-1]:.2f}N) but the data are {grid.shape[0]} x {grid.shape[1]} "
             f"({grid.latitude[0]:.2f}..{grid.latitude[-1]:.2f}N): retrain or regrid"
         )
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
