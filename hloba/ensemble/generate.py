@@ -10,29 +10,15 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.channels import list_channels, stack_channels
 from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
 from hloba.forecast import build_forecast_model, check_forecast_model
-from hloba.grid import Grid
 from hloba.io import write_netcdf
 from hloba.models.checkpoint import check_matches_data
+from hloba.models.data import load_years
 from hloba.models.normalizer import Normalizer
 from hloba.models.train_autoencoder import load_autoencoder
 
 log = logging.getLogger(__name__)
-
-
-def load_physical(paths) -> tuple[torch.Tensor, pd.DatetimeIndex, list, Grid]:
-    arrays, times, channels, grid = [], [], None, None
-    for path in paths:
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
-        channels = channels or list_channels(ds)
-        grid = grid or Grid.from_dataset(ds)
-        arrays.append(torch.from_numpy(stack_channels(ds, channels)))
-        times.append(pd.DatetimeIndex(ds["time"].values))
-    t = times[0].append(times[1:]) if len(times) > 1 else times[0]
-    return torch.cat(arrays), t, channels, grid
 
 
 def latent_encoder(ae, normalizer: Normalizer, batch: int = 64):
@@ -57,7 +43,7 @@ def generate_lagged_ensemble(
 ) -> xr.Dataset:
     ae, payload = load_autoencoder(autoencoder_path)
     normalizer = Normalizer.from_state(payload["normalizer"])
-    x, times, channels, grid = load_physical(reference_paths)
+    x, times, channels, grid = load_years(reference_paths)
     check_matches_data(payload, channels, grid, autoencoder_path)
     interval = times[1] - times[0]
     model = build_forecast_model(forecast, channels, interval, world=world_qg, emulator_path=emulator_path)

@@ -1,4 +1,4 @@
-"""Loading reference years as standardised-anomaly tensors for training and encoding."""
+"""Loading reference years as tensors (physical or standardised anomalies) for training and encoding."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ from hloba.models.normalizer import Normalizer
 log = logging.getLogger(__name__)
 
 
-def load_years(paths, normalizer: Normalizer, channels: list[Channel] | None = None) -> tuple[torch.Tensor, pd.DatetimeIndex, list[Channel], Grid]:
-    """Standardised anomalies ``(time, C, ny, nx)`` (float32) of the reference files, in order."""
+def load_years(paths, normalizer: Normalizer | None = None, channels: list[Channel] | None = None,
+               ) -> tuple[torch.Tensor, pd.DatetimeIndex, list[Channel], Grid]:
+    """States ``(time, C, ny, nx)`` of the reference files, in order, opened one at a time.
+
+    With a ``normalizer`` they are standardised anomalies (float32); without, physical values in
+    the files' dtype.
+    """
     arrays, times = [], []
     grid = None
     for path in paths:
@@ -27,8 +32,11 @@ def load_years(paths, normalizer: Normalizer, channels: list[Channel] | None = N
             channels = list_channels(ds)
         grid = grid or Grid.from_dataset(ds)
         t = pd.DatetimeIndex(ds["time"].values)
-        x = torch.from_numpy(stack_channels(ds, channels).astype(np.float64))
-        arrays.append(normalizer.standardize(x, t))
+        x = stack_channels(ds, channels)
+        if normalizer is None:
+            arrays.append(torch.from_numpy(x))
+        else:
+            arrays.append(normalizer.standardize(torch.from_numpy(x.astype(np.float64)), t))
         times.append(t)
         log.info("loaded %s: %d times", path, len(t))
     if not arrays:

@@ -50,7 +50,8 @@ def train_autoencoder(
     """Train, save the checkpoint and the report; return the report."""
     device = resolve_device(training.device)
     with xr.open_dataset(normalization_path) as norm:
-        normalizer = Normalizer.from_dataset(norm.load())
+        norm = norm.load()
+    normalizer = Normalizer.from_dataset(norm)
     x_train, _, channels, grid = load_years(train_paths, normalizer)
     x_val, _, _, _ = load_years(validation_paths, normalizer, channels)
     cfg = AutoencoderConfig(
@@ -80,8 +81,7 @@ def train_autoencoder(
     z_val = encode_all(model, x_val)
     x_hat = decode_all(model, z_val)
     rmse = rmse_per_channel(x_val, x_hat)  # anomaly-std units
-    with xr.open_dataset(normalization_path) as norm:
-        ratio_total = rmse * norm["anomaly_std"].values / norm["std"].values
+    ratio_total = rmse * norm["anomaly_std"].values / norm["std"].values
     report = {
         "n_parameters": n_params,
         "latent_shape": list(cfg.latent_shape),
