@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
+include: "workflow/rules/assimilate.smk"
 
 
 rule all:
@@ -23,3 +24,4 @@ rule all:
         "results/models/autoencoder.pt",
         "results/models/o2lnet.pt",
         "results/ensemble/calibration.nc",
+        latent_files(YEARS.reanalysis),

@@ -109,3 +109,12 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
     for w in warnings:
         log.warning(w)
     return warnings
+
+
+def stream_years(year: int, spinup_days: float, available) -> list[int]:
+    """Years whose observations a stream for ``year`` reads: its spin-up's years and itself,
+    limited to the ``available`` ones (a spin-up before the first year runs without observations)."""
+    import datetime
+
+    start = datetime.date(year, 1, 1) - datetime.timedelta(days=float(spinup_days))
+    return [y for y in range(start.year, year + 1) if y in set(available)]

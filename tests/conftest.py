@@ -13,3 +13,33 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba")
+
+
+def copy_workflow(repo: Path, dest: Path) -> Path:
+    """A copy of the workflow (no results) in ``dest``."""
+    import shutil
+
+    for name in WORKFLOW_FILES:
+        src = repo / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(repo, tmp_path_factory) -> Path:
+    """The tiny configuration's trained models, calibration and observations (one run per session)."""
+    import subprocess
+
+    work = copy_workflow(repo, tmp_path_factory.mktemp("tiny_models"))
+    targets = ["results/ensemble/stream_tuning.nc", "results/obs/2001.parquet", "results/obs/2002.parquet",
+               "results/reference/2002.nc"]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile",
+                           "config/test.yaml"], cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work

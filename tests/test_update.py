@@ -58,3 +58,45 @@ def test_first_guess_check_catches_planted_gross_errors():
     assert caught >= 0.95
     assert false <= 0.02
     assert false == pytest.approx(0.0027, abs=0.002)  # the Gaussian tail beyond 3 sigma
+
+
+def test_nothing_known_keeps_the_background():
+    z_b, z_o = torch.tensor([[1.0]]), torch.tensor([[3.0]])
+    inf = torch.tensor([[math.inf]])
+    z_a, sa = hybrid_update(z_b, inf, z_o, inf)
+    assert torch.equal(z_a, z_b) and torch.isinf(sa).all()
+
+
+def test_correlated_update_reduces_to_the_paper_and_is_optimal_for_correlated_errors():
+    from hloba.assim.update import correlated_update
+
+    g = torch.Generator().manual_seed(5)
+    kw = {"generator": g, "dtype": torch.float64}
+    z_b, z_o = torch.randn(3, 40, **kw), torch.randn(3, 40, **kw)
+    sb, so = torch.rand(3, 40, **kw) + 0.1, torch.rand(3, 40, **kw) + 0.1
+    za0, sa0 = hybrid_update(z_b, sb, z_o, so)
+    za, sa = correlated_update(z_b, sb, z_o, so, torch.tensor(0.0, dtype=torch.float64))
+    torch.testing.assert_close(za, za0)
+    torch.testing.assert_close(sa, sa0)
+    # Monte Carlo: errors with correlation 0.5; the gain minimises the error, the variance is right
+    n, sb2, so2, rho = 400000, 1.0, 0.5, 0.5
+    eb = torch.randn(n, **kw)
+    eo = rho * (so2 / sb2) ** 0.5 * eb + (so2 * (1 - rho**2)) ** 0.5 * torch.randn(n, **kw)
+    truth = torch.zeros(n, dtype=torch.float64)
+    b, o = truth + eb, truth + eo
+    var = lambda x: torch.full((n,), x, dtype=torch.float64)  # noqa: E731
+    za, sa = correlated_update(b, var(sb2), o, var(so2), torch.tensor(rho, dtype=torch.float64))
+    err = float(za.square().mean())
+    assert abs(err - float(sa[0])) < 0.01
+    naive, naive_var = hybrid_update(b, var(sb2), o, var(so2))
+    assert err < float(naive.square().mean()) - 0.01  # better than ignoring the correlation
+    assert float(naive_var[0]) < float(naive.square().mean()) - 0.05  # which is also over-confident
+    # the independent-error gain with the variance that accounts for the correlation
+    std_gain, std_var = correlated_update(b, var(sb2), o, var(so2), torch.tensor(rho, dtype=torch.float64), False)
+    torch.testing.assert_close(std_gain, naive)
+    assert abs(float(std_gain.square().mean()) - float(std_var[0])) < 0.01
+    # infinite variances keep the limits
+    inf = torch.tensor([[math.inf]], dtype=torch.float64)
+    one = torch.tensor([[1.0]], dtype=torch.float64)
+    za, sa = correlated_update(one, inf, 3 * one, 0.5 * one, torch.tensor(0.4, dtype=torch.float64))
+    assert float(za) == 3.0 and float(sa) == 0.5

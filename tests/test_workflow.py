@@ -1,7 +1,6 @@
 """The Snakemake workflow: dry run, lint, formatting, and the tiny pipeline end to end."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -9,6 +8,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+
+from conftest import copy_workflow
 
 from hloba.models.train_o2lnet import load_o2lnet
 
@@ -25,13 +26,7 @@ def run(cmd, cwd, check=True):
 @pytest.fixture()
 def workdir(repo, tmp_path):
     """A copy of the workflow (no results) in a temporary folder."""
-    for name in ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba"):
-        src = repo / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, tmp_path / name)
-    return tmp_path
+    return copy_workflow(repo, tmp_path)
 
 
 def test_dry_run_lists_the_rules(workdir):

@@ -37,13 +37,14 @@ def hybrid_update(
     """Element-wise Bayesian update: returns ``(z_a, sigma_a2)``.
 
     Infinite variances are allowed: ``sigma_o2 = inf`` returns the background, ``sigma_b2 = inf``
-    returns ``z_o`` with variance ``sigma_o2``.
+    returns ``z_o`` with variance ``sigma_o2``; where both are infinite (nothing known) the
+    background is kept with infinite variance.
     """
     inf_b, inf_o = torch.isinf(sigma_b2), torch.isinf(sigma_o2)
     denom = sigma_b2 + sigma_o2
-    k = torch.where(inf_b, torch.ones_like(denom), torch.where(inf_o, torch.zeros_like(denom), sigma_b2 / denom))
-    z_a = z_b + k * (z_o - z_b)
-    sigma_a2 = torch.where(inf_b, sigma_o2, torch.where(inf_o, sigma_b2, (1.0 - k) * sigma_b2))
+    k = torch.where(inf_o, torch.zeros_like(denom), torch.where(inf_b, torch.ones_like(denom), sigma_b2 / denom))
+    z_a = z_b + k * (torch.where(inf_o, z_b, z_o) - z_b)
+    sigma_a2 = torch.where(inf_o, sigma_b2, torch.where(inf_b, sigma_o2, (1.0 - k) * sigma_b2))
     return z_a, sigma_a2
 
 
@@ -56,3 +57,31 @@ def first_guess_check(
     error variance and background error variance at the observations.
     """
     return (y - hx_b).abs() > kappa * torch.sqrt(r2 + b2_obs)
+
+
+def correlated_update(
+    z_b: torch.Tensor, sigma_b2: torch.Tensor, z_o: torch.Tensor, sigma_o2: torch.Tensor, rho: torch.Tensor,
+    optimal_gain: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Element-wise best linear unbiased update when background and observation-estimate errors
+    correlate with coefficient ``rho`` (element-wise or broadcast).
+
+    With ``c = rho sqrt(sigma_b2 sigma_o2)``: ``k = (sigma_b2 - c) / (sigma_b2 + sigma_o2 - 2 c)``
+    clipped to ``[0, 1]``, and the analysis error variance of that gain,
+    ``(1 - k)^2 sigma_b2 + k^2 sigma_o2 + 2 k (1 - k) c``. With ``optimal_gain=False`` the gain is
+    the independent-error one, ``sigma_b2 / (sigma_b2 + sigma_o2)``, and only the variance accounts
+    for the correlation. ``rho = 0`` is :func:`hybrid_update`; infinite variances behave as there.
+    """
+    rho = torch.as_tensor(rho, dtype=sigma_b2.dtype, device=sigma_b2.device)
+    finite = torch.isfinite(sigma_b2) & torch.isfinite(sigma_o2)
+    sb2 = torch.where(finite, sigma_b2, torch.ones_like(sigma_b2))
+    so2 = torch.where(finite, sigma_o2, torch.ones_like(sigma_o2))
+    c = rho * torch.sqrt(sb2 * so2)
+    if optimal_gain:
+        k = ((sb2 - c) / (sb2 + so2 - 2 * c).clamp(min=1e-30)).clamp(0.0, 1.0)
+    else:
+        k = sb2 / (sb2 + so2)
+    z_a = z_b + k * (z_o - z_b)
+    sa2 = (1 - k).square() * sb2 + k.square() * so2 + 2 * k * (1 - k) * c
+    z_lim, sa2_lim = hybrid_update(z_b, sigma_b2, z_o, sigma_o2)
+    return torch.where(finite, z_a, z_lim), torch.where(finite, sa2, sa2_lim)

@@ -51,7 +51,7 @@ def interpolation_weights(grid: Grid, channel: np.ndarray, latitude: np.ndarray,
     """Bilinear weights for observations of grid channel ``channel`` at (``latitude``, ``longitude``)."""
     i0, i1, wi = _axis_weights(np.asarray(grid.latitude), np.asarray(latitude, float), grid.latitude_period)
     j0, j1, wj = _axis_weights(np.asarray(grid.longitude), np.asarray(longitude, float), grid.longitude_period)
-    as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
+    as_long = lambda a: torch.as_tensor(np.array(a, dtype=np.int64))  # noqa: E731
     return InterpolationWeights(
         as_long(channel), as_long(i0), as_long(i1), as_long(j0), as_long(j1),
         torch.as_tensor(wi, dtype=torch.float64), torch.as_tensor(wj, dtype=torch.float64),

@@ -7,7 +7,7 @@ import yaml
 # Make the package importable when the workflow runs from a source checkout without an install.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from hloba.config import ConfigError, check_config, year_sets
+from hloba.config import ConfigError, check_config, stream_years, year_sets
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -80,3 +80,36 @@ def forecast_model_inputs(wildcards):
     if forecast["model"] == "torchscript":
         return {"scripted_model": forecast["path"]}
     return {}
+
+
+def stream_observation_files(wildcards):
+    """Observation files a year's stream reads: its spin-up's years and its own."""
+    spinup = config.get("assimilation", {}).get("spinup_days", 30)
+    return observation_files(stream_years(int(wildcards.year), spinup, ALL_YEARS))
+
+
+def assimilation_gpus():
+    return 1 if config.get("assimilation", {}).get("device") == "cuda" else 0
+
+
+def latent_files(years):
+    return [f"results/latent/{year}.nc" for year in years]
+
+
+TUNING_YEAR = YEARS.calibration[-1]
+
+
+def stream_tuning_input(wildcards):
+    """The tuning file, when the stream assimilates and tuning is on."""
+    assimilation = config.get("assimilation", {})
+    if (
+        assimilation.get("method", "hloba") != "hloba"
+        or assimilation.get("tuning_days", 60) <= 0
+    ):
+        return {}
+    return {"tuning": "results/ensemble/stream_tuning.nc"}
+
+
+def tuning_observation_files(wildcards):
+    spinup = config.get("assimilation", {}).get("spinup_days", 30)
+    return observation_files(stream_years(TUNING_YEAR, spinup, ALL_YEARS))

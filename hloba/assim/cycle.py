@@ -1,0 +1,98 @@
+"""Pieces of one assimilation cycle as pure functions: update coordinates, ensemble variance,
+online inflation (DESIGN sections 2 and 4).
+
+The element-wise update runs in *update coordinates*: the latent vector itself, or, with the
+calibration's decorrelating rotation ``V`` (columns = eigenvectors of the latent background-error
+covariance), ``w = V^T z``. Row vectors are used throughout: ``w = z @ V``, ``z = w @ V^T``.
+Variances are mapped by their diagonal: ``var(w) = var(z) @ V**2`` (exact for diagonal ``var(z)``
+only in the sense of keeping the diagonal of ``V^T diag(var z) V``), and back likewise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class UpdateSpace:
+    """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``."""
+
+    rotation: torch.Tensor | None = None  # (n, n), columns are modes
+
+    def to(self, device) -> "UpdateSpace":
+        return UpdateSpace(None if self.rotation is None else self.rotation.to(device))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.rotation is None else z @ self.rotation
+
+    def backward(self, w: torch.Tensor) -> torch.Tensor:
+        return w if self.rotation is None else w @ self.rotation.T
+
+    def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
+        return var_z if self.rotation is None else var_z @ self.rotation.square()
+
+    def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
+        return var_w if self.rotation is None else var_w @ self.rotation.square().T
+
+
+def ensemble_variance(members: torch.Tensor) -> torch.Tensor:
+    """Unbiased element-wise variance over members: ``(m, n) -> (1, n)`` (``m >= 2``)."""
+    if members.shape[0] < 2:
+        raise ValueError(f"the ensemble variance needs at least 2 members, got {members.shape[0]}")
+    return members.var(dim=0, unbiased=True, keepdim=True)
+
+
+def mode_groups(n: int, n_groups: int, device=None) -> torch.Tensor:
+    """Group index of each of ``n`` update coordinates: ``n_groups`` contiguous, equal blocks.
+
+    In rotated coordinates (modes ordered by variance) a block is a band of the error spectrum; in
+    latent coordinates, part of one latent channel.
+    """
+    n_groups = max(1, min(int(n_groups), n))
+    return torch.arange(n, device=device) * n_groups // n
+
+
+def inflation_estimate(d: torch.Tensor, sigma_b2: torch.Tensor, sigma_o2: torch.Tensor,
+                       groups: torch.Tensor | None = None, n_groups: int = 1) -> torch.Tensor:
+    """Background-variance scale per group from one cycle's innovations ``d = z_o - z_b``.
+
+    ``E[d^2] = lambda sigma_b2 + sigma_o2`` pooled over each group's elements with finite
+    ``sigma_o2``: ``lambda = (sum d^2 - sum sigma_o2) / sum sigma_b2``; NaN where nothing was
+    observed. ``d, sigma_b2, sigma_o2: (1, n)`` or ``(n,)``; returns ``(n_groups,)`` float64.
+    """
+    d, sb2, so2 = d.reshape(-1).double(), sigma_b2.reshape(-1).double(), sigma_o2.reshape(-1).double()
+    if groups is None:
+        groups = torch.zeros(d.numel(), dtype=torch.long, device=d.device)
+    ok = torch.isfinite(so2) & torch.isfinite(sb2)
+    zero = torch.zeros(n_groups, dtype=torch.float64, device=d.device)
+    num = zero.index_add(0, groups[ok], d[ok].square() - so2[ok])
+    den = zero.index_add(0, groups[ok], sb2[ok])
+    return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(den, float("nan")))
+
+
+def smooth_inflation(previous: torch.Tensor, estimate: torch.Tensor, smoothing: float, lower: float,
+                     upper: float) -> torch.Tensor:
+    """Exponential smoothing of the inflation over cycles, each estimate clipped to ``[lower, upper]``;
+    groups without an estimate (NaN) keep their value."""
+    clipped = estimate.clamp(lower, upper)
+    return torch.where(torch.isnan(estimate), previous, (1.0 - smoothing) * previous + smoothing * clipped)
+
+
+def observation_background_variance(
+    previous: torch.Tensor, channel: torch.Tensor, innovation: torch.Tensor, r2: torch.Tensor, smoothing: float,
+    floor: torch.Tensor,
+) -> torch.Tensor:
+    """Per-channel background error variance at the observations, adapted from O-B statistics.
+
+    ``E[(y - H x_b)^2] = b2 + r2`` per channel over this cycle's accepted observations, smoothed
+    exponentially over cycles; channels without observations keep their value; never below ``floor``.
+    """
+    n_ch = previous.shape[0]
+    count = torch.zeros(n_ch, dtype=previous.dtype, device=previous.device).index_add_(
+        0, channel, torch.ones_like(innovation, dtype=previous.dtype))
+    excess = torch.zeros_like(count).index_add_(0, channel, (innovation.square() - r2).to(previous.dtype))
+    seen = count > 0
+    estimate = torch.maximum(excess / count.clamp(min=1), floor)
+    return torch.where(seen, (1 - smoothing) * previous + smoothing * estimate, previous)

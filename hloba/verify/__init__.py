@@ -1,0 +1,1 @@
+"""Verification of analyses against the truth (OSSE) and the observations."""

@@ -1,0 +1,64 @@
+"""Scores of a stream's latent analyses against the truth (OSSE): decode, compare, calibrate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from hloba.models.data import load_years
+from hloba.models.normalizer import Normalizer
+from hloba.models.train_autoencoder import decode_all, encode_all, load_autoencoder
+from hloba.verify.scores import latent_calibration, rmse
+
+
+def decode_physical(ae, normalizer: Normalizer, z: torch.Tensor, times) -> torch.Tensor:
+    """Physical states ``D(z)`` destandardised at ``times``: ``(time, C, ny, nx)`` float64."""
+    out = []
+    times = pd.DatetimeIndex(times)
+    for i in range(0, len(z), 256):
+        out.append(normalizer.destandardize(decode_all(ae, z[i:i + 256]), times[i:i + 256]))
+    return torch.cat(out)
+
+
+def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor:
+    x, t, _, _ = load_years(reference_paths, channels=channels)
+    index = pd.DatetimeIndex(t).get_indexer(times)
+    if (index < 0).any():
+        raise ValueError(f"the reference lacks {int((index < 0).sum())} of the analysis times (first {times[index < 0][0]})")
+    return x[torch.as_tensor(index)].double()
+
+
+def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) -> dict:
+    """Per channel: RMSE of the decoded analysis and background, normalised by the anomaly std;
+    monthly analysis RMSE (mean over channels, normalised); latent calibration of ``sigma_a2``."""
+    ae, payload = load_autoencoder(autoencoder_path)
+    normalizer = Normalizer.from_state(payload["normalizer"])
+    from hloba.models.checkpoint import channels_from_state
+
+    channels = channels_from_state(payload["channels"])
+    with xr.open_dataset(latent_path) as ds:
+        ds = ds.load()
+    times = pd.DatetimeIndex(ds["time"].values)
+    truth = truth_on(reference_paths, times, channels)
+    z_a = torch.as_tensor(ds["z_a"].values)
+    z_b = torch.as_tensor(ds["z_b"].values)
+    x_a = decode_physical(ae, normalizer, z_a, times)
+    x_b = decode_physical(ae, normalizer, z_b, times)
+    std = normalizer.anomaly_std.double()
+    scale = std[None, :, None, None]
+    ana = rmse(x_a / scale, truth / scale, grid_weights)
+    bkg = rmse(x_b / scale, truth / scale, grid_weights)
+    months = times.month.to_numpy()
+    monthly = {}
+    for mth in np.unique(months):
+        sel = torch.as_tensor(np.nonzero(months == mth)[0])
+        monthly[int(mth)] = float(rmse(x_a[sel] / scale, truth[sel] / scale, grid_weights).mean())
+    z_true = encode_all(ae, normalizer.standardize(truth, times))
+    return {
+        "channels": [c.name for c in channels],
+        "analysis_rmse": ana.numpy(), "background_rmse": bkg.numpy(), "monthly_rmse": monthly,
+        "latent_calibration": latent_calibration(z_a, torch.as_tensor(ds["sigma_a2"].values), z_true),
+        "method": ds.attrs.get("method"),
+    }

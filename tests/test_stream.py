@@ -1,0 +1,170 @@
+"""One year's HLOBA stream on the tiny configuration: outputs, skill, resume, faults."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from hloba.assim.stream import StreamError, assimilate_year, cycle_times
+from hloba.config import stream_years
+
+YEAR = 2002
+
+
+def _config(tiny_models):
+    return yaml.safe_load((tiny_models / "config/test.yaml").read_text())
+
+
+def _run(tiny_models, out, tuned=True, **overrides):
+    config = _config(tiny_models)
+    assim = dict(config["assimilation"], **overrides)
+    r = tiny_models / "results"
+    obs = [r / f"obs/{y}.parquet" for y in stream_years(YEAR, assim["spinup_days"], [2001, 2002])]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / "latent.nc", out / "feedback.parquet", out / "diagnostics.csv")
+    result = assimilate_year(
+        YEAR, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc", obs, *paths,
+        assimilation=assim, forecast=config["forecast"], interval_hours=6, world_qg=config["world"]["qg"],
+        tuning=r / "ensemble/stream_tuning.nc" if tuned else None, resume_dir=out / "checkpoints", progress=False,
+    )
+    return result, paths
+
+
+@pytest.fixture(scope="module")
+def stream(tiny_models, tmp_path_factory):
+    return _run(tiny_models, tmp_path_factory.mktemp("stream"), checkpoint_every=300)
+
+
+def test_cycle_times_cover_spinup_and_the_whole_year():
+    times, first = cycle_times(2004, pd.Timedelta(hours=6), 10)
+    assert first == 40 and times[first] == pd.Timestamp("2004-01-01")
+    assert times[-1] == pd.Timestamp("2004-12-31 18:00") and len(times) - first == 366 * 4
+    assert stream_years(2004, 10, [2003, 2004]) == [2003, 2004]
+    assert stream_years(2004, 0, [2003, 2004]) == [2004]
+    assert stream_years(2004, 400, [2003, 2004]) == [2003, 2004]  # 2002 has no observations
+
+
+def test_outputs_hold_the_year_with_feedback_and_diagnostics(stream):
+    _, (latent, feedback, diagnostics) = stream
+    with xr.open_dataset(latent) as ds:
+        assert ds.sizes["time"] == 365 * 4
+        assert pd.Timestamp(ds.time.values[0]) == pd.Timestamp("2002-01-01")
+        for name in ("z_b", "z_o", "z_a", "sigma_b2", "sigma_o2", "sigma_a2", "rotation"):
+            assert name in ds
+        assert np.isfinite(ds["z_a"].values).all()
+        assert (ds["sigma_a2"].values > 0).all()
+        assert np.isfinite(ds["sigma_a2"].values).all() and np.isfinite(ds["sigma_b2"].values).all()
+        assert ds.attrs["method"] == "hloba" and ds.attrs["spinup_cycles"] == 40
+    fb = pd.read_parquet(feedback)
+    assert {"background", "analysis", "qc", "gross_error"} <= set(fb.columns)
+    assert pd.DatetimeIndex(fb.time).year.unique().tolist() == [YEAR]
+    assert set(fb.qc.unique()) <= {0, 1}
+    # planted gross errors are caught, good observations mostly used
+    gross = fb.gross_error.astype(bool)
+    assert (fb.qc[gross] == 1).mean() >= 0.9
+    assert (fb.qc[~gross] == 1).mean() <= 0.02
+    # the analysis is closer to the used observations than the background
+    used = fb[fb.qc == 0]
+    assert ((used.value - used.analysis) ** 2).mean() < ((used.value - used.background) ** 2).mean()
+    diag = pd.read_csv(diagnostics)
+    assert len(diag) == 365 * 4 + 40 and diag.spinup.sum() == 40
+    year = diag[~diag.spinup]
+    assert (year.n_used + year.n_rejected == year.n_obs).all()
+    assert 0.7 < year.obs_innovation_rms.median() < 1.5  # O-B consistent with the assumed variances
+
+
+def test_kill_and_resume_gives_identical_outputs(tiny_models, tmp_path, stream, monkeypatch):
+    from hloba.forecast.qg import QGForecast
+
+    original = QGForecast.step
+    calls = {"n": 0}
+
+    def dying_step(self, x, times, n=1):
+        calls["n"] += 1
+        if calls["n"] == 700:
+            raise KeyboardInterrupt("killed")
+        return original(self, x, times, n)
+
+    monkeypatch.setattr(QGForecast, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tiny_models, tmp_path, checkpoint_every=300)
+    checkpoint = tmp_path / "checkpoints" / f"hloba-{YEAR}.pt"
+    assert checkpoint.exists() and not (tmp_path / "latent.nc").exists()
+    assert torch.load(checkpoint, weights_only=True)["cycle"] == 600
+    monkeypatch.setattr(QGForecast, "step", original)
+    result, paths = _run(tiny_models, tmp_path, checkpoint_every=300)
+    assert result["n_cycles_run"] == 365 * 4 + 40 - 600
+    assert not checkpoint.exists()
+    with xr.open_dataset(paths[0]) as a, xr.open_dataset(stream[1][0]) as b:
+        for name in ("z_a", "z_b", "sigma_a2", "sigma_b2"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), pd.read_parquet(stream[1][1]))
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_models, tmp_path, caplog):
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.save({"fingerprint": "something else", "cycle": 5}, ckpt / f"free-{YEAR}.pt")
+    with caplog.at_level("WARNING"):
+        result, _ = _run(tiny_models, tmp_path, method="free")
+    assert "from other inputs" in caplog.text
+    assert result["n_cycles_run"] == 365 * 4 + 40
+
+
+@pytest.fixture(scope="module")
+def free(tiny_models, tmp_path_factory):
+    return _run(tiny_models, tmp_path_factory.mktemp("free"), method="free")
+
+
+def test_free_run_does_not_assimilate(free):
+    result, (latent, feedback, _) = free
+    with xr.open_dataset(latent) as ds:
+        np.testing.assert_array_equal(ds["z_a"].values, ds["z_b"].values)
+        assert ds.attrs["method"] == "free" and "rotation" not in ds
+    fb = pd.read_parquet(feedback)
+    assert (fb.qc != 0).all()
+    np.testing.assert_array_equal(fb.analysis.values, fb.background.values)
+
+
+def test_non_finite_forecast_stops_with_the_cycle_time_and_keeps_the_checkpoint(tiny_models, tmp_path, monkeypatch):
+    from hloba.forecast.qg import QGForecast
+
+    original = QGForecast.step
+    calls = {"n": 0}
+
+    def nan_step(self, x, times, n=1):
+        calls["n"] += 1
+        out = original(self, x, times, n)
+        return out * float("nan") if calls["n"] == 150 else out
+
+    monkeypatch.setattr(QGForecast, "step", nan_step)
+    with pytest.raises(StreamError, match=r"non-finite values in the forecast from 2002-01-28 00:00:00 \(cycle 148\); last checkpoint .* kept"):
+        _run(tiny_models, tmp_path, checkpoint_every=100)
+    assert (tmp_path / "checkpoints" / f"hloba-{YEAR}.pt").exists()
+    assert not (tmp_path / "latent.nc").exists() and not (tmp_path / "feedback.parquet").exists()
+
+
+def test_cold_start_from_a_missing_file_names_it(tiny_models, tmp_path):
+    with pytest.raises(StreamError, match="cold_start 'nowhere.nc': no such file"):
+        _run(tiny_models, tmp_path, cold_start="nowhere.nc")
+
+
+def test_analysis_beats_the_free_run_without_diverging_and_is_calibrated(tiny_models, stream, free):
+    """The must-show properties of the default configuration, on the tiny one (looser bounds:
+    its networks train for seconds; see scripts/check_assimilation.py for the default world)."""
+    from hloba.models.checkpoint import grid_from_state, load_checkpoint
+    from hloba.verify.latent import stream_scores
+
+    r = tiny_models / "results"
+    ae = r / "models/autoencoder.pt"
+    weights = grid_from_state(load_checkpoint(ae, "autoencoder")["grid"]).area_weights()
+    refs = [r / "reference/2002.nc"]
+    hloba = stream_scores(stream[1][0], refs, ae, weights)
+    baseline = stream_scores(free[1][0], refs, ae, weights)
+    ratio = hloba["analysis_rmse"] / baseline["background_rmse"]
+    assert (ratio < 0.75).all(), ratio
+    months = hloba["monthly_rmse"]
+    assert months[12] <= 1.2 * months[1]
+    assert 0.3 <= hloba["latent_calibration"] <= 3.3

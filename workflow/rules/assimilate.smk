@@ -1,0 +1,69 @@
+# Per-cycle latent assimilation: one independent, resumable stream per year.
+
+
+rule tune_stream:
+    input:
+        unpack(forecast_model_inputs),
+        autoencoder="results/models/autoencoder.pt",
+        o2lnet="results/models/o2lnet.pt",
+        calibration="results/ensemble/calibration.nc",
+        observations=tuning_observation_files,
+        references=reference_files([TUNING_YEAR]),
+    output:
+        tuning="results/ensemble/stream_tuning.nc",
+    log:
+        "results/logs/tune_stream.log",
+    benchmark:
+        "results/benchmarks/tune_stream.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=assimilation_gpus(),
+    params:
+        year=TUNING_YEAR,
+        assimilation=config.get("assimilation", {}),
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        interval_hours=config["world"].get("output_interval_hours", 6),
+    script:
+        "../scripts/tune_stream.py"
+
+
+rule assimilate_year:
+    input:
+        unpack(forecast_model_inputs),
+        unpack(stream_tuning_input),
+        autoencoder="results/models/autoencoder.pt",
+        o2lnet="results/models/o2lnet.pt",
+        calibration="results/ensemble/calibration.nc",
+        observations=stream_observation_files,
+    output:
+        latent="results/latent/{year}.nc",
+        feedback="results/feedback/{year}.parquet",
+        diagnostics=report(
+            "results/diagnostics/{year}.csv",
+            category="Assimilation",
+            labels={"year": "{year}"},
+        ),
+    log:
+        "results/logs/assimilate_year/{year}.log",
+    benchmark:
+        "results/benchmarks/assimilate_year/{year}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=360,
+        gpu=assimilation_gpus(),
+    params:
+        assimilation=config.get("assimilation", {}),
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        interval_hours=config["world"].get("output_interval_hours", 6),
+        resume_dir="results/checkpoints/assimilate",
+    script:
+        "../scripts/assimilate_year.py"
