@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/assimilate.smk"
+include: "workflow/rules/archive.smk"
 
 
 rule all:
@@ -24,4 +25,4 @@ rule all:
         "results/models/autoencoder.pt",
         "results/models/o2lnet.pt",
         "results/ensemble/calibration.nc",
-        latent_files(YEARS.reanalysis),
+        reanalysis_files(YEARS.reanalysis),

@@ -66,3 +66,21 @@ def channel_coords(channels: list[Channel]) -> dict[str, xr.Variable]:
             {"units": "hPa", "long_name": "pressure level of the channel (NaN: single-level)"},
         ),
     }
+
+
+def unstack_channels(x: np.ndarray, channels: list[Channel]) -> dict[str, tuple[tuple[str, ...], np.ndarray, list]]:
+    """Inverse of :func:`stack_channels`: ``(time, channel, lat, lon)`` -> per variable
+    ``(dims, array, levels)``; 3-D variables get a ``level`` dimension in channel order."""
+    out: dict[str, tuple] = {}
+    order: dict[str, list[int]] = {}
+    for i, ch in enumerate(channels):
+        order.setdefault(ch.variable, []).append(i)
+    for variable, idx in order.items():
+        levels = [channels[i].level for i in idx]
+        if levels == [None]:
+            out[variable] = (("time", *SPATIAL_DIMS), x[:, idx[0]], [])
+        elif None in levels:
+            raise ValueError(f"variable {variable!r} has both single-level and level channels")
+        else:
+            out[variable] = (("time", "level", *SPATIAL_DIMS), x[:, idx], levels)
+    return out

@@ -22,6 +22,7 @@ def copy_workflow(repo: Path, dest: Path) -> Path:
     """A copy of the workflow (no results) in ``dest``."""
     import shutil
 
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = repo / name
         if src.is_dir():
@@ -43,3 +44,23 @@ def tiny_models(repo, tmp_path_factory) -> Path:
                            "config/test.yaml"], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
+
+
+@pytest.fixture(scope="session")
+def tiny_stream(tiny_models) -> dict:
+    """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session."""
+    import yaml
+
+    from hloba.assim.stream import assimilate_year
+
+    config = yaml.safe_load((tiny_models / "config/test.yaml").read_text())
+    r = tiny_models / "results"
+    paths = {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
+             "diagnostics": r / "diagnostics/2002.csv"}
+    result = assimilate_year(
+        2002, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
+        [r / "obs/2001.parquet", r / "obs/2002.parquet"], *paths.values(), assimilation=config["assimilation"],
+        forecast=config["forecast"], interval_hours=6, world_qg=config["world"]["qg"],
+        tuning=r / "ensemble/stream_tuning.nc", resume_dir=r / "checkpoints/assimilate", progress=False,
+    )
+    return {"result": result, **paths}

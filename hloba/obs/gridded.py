@@ -76,7 +76,7 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
     platforms = platforms or sorted(df["platform"].astype(str).unique())
     code = {p: i for i, p in enumerate(platforms)}
     network = np.array([code.get(p, -1) for p in df["platform"].astype(str)], dtype=np.int64)
-    offsets = np.searchsorted(cyc, np.arange(len(cycle_times) + 1))
+    offsets = np.searchsorted(cyc, np.arange(len(cycle_times) + 1)).copy()
     return GriddedObservations(
         cycle_times, torch.as_tensor(offsets), torch.as_tensor(channel), torch.as_tensor(row),
         torch.as_tensor(col), torch.as_tensor(value, dtype=torch.float32), torch.as_tensor(network), list(platforms),

@@ -113,3 +113,7 @@ def stream_tuning_input(wildcards):
 def tuning_observation_files(wildcards):
     spinup = config.get("assimilation", {}).get("spinup_days", 30)
     return observation_files(stream_years(TUNING_YEAR, spinup, ALL_YEARS))
+
+
+def reanalysis_files(years):
+    return [f"results/reanalysis/{year}.nc" for year in years]

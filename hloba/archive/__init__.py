@@ -1,0 +1,1 @@
+"""The reanalysis archive: dask-parallel decoding of latent analyses with Monte-Carlo uncertainty."""

@@ -1,0 +1,117 @@
+"""Decode a year's latent analyses into model space, with uncertainty, in parallel with dask.
+
+Per time step: the analysis ``D(z_a)`` and the standard deviation over ``samples`` Monte-Carlo
+draws ``D(z_a + V (sigma_w * eps))``, ``eps ~ N(0, I)`` (``V`` the stream's update rotation and
+``sigma_w^2`` the analysis variance in update coordinates; without a rotation ``V = I``), all
+destandardised to physical units. The work is split into chunks of consecutive times, one dask
+task each; each worker process loads the decoder once (cached per process). Random draws are
+seeded per chunk, so results do not depend on the number of workers or the order of tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time as _time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hloba.models.normalizer import Normalizer
+from hloba.models.train_autoencoder import load_autoencoder
+
+log = logging.getLogger(__name__)
+
+LOADS = {"count": 0}  # decoder loads in this process (tests check: once per worker)
+
+
+@functools.lru_cache(maxsize=4)
+def worker_decoder(path: str, sha256: str = "") -> tuple[torch.nn.Module, Normalizer]:
+    """The autoencoder and its normaliser, loaded once per process (``sha256`` keys the cache)."""
+    torch.set_num_threads(1)
+    ae, payload = load_autoencoder(path)
+    LOADS["count"] += 1
+    return ae, Normalizer.from_state(payload["normalizer"])
+
+
+def preload_decoder(path: str, sha256: str = "") -> int:
+    """Load the decoder in this (worker) process now; returns the process's load count."""
+    worker_decoder(path, sha256)
+    return LOADS["count"]
+
+
+@torch.no_grad()
+def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sigma2_update: np.ndarray,
+                 rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times."""
+    ae, norm = worker_decoder(autoencoder_path, sha256)
+    times = pd.DatetimeIndex(times)
+    z = torch.as_tensor(z_a, dtype=torch.float32)
+    mean = norm.destandardize(ae.decode(z), times)
+    if samples < 2:
+        return mean.numpy(), np.zeros(mean.shape, np.float32)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(chunk))
+    sd = torch.as_tensor(sigma2_update, dtype=torch.float32).clamp(min=0).sqrt()
+    v = None if rotation is None else torch.as_tensor(rotation, dtype=torch.float32)
+    total = torch.zeros_like(mean)
+    total2 = torch.zeros_like(mean)
+    for _ in range(samples):
+        dz = sd * torch.randn(z.shape, generator=g)
+        if v is not None:
+            dz = dz @ v.T
+        x = norm.destandardize(ae.decode(z + dz), times)
+        total += x
+        total2 += x * x
+    m = total / samples
+    var = (total2 / samples - m * m).clamp(min=0) * samples / (samples - 1)
+    return mean.numpy(), var.sqrt().float().numpy()
+
+
+def time_chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int, time_chunk: int,
+                  client=None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Decode every time of ``latent`` (the stream's dataset); returns ``(mean, std)`` physical.
+
+    With a dask ``client`` the chunks run on its workers; without one, in this process.
+    """
+    times = pd.DatetimeIndex(latent["time"].values)
+    z_a = latent["z_a"].values
+    s2 = latent["sigma_a2_update"].values
+    rotation = latent["rotation"].values if "rotation" in latent else None
+    chunks = time_chunks(len(times), time_chunk)
+    args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
+    mean = std = None
+    t0 = _time.perf_counter()
+
+    def place(i, result):
+        nonlocal mean, std
+        m, s = result
+        if mean is None:
+            mean = np.empty((len(times), *m.shape[1:]), np.float64)
+            std = np.empty((len(times), *m.shape[1:]), np.float32)
+        mean[chunks[i]], std[chunks[i]] = m, s
+
+    if client is None:
+        for i, a in enumerate(args):
+            place(i, decode_chunk(*a, rotation, samples, seed, i))
+            if progress:
+                log.info("decoded chunk %d/%d", i + 1, len(chunks))
+    else:
+        from distributed import as_completed
+
+        rot = client.scatter(rotation, broadcast=True) if rotation is not None else None
+        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, key=f"decode-{i}-{sha256[:8]}-{seed}")
+                   for i, a in enumerate(args)]
+        index = {f.key: i for i, f in enumerate(futures)}
+        for done, f in enumerate(as_completed(futures), 1):
+            place(index[f.key], f.result())
+            if progress and (done % max(1, len(chunks) // 10) == 0 or done == len(chunks)):
+                log.info("decoded %d/%d chunks (%.1f s)", done, len(chunks), _time.perf_counter() - t0)
+            f.release()
+    log.info("decoded %d times x %d samples in %.1f s", len(times), samples, _time.perf_counter() - t0)
+    return mean, std

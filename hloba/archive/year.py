@@ -1,0 +1,37 @@
+"""Rule decode_year: latent analyses of a year -> ``results/reanalysis/{year}.nc``."""
+
+from __future__ import annotations
+
+import logging
+
+import xarray as xr
+
+from hloba.archive.cluster import dask_client
+from hloba.archive.dataset import reanalysis_dataset
+from hloba.archive.decode import decode_latent
+from hloba.assim.stream import file_sha256
+from hloba.io import write_netcdf
+from hloba.models.checkpoint import channels_from_state, grid_from_state, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, seed: int = 0, time_chunk: int = 40,
+                workers: int = 1, scheduler_address: str | None = None, progress: bool = True) -> xr.Dataset:
+    """Decode the year's analyses and uncertainty and write the archive file atomically."""
+    payload = load_checkpoint(autoencoder_path, "autoencoder")
+    channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
+    sha = file_sha256(autoencoder_path)
+    with xr.open_dataset(latent_path) as latent:
+        latent = latent.load()
+    want = latent.attrs.get("autoencoder_sha256")
+    if want and want != sha:
+        raise ValueError(f"{latent_path} was made with another autoencoder than {autoencoder_path} "
+                         "(checkpoint hashes differ): rerun assimilate_year")
+    log.info("decoding %s: %d times, %d samples, chunks of %d, %s", latent_path, latent.sizes["time"], samples,
+             time_chunk, scheduler_address or f"{workers} local worker(s)")
+    with dask_client(workers, scheduler_address) as client:
+        mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress)
+    ds = reanalysis_dataset(mean, std, latent["time"].values, channels, grid, latent.attrs, samples, seed)
+    write_netcdf(ds, output)
+    return ds
