@@ -14,6 +14,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/assimilate.smk"
 include: "workflow/rules/archive.smk"
+include: "workflow/rules/verify.smk"
 
 
 rule all:
@@ -26,3 +27,5 @@ rule all:
         "results/models/o2lnet.pt",
         "results/ensemble/calibration.nc",
         reanalysis_files(YEARS.reanalysis),
+        figure_files(YEARS.reanalysis),
+        evaluation_files(YEARS.reanalysis),

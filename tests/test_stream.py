@@ -169,3 +169,24 @@ def test_analysis_beats_the_free_run_without_diverging_and_is_calibrated(tiny_mo
     months = hloba["monthly_rmse"]
     assert months[12] <= 1.2 * months[1]
     assert 0.3 <= hloba["latent_calibration"] <= 3.3
+
+
+def test_latent_3dvar_method_fits_the_observations(tiny_models):
+    from hloba.assim.stream import StreamConfig, load_stream_models, run_stream
+
+    config = _config(tiny_models)
+    r = tiny_models / "results"
+    cfg = StreamConfig(**dict(config["assimilation"], method="l3dvar"))
+    interval = pd.Timedelta(hours=6)
+    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
+                                config["forecast"], interval, config["world"]["qg"], rotation=False)
+    result = run_stream(YEAR, models, [r / "obs/2001.parquet", r / "obs/2002.parquet"], cfg, interval,
+                        progress=False, max_cycles=60)
+    diag = result["diagnostics"][:60]
+    assert (diag[1:, -1] > 1).all()  # L-BFGS iterated every cycle
+    table = result["observations"]
+    used = (result["qc"].numpy() == 0) & ~np.isnan(result["analysis"].numpy())
+    y = table["value"].to_numpy()[used]
+    oma = y - result["analysis"].numpy()[used]
+    omb = y - result["background"].numpy()[used]
+    assert np.mean(oma ** 2) < 0.8 * np.mean(omb ** 2)

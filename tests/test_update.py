@@ -100,3 +100,23 @@ def test_correlated_update_reduces_to_the_paper_and_is_optimal_for_correlated_er
     one = torch.tensor([[1.0]], dtype=torch.float64)
     za, sa = correlated_update(one, inf, 3 * one, 0.5 * one, torch.tensor(0.4, dtype=torch.float64))
     assert float(za) == 3.0 and float(sa) == 0.5
+
+
+def test_latent_3dvar_with_identity_decoder_and_linear_h_is_the_closed_form_update():
+    from hloba.assim.var import latent_3dvar
+
+    g = torch.Generator().manual_seed(7)
+    n = 30
+    z_b = torch.randn(1, n, generator=g, dtype=torch.float64)
+    sb = torch.rand(1, n, generator=g, dtype=torch.float64) + 0.2
+    # every latent element observed once (H selects it), with error variance so
+    idx = torch.randperm(n, generator=g)
+    so = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    result = latent_3dvar(z_b, sb, lambda z: z[0, idx], y, so, tol=1e-10)
+    z_o = torch.empty(1, n, dtype=torch.float64)
+    so_z = torch.empty(1, n, dtype=torch.float64)
+    z_o[0, idx], so_z[0, idx] = y, so
+    closed, _ = hybrid_update(z_b, sb, z_o, so_z)
+    torch.testing.assert_close(result.z_a, closed, atol=1e-7, rtol=0)
+    assert result.cost_final < result.cost_initial and result.iterations > 1

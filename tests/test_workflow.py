@@ -99,6 +99,17 @@ def test_tiny_pipeline_end_to_end(workdir):
         assert (rmse[-1] > rmse[0]).sum() >= 6  # errors grow with lead for most channels
     for png in ("error_growth.png", "sigma_clim_map.png"):
         assert (workdir / "results/ensemble" / png).read_bytes()[:4] == b"\x89PNG"
+    # the stream, the archive, the figures and the evaluation of the reanalysis year
+    with xr.open_dataset(workdir / "results/reanalysis/2002.nc") as ds:
+        assert ds.sizes["time"] == 1460 and "temperature_std" in ds
+    for png in ("maps.png", "uncertainty_series.png"):
+        assert (workdir / "results/figures/2002" / png).read_bytes()[:4] == b"\x89PNG"
+    scores = pd.read_csv(workdir / "results/evaluation/2002/scores.csv")
+    year = scores[scores.period == "year"].set_index("channel")
+    assert len(year) == 8 and (year.acc > 0.5).all() and (year.spread_skill > 0.3).all()
+    obs_stats = pd.read_csv(workdir / "results/evaluation/2002/observations.csv")
+    assert set(obs_stats.platform) == {"radiosonde", "surface", "satellite", "aircraft"}
+    assert (obs_stats.oma_std < obs_stats.omb_std).mean() > 0.8  # the analysis fits the observations better
     # nothing left to do: a second run is a no-op
     again = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml"], workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -25,6 +25,6 @@ def dask_client(workers: int = 1, scheduler_address: str | None = None, memory_l
         yield None
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         log.info("local dask cluster: %d worker processes", workers)
         yield client

@@ -28,8 +28,15 @@ LOADS = {"count": 0}  # decoder loads in this process (tests check: once per wor
 
 @functools.lru_cache(maxsize=4)
 def worker_decoder(path: str, sha256: str = "") -> tuple[torch.nn.Module, Normalizer]:
-    """The autoencoder and its normaliser, loaded once per process (``sha256`` keys the cache)."""
-    torch.set_num_threads(1)
+    """The autoencoder and its normaliser, loaded once per process (``sha256`` keys the cache).
+    In a dask worker process torch uses one thread (the workers are the parallelism)."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        torch.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
     ae, payload = load_autoencoder(path)
     LOADS["count"] += 1
     return ae, Normalizer.from_state(payload["normalizer"])

@@ -35,3 +35,24 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, see
     ds = reanalysis_dataset(mean, std, latent["time"].values, channels, grid, latent.attrs, samples, seed)
     write_netcdf(ds, output)
     return ds
+
+
+def write_zarr_archive(paths, output) -> None:
+    """All years' files as one consolidated zarr store, written beside ``output`` and renamed
+    onto it only when complete (a killed job leaves no store at ``output``)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with xr.open_mfdataset([str(p) for p in paths], combine="by_coords", join="outer") as ds:
+        ds = ds.chunk({"time": 124})
+        for var in ds.variables.values():
+            var.encoding = {}
+        ds.to_zarr(tmp, mode="w", consolidated=True)
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    log.info("zarr archive %s: %d files", output, len(paths))

@@ -45,6 +45,7 @@ from hloba.assim.cycle import (
     smooth_inflation,
 )
 from hloba.assim.update import correlated_update, first_guess_check, hybrid_update
+from hloba.assim.var import latent_3dvar
 from hloba.channels import Channel, stack_channels
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
@@ -61,12 +62,13 @@ from hloba.obs.schema import OBS_COLUMNS, load_observations
 
 log = logging.getLogger(__name__)
 
-METHODS = ("hloba", "free")
+METHODS = ("hloba", "free", "l3dvar")
+ASSIMILATING = ("hloba", "l3dvar")
 QC_USED, QC_FIRST_GUESS, QC_NOT_ASSIMILATED = 0, 1, 2
 STAGES = ("forecast", "encode", "qc", "o2lnet", "update", "decode")
 DIAGNOSTICS = (
     "n_obs", "n_used", "n_rejected", "innovation_mean", "innovation_var", "obs_innovation_rms",
-    "increment_rms", "inflation", "sigma_b2_mean", "sigma_o2_mean", "sigma_a2_mean", "members",
+    "increment_rms", "inflation", "sigma_b2_mean", "sigma_o2_mean", "sigma_a2_mean", "members", "iterations",
 )
 
 
@@ -93,6 +95,8 @@ class StreamConfig:
     device: str = "auto"
     cold_start: str = "climatology"  # or a netCDF file with one state of the data's channels
     tuning_days: float = 60.0  # length of the tuning streams on the calibration year (0: no tuning)
+    var_tolerance: float = 1e-3  # l3dvar: relative gradient tolerance
+    var_max_iterations: int = 50  # l3dvar: cost evaluations per cycle
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -143,6 +147,7 @@ def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast
     """Load the trained networks and the calibration; build the forecast model; check they fit."""
     dev = resolve_device(device)
     ae, payload = load_autoencoder(autoencoder_path, dev)
+    ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     o2l, o2l_payload = load_o2lnet(o2lnet_path, dev)
     check_matches_data(o2l_payload, channels, grid, o2lnet_path)
@@ -369,7 +374,7 @@ def run_stream(
                     0.01 * m.model_error_var)
             clock.lap("qc")
             n_used = int(ok.sum())
-            if cfg.method == "free" or n_used == 0:
+            if cfg.method != "hloba" or n_used == 0:
                 z_o = torch.zeros_like(z_b)
                 sigma_o2 = torch.full_like(z_b, float("inf"))
             else:
@@ -395,8 +400,20 @@ def run_stream(
                 inflation = smooth_inflation(inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                              cfg.inflation_max)
             z_a = m.space.backward(w_a) if cfg.method == "hloba" else z_b
+            iterations = 0
+            if cfg.method == "l3dvar" and n_used:
+                w_ok = _slice_weights(obs.weights, s)
+                w_ok = type(w_ok)(*(getattr(w_ok, f)[ok] for f in w_ok.__dataclass_fields__))
+                var = latent_3dvar(
+                    z_b.double(), m.sigma_clim2[None].double(),
+                    lambda z: apply_operator(norm.destandardize(ae.decode(z.float()), [t]), w_ok)[0],
+                    obs.value[s][ok], obs.r2[s][ok], cfg.var_tolerance, cfg.var_max_iterations,
+                )
+                z_a, iterations = var.z_a.float(), var.iterations
+                sb2_w = m.sigma_clim2[None].clone()
+                sa2_w = sb2_w.clone()  # 3D-Var gives no analysis variance: the static one is reported
             clock.lap("update")
-            if cfg.method == "hloba":
+            if cfg.method in ASSIMILATING:
                 x_a = norm.destandardize(ae.decode(z_a), [t])
             else:
                 x_a = x_b
@@ -420,18 +437,18 @@ def run_stream(
         out["sigma_a2_update"][k] = sa2_reported[0].cpu()
         out["sigma_b2_update"][k] = sb2_w[0].cpu()
         fb_b[s], fb_a[s] = hx_b.cpu(), hx_a.cpu()
-        fb_qc[s] = torch.where(reject, QC_FIRST_GUESS, QC_USED if cfg.method == "hloba" else QC_NOT_ASSIMILATED).to(torch.int8).cpu()
+        fb_qc[s] = torch.where(reject, QC_FIRST_GUESS, QC_USED if cfg.method in ASSIMILATING else QC_NOT_ASSIMILATED).to(torch.int8).cpu()
         innov = ((obs.value[s] - hx_b) / torch.sqrt(obs.r2[s] + b2_obs))[ok]
         running.append(innov.square().cpu())
         fin = torch.isfinite(sb2_w)
         diag[k] = torch.tensor([
-            s.stop - s.start, n_used if cfg.method == "hloba" else 0, int(reject.sum()),
+            s.stop - s.start, n_used if cfg.method in ASSIMILATING else 0, int(reject.sum()),
             d.mean().item() if d.numel() else float("nan"), d.square().mean().item() if d.numel() else float("nan"),
             innov.square().mean().sqrt().item() if innov.numel() else float("nan"),
             (z_a - z_b).square().mean().sqrt().item(), inflation.log().mean().exp().item(),
             sb2_w[fin].mean().item() if bool(fin.any()) else float("inf"),
             so2_w[torch.isfinite(so2_w)].mean().item() if bool(torch.isfinite(so2_w).any()) else float("inf"),
-            sa2_w.mean().item(), zs.shape[0],
+            sa2_w.mean().item(), zs.shape[0], iterations,
         ], dtype=torch.float64)
         if (k + 1) % cfg.log_every == 0 or k + 1 == n_cycles:
             r = torch.cat(running) if running else torch.zeros(0, dtype=torch.float64)
@@ -516,7 +533,7 @@ def feedback_table(result: dict, year: int) -> pd.DataFrame:
 
 def diagnostics_table(result: dict) -> pd.DataFrame:
     df = pd.DataFrame(result["diagnostics"].numpy(), columns=list(DIAGNOSTICS))
-    for col in ("n_obs", "n_used", "n_rejected", "members"):
+    for col in ("n_obs", "n_used", "n_rejected", "members", "iterations"):
         df[col] = df[col].astype(np.int64)
     df.insert(0, "time", result["times"])
     df.insert(1, "spinup", np.arange(len(df)) < result["first"])

@@ -22,3 +22,53 @@ rule decode_year:
         dask=config.get("dask", {}),
     script:
         "../scripts/decode_year.py"
+
+
+rule archive_zarr:
+    input:
+        years=reanalysis_files(YEARS.reanalysis),
+    output:
+        store=directory("results/reanalysis.zarr"),
+    log:
+        "results/logs/archive_zarr.log",
+    benchmark:
+        "results/benchmarks/archive_zarr.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/archive_zarr.py"
+
+
+rule plot_reanalysis:
+    input:
+        reanalysis="results/reanalysis/{year}.nc",
+        reference="results/reference/{year}.nc",
+    output:
+        maps=report(
+            "results/figures/{year}/maps.png",
+            category="Reanalysis",
+            labels={"year": "{year}", "figure": "maps"},
+        ),
+        series=report(
+            "results/figures/{year}/uncertainty_series.png",
+            category="Reanalysis",
+            labels={"year": "{year}", "figure": "uncertainty and error"},
+        ),
+    log:
+        "results/logs/plot_reanalysis/{year}.log",
+    benchmark:
+        "results/benchmarks/plot_reanalysis/{year}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        map_date=config.get("figures", {}).get("map_date", "07-01T00"),
+    script:
+        "../scripts/plot_reanalysis.py"

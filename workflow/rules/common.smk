@@ -117,3 +117,11 @@ def tuning_observation_files(wildcards):
 
 def reanalysis_files(years):
     return [f"results/reanalysis/{year}.nc" for year in years]
+
+
+def figure_files(years):
+    return [f"results/figures/{year}/maps.png" for year in years]
+
+
+def evaluation_files(years):
+    return [f"results/evaluation/{year}/scores.csv" for year in years]

@@ -1,0 +1,104 @@
+"""Faults at the workflow level: SIGKILLed assimilation and decode jobs, and their reruns."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import copy_workflow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+INPUTS = ("models", "ensemble", "obs", "reference", "prep")
+
+
+@pytest.fixture()
+def work(repo, tiny_models, tmp_path):
+    """The workflow with the tiny configuration's trained models and observations in place."""
+    work = copy_workflow(repo, tmp_path / "wf")
+    for name in INPUTS:
+        shutil.copytree(tiny_models / "results" / name, work / "results" / name)
+    return work
+
+
+def start(work, target):
+    return subprocess.Popen(SNAKEMAKE + [target, "--cores", "2", "--configfile", "config/test.yaml"], cwd=work,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_when(proc, condition, timeout=300):
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert time.time() < deadline, "the job never reached the point to kill it"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def rerun(work, target):
+    out = subprocess.run(SNAKEMAKE + [target, "--cores", "2", "--configfile", "config/test.yaml"], cwd=work,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_killed_assimilation_resumes_and_equals_an_uninterrupted_run(work, tiny_stream):
+    checkpoint = work / "results/checkpoints/assimilate/hloba-2002.pt"
+    proc = start(work, "results/latent/2002.nc")
+    kill_when(proc, checkpoint.exists)
+    assert not (work / "results/latent/2002.nc").exists()
+    assert not (work / "results/feedback/2002.parquet").exists()
+    rerun(work, "results/latent/2002.nc")
+    log = (work / "results/logs/assimilate_year/2002.log").read_text()
+    assert "resuming from" in log
+    assert not checkpoint.exists()
+    with xr.open_dataset(work / "results/latent/2002.nc") as a, xr.open_dataset(tiny_stream["latent"]) as b:
+        for name in ("z_a", "z_b", "sigma_a2"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+@pytest.mark.slow
+def test_killed_decode_leaves_no_file_and_the_rerun_completes(work, tiny_stream):
+    for name in ("latent", "feedback"):
+        (work / "results" / name).mkdir(parents=True)
+        shutil.copy2(tiny_stream[name], work / "results" / name / "2002.nc" if name == "latent"
+                     else work / "results" / name / "2002.parquet")
+    log = work / "results/logs/decode_year/2002.log"
+    proc = start(work, "results/reanalysis/2002.nc")
+    kill_when(proc, lambda: log.exists() and "decoding" in log.read_text())
+    final = work / "results/reanalysis/2002.nc"
+    assert not final.exists()
+    rerun(work, "results/reanalysis/2002.nc")
+    assert not list(final.parent.glob(".*.part"))
+    with xr.open_dataset(final) as ds:
+        assert ds.sizes["time"] == 1460 and np.isfinite(ds["temperature"].values).all()
+        assert (ds["temperature_std"].values > 0).mean() > 0.99
+
+
+@pytest.mark.slow
+def test_two_years_in_parallel_equal_one_by_one(repo, tiny_models, tmp_path):
+    """Streams are independent: run together (two 1-thread jobs at once) or one after the other,
+    each year's outputs are the same."""
+    results = {}
+    for mode, cores in (("parallel", "2"), ("sequential", "1")):
+        work = copy_workflow(repo, tmp_path / mode)
+        for name in INPUTS:
+            shutil.copytree(tiny_models / "results" / name, work / "results" / name)
+        (work / "years.yaml").write_text("years: {reanalysis: [2001, 2002], training: [2001], validation: [2002], "
+                                         "calibration: [2002]}\n")
+        out = subprocess.run(SNAKEMAKE + ["results/latent/2001.nc", "results/latent/2002.nc", "--cores", cores,
+                                          "--set-threads", "assimilate_year=1", "--configfile", "config/test.yaml",
+                                          "years.yaml"], cwd=work, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        results[mode] = work
+    for year in (2001, 2002):
+        with xr.open_dataset(results["parallel"] / f"results/latent/{year}.nc") as a, \
+                xr.open_dataset(results["sequential"] / f"results/latent/{year}.nc") as b:
+            np.testing.assert_array_equal(a["z_a"].values, b["z_a"].values)
+            np.testing.assert_array_equal(a["sigma_a2"].values, b["sigma_a2"].values)

@@ -1,0 +1,11 @@
+"""Adapter for rule evaluate_year."""
+
+from _common import setup
+
+log = setup(snakemake)  # noqa: F821
+
+from hloba.verify.evaluate import evaluate_year  # noqa: E402
+
+sm = snakemake  # noqa: F821
+evaluate_year(sm.input.reanalysis, sm.input.reference, sm.input.feedback, sm.input.normalization, sm.output.scores,
+              sm.output.observations)

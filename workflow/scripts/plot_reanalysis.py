@@ -1,0 +1,11 @@
+"""Adapter for rule plot_reanalysis: maps for one date and uncertainty/error time series."""
+
+from _common import setup
+
+log = setup(snakemake)  # noqa: F821
+
+from hloba.archive.figures import plot_maps, plot_uncertainty_series  # noqa: E402
+
+sm = snakemake  # noqa: F821
+plot_maps(sm.input.reanalysis, sm.input.reference, f"{sm.wildcards.year}-{sm.params.map_date}", sm.output.maps)
+plot_uncertainty_series(sm.input.reanalysis, sm.input.reference, sm.output.series)
