@@ -23,13 +23,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 import xarray as xr
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.assim.stream import STAGES, StreamConfig, cycle_times, load_stream_models, run_stream  # noqa: E402
 from hloba.assim.tuning import apply_tuning  # noqa: E402
-from hloba.config import stream_years, year_sets  # noqa: E402
+from hloba.config import load_config, stream_years, year_sets  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +41,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    config = yaml.safe_load(Path(args.configfile).read_text())
+    base = Path(__file__).resolve().parents[1] / "config.yaml"
+    config = load_config(*dict.fromkeys([base, Path(args.configfile).resolve()]))
     years = year_sets(config)
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)

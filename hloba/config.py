@@ -118,3 +118,24 @@ def stream_years(year: int, spinup_days: float, available) -> list[int]:
 
     start = datetime.date(year, 1, 1) - datetime.timedelta(days=float(spinup_days))
     return [y for y in range(start.year, year + 1) if y in set(available)]
+
+
+def load_config(*paths) -> dict:
+    """Read YAML config files, each updating the previous recursively (as Snakemake merges
+    ``configfile:`` and ``--configfile``)."""
+    from pathlib import Path
+
+    import yaml
+
+    def update(base: dict, new: dict) -> dict:
+        for k, v in (new or {}).items():
+            if isinstance(v, dict) and isinstance(base.get(k), dict):
+                update(base[k], v)
+            else:
+                base[k] = v
+        return base
+
+    config: dict = {}
+    for path in paths:
+        update(config, yaml.safe_load(Path(path).read_text()))
+    return config

@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.assim.stream import StreamConfig, assimilate_year  # noqa: E402
-from hloba.config import stream_years, year_sets  # noqa: E402
+from hloba.config import load_config, stream_years, year_sets  # noqa: E402
 from hloba.models.checkpoint import grid_from_state, load_checkpoint  # noqa: E402
 from hloba.verify.latent import stream_scores  # noqa: E402
 
@@ -35,7 +34,8 @@ def main() -> int:
     p.add_argument("--year", type=int)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    config = yaml.safe_load(Path(args.configfile).read_text())
+    base = Path(__file__).resolve().parents[1] / "config.yaml"
+    config = load_config(*dict.fromkeys([base, Path(args.configfile).resolve()]))
     years = year_sets(config)
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)

@@ -32,6 +32,13 @@ def copy_workflow(repo: Path, dest: Path) -> Path:
     return dest
 
 
+def merged_config(work: Path, *overlays: str) -> dict:
+    """config.yaml updated recursively by the overlays, as Snakemake merges ``--configfile``."""
+    from hloba.config import load_config
+
+    return load_config(work / "config.yaml", *(work / o for o in overlays))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(repo, tmp_path_factory) -> Path:
     """The tiny configuration's trained models, calibration and observations (one run per session)."""
@@ -49,11 +56,9 @@ def tiny_models(repo, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_models) -> dict:
     """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session."""
-    import yaml
-
     from hloba.assim.stream import assimilate_year
 
-    config = yaml.safe_load((tiny_models / "config/test.yaml").read_text())
+    config = merged_config(tiny_models, "config/test.yaml")
     r = tiny_models / "results"
     paths = {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
              "diagnostics": r / "diagnostics/2002.csv"}

@@ -30,14 +30,19 @@ def start(work, target):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def kill_when(proc, condition, timeout=300):
+def kill_job_when(proc, script, condition, timeout=300):
+    """SIGKILL the job's process (the rule's script, as a dead node would) once ``condition()``;
+    Snakemake itself sees the job fail and exits."""
     deadline = time.time() + timeout
     while not condition():
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         assert time.time() < deadline, "the job never reached the point to kill it"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    pids = subprocess.run(["pgrep", "-f", rf"scripts/tmp.*{script}"], capture_output=True, text=True).stdout.split()
+    assert pids, "no job process found"
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
 
 
 def rerun(work, target):
@@ -51,7 +56,7 @@ def rerun(work, target):
 def test_killed_assimilation_resumes_and_equals_an_uninterrupted_run(work, tiny_stream):
     checkpoint = work / "results/checkpoints/assimilate/hloba-2002.pt"
     proc = start(work, "results/latent/2002.nc")
-    kill_when(proc, checkpoint.exists)
+    kill_job_when(proc, "assimilate_year", checkpoint.exists)
     assert not (work / "results/latent/2002.nc").exists()
     assert not (work / "results/feedback/2002.parquet").exists()
     rerun(work, "results/latent/2002.nc")
@@ -71,7 +76,7 @@ def test_killed_decode_leaves_no_file_and_the_rerun_completes(work, tiny_stream)
                      else work / "results" / name / "2002.parquet")
     log = work / "results/logs/decode_year/2002.log"
     proc = start(work, "results/reanalysis/2002.nc")
-    kill_when(proc, lambda: log.exists() and "decoding" in log.read_text())
+    kill_job_when(proc, "decode_year", lambda: log.exists() and "decoding" in log.read_text())
     final = work / "results/reanalysis/2002.nc"
     assert not final.exists()
     rerun(work, "results/reanalysis/2002.nc")
