@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import xarray as xr
 
 from hloba.archive.cluster import dask_client
@@ -17,8 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, seed: int = 0, time_chunk: int = 40,
-                workers: int = 1, scheduler_address: str | None = None, progress: bool = True) -> xr.Dataset:
-    """Decode the year's analyses and uncertainty and write the archive file atomically."""
+                workers: int = 1, scheduler_address: str | None = None, std_factors=None,
+                progress: bool = True) -> xr.Dataset:
+    """Decode the year's analyses and uncertainty and write the archive file atomically.
+
+    ``std_factors``: rule calibrate_uncertainty's file; each channel's std is multiplied by its
+    factor (without it the raw Monte-Carlo std is written)."""
     payload = load_checkpoint(autoencoder_path, "autoencoder")
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     sha = file_sha256(autoencoder_path)
@@ -32,7 +37,18 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, see
              time_chunk, scheduler_address or f"{workers} local worker(s)")
     with dask_client(workers, scheduler_address) as client:
         mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress)
+    factors = None
+    if std_factors:
+        with xr.open_dataset(std_factors) as f:
+            order = [str(c) for c in f["channel"].values]
+            if order != [c.name for c in channels]:
+                raise ValueError(f"{std_factors} has channels {order}, the autoencoder {[c.name for c in channels]}: "
+                                 "rerun calibrate_uncertainty")
+            factors = f["std_factor"].values
+        std = std * factors[None, :, None, None].astype(np.float32)
     ds = reanalysis_dataset(mean, std, latent["time"].values, channels, grid, latent.attrs, samples, seed)
+    if factors is not None:
+        ds.attrs["uncertainty_std_factors"] = [float(v) for v in factors]
     write_netcdf(ds, output)
     return ds
 

@@ -1,8 +1,43 @@
 # The reanalysis archive: dask-parallel decoding with Monte-Carlo uncertainty.
 
 
+rule calibrate_uncertainty:
+    input:
+        unpack(forecast_model_inputs),
+        unpack(stream_tuning_input),
+        autoencoder="results/models/autoencoder.pt",
+        o2lnet="results/models/o2lnet.pt",
+        calibration="results/ensemble/calibration.nc",
+        observations=tuning_observation_files,
+        reference=f"results/reference/{TUNING_YEAR}.nc",
+    output:
+        factors="results/ensemble/uncertainty_factors.nc",
+    log:
+        "results/logs/calibrate_uncertainty.log",
+    benchmark:
+        "results/benchmarks/calibrate_uncertainty.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=assimilation_gpus(),
+    params:
+        year=TUNING_YEAR,
+        assimilation=config.get("assimilation", {}),
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        interval_hours=config["world"].get("output_interval_hours", 6),
+        uncertainty=config.get("uncertainty", {}),
+        days=config.get("assimilation", {}).get("tuning_days", 60) or 60,
+    script:
+        "../scripts/calibrate_uncertainty.py"
+
+
 rule decode_year:
     input:
+        unpack(uncertainty_factor_input),
         latent="results/latent/{year}.nc",
         autoencoder="results/models/autoencoder.pt",
     output:

@@ -125,3 +125,12 @@ def figure_files(years):
 
 def evaluation_files(years):
     return [f"results/evaluation/{year}/scores.csv" for year in years]
+
+
+def uncertainty_factor_input(wildcards):
+    """Per-channel std factors for decoding, when the streams assimilate with HLOBA."""
+    if config.get("assimilation", {}).get("method", "hloba") != "hloba":
+        return {}
+    if config.get("uncertainty", {}).get("calibrate", True) is False:
+        return {}
+    return {"std_factors": "results/ensemble/uncertainty_factors.nc"}

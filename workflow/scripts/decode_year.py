@@ -12,4 +12,5 @@ if __name__ == "__main__":
         sm.input.latent, sm.input.autoencoder, sm.output.reanalysis, samples=uncertainty.get("samples", 16),
         seed=uncertainty.get("seed", 0), time_chunk=dask.get("time_chunk", 40),
         workers=dask.get("workers") or sm.threads, scheduler_address=dask.get("scheduler_address"),
+        std_factors=sm.input.get("std_factors"),
     )
