@@ -73,3 +73,12 @@ def test_gridded_scores_by_period_and_observation_statistics():
     assert obs.loc["a", "n"] == 3 and obs.loc["a", "n_rejected"] == 1
     assert obs.loc["a", "omb_mean"] == pytest.approx(1.0) and obs.loc["a", "oma_mean"] == pytest.approx(0.5)
     assert np.isnan(obs.loc["b", "omb_mean"])  # nothing used
+
+
+def test_uncertainty_factor_is_rmse_over_rms_std():
+    from hloba.archive.calibrate import uncertainty_factors
+
+    truth = np.zeros((5, 2, 3, 4))
+    mean = truth + np.array([2.0, 0.5])[None, :, None, None]
+    std = np.ones_like(truth)
+    np.testing.assert_allclose(uncertainty_factors(mean, std, truth, W), [2.0, 0.5])

@@ -102,6 +102,7 @@ def test_tiny_pipeline_end_to_end(workdir):
     # the stream, the archive, the figures and the evaluation of the reanalysis year
     with xr.open_dataset(workdir / "results/reanalysis/2002.nc") as ds:
         assert ds.sizes["time"] == 1460 and "temperature_std" in ds
+        assert len(ds.attrs["uncertainty_std_factors"]) == 8  # calibrated on the calibration year
     for png in ("maps.png", "uncertainty_series.png"):
         assert (workdir / "results/figures/2002" / png).read_bytes()[:4] == b"\x89PNG"
     scores = pd.read_csv(workdir / "results/evaluation/2002/scores.csv")
