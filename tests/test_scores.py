@@ -82,3 +82,21 @@ def test_uncertainty_factor_is_rmse_over_rms_std():
     mean = truth + np.array([2.0, 0.5])[None, :, None, None]
     std = np.ones_like(truth)
     np.testing.assert_allclose(uncertainty_factors(mean, std, truth, W), [2.0, 0.5])
+
+
+def test_reference_missing_a_variable_or_the_year_is_named(tmp_path):
+    import xarray as xr
+
+    from hloba.channels import Channel, stack_channels
+    from hloba.verify.latent import truth_on
+
+    times = pd.date_range("2003-01-01", periods=4, freq="6h")
+    ds = xr.Dataset({"temperature": (("time", "latitude", "longitude"), np.zeros((4, 3, 2)))},
+                    coords={"time": times, "latitude": [10.0, 20.0, 30.0], "longitude": [0.0, 10.0]})
+    with pytest.raises(KeyError, match="'specific_humidity' is missing"):
+        stack_channels(ds, [Channel("temperature"), Channel("specific_humidity")])
+    with pytest.raises(KeyError, match="level 250.0 of 'temperature' is missing"):
+        stack_channels(ds, [Channel("temperature", 250.0)])
+    ds.to_netcdf(tmp_path / "2003.nc")
+    with pytest.raises(ValueError, match="the reference lacks 4 of the analysis times"):
+        truth_on([tmp_path / "2003.nc"], times + pd.Timedelta(days=365), [Channel("temperature")])
