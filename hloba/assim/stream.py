@@ -56,7 +56,7 @@ from hloba.models.normalizer import Normalizer
 from hloba.models.o2lnet import render_observations
 from hloba.models.train_autoencoder import load_autoencoder
 from hloba.models.train_o2lnet import load_o2lnet
-from hloba.obs.gridded import grid_observations
+from hloba.obs.gridded import grid_observations, nearest_cycle
 from hloba.obs.operator import apply_operator, interpolation_weights
 from hloba.obs.schema import OBS_COLUMNS, load_observations
 
@@ -216,10 +216,8 @@ def prepare_observations(paths, times: pd.DatetimeIndex, channels, grid: Grid, n
     interval = times[1] - times[0]
     df = load_observations(paths, channels, grid, times[0] - interval / 2, times[-1] + interval / 2)
     gridded = grid_observations(df, times, grid, normalizer)
-    # grid_observations keeps and orders rows by cycle with a stable sort: reproduce that order.
-    t = pd.DatetimeIndex(df["time"])
-    cyc = np.clip(np.round((t - times[0]) / interval).astype(np.int64), 0, len(times) - 1)
-    keep = np.abs(times[cyc] - t) <= interval / 2
+    # grid_observations keeps and orders rows by cycle with a stable sort: the same order here.
+    cyc, keep = nearest_cycle(times, df["time"])
     table = df[keep].iloc[np.argsort(cyc[keep], kind="stable")].reset_index(drop=True)
     if len(table) != len(gridded.value):
         raise StreamError("observation bookkeeping mismatch between the table and the gridded observations")
@@ -362,7 +360,8 @@ def run_stream(
             s = obs.cycle(k)
             x_b = members[:1]
             ch = obs.channel[s]
-            hx_b = apply_operator(x_b, _slice_weights(obs.weights, s))[0]
+            w_k = obs.weights.select(s)
+            hx_b = apply_operator(x_b, w_k)[0]
             b2_obs = b2_channel[ch]
             reject = first_guess_check(obs.value[s], hx_b, obs.r2[s], b2_obs, cfg.qc_threshold)
             if cold and k == 0:
@@ -402,8 +401,7 @@ def run_stream(
             z_a = m.space.backward(w_a) if cfg.method == "hloba" else z_b
             iterations = 0
             if cfg.method == "l3dvar" and n_used:
-                w_ok = _slice_weights(obs.weights, s)
-                w_ok = type(w_ok)(*(getattr(w_ok, f)[ok] for f in w_ok.__dataclass_fields__))
+                w_ok = w_k.select(ok)
                 var = latent_3dvar(
                     z_b.double(), m.sigma_clim2[None].double(),
                     lambda z: apply_operator(norm.destandardize(ae.decode(z.float()), [t]), w_ok)[0],
@@ -417,7 +415,7 @@ def run_stream(
                 x_a = norm.destandardize(ae.decode(z_a), [t])
             else:
                 x_a = x_b
-            hx_a = apply_operator(x_a, _slice_weights(obs.weights, s))[0]
+            hx_a = apply_operator(x_a, w_k)[0]
             clock.lap("decode")
             nxt = torch.cat((x_a, members[: K - 1])) if K > 1 else x_a
             members = m.forecast.step(nxt, [t] * nxt.shape[0], 1).double()
@@ -479,10 +477,6 @@ def _per_group(values: torch.Tensor | None, n_groups: int, name: str, device) ->
         raise StreamError(f"the stream tuning has {values.numel()} {name} groups but assimilation.inflation_groups "
                           f"gives {n_groups}: rerun rule tune_stream")
     return values.to(device, torch.float64)
-
-
-def _slice_weights(w, s: slice):
-    return type(w)(*(getattr(w, f)[s] for f in w.__dataclass_fields__))
 
 
 def latent_dataset(result: dict, year: int, cfg: StreamConfig, models: StreamModels, attrs: dict) -> xr.Dataset:

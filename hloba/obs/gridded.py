@@ -49,6 +49,19 @@ def nearest_cells(grid: Grid, channel, lat, lon) -> tuple[np.ndarray, np.ndarray
     return row, col
 
 
+def nearest_cycle(cycle_times: pd.DatetimeIndex, times) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the cycle nearest to each time (ties go to the earlier cycle), and whether it lies
+    within half a cycle interval of it."""
+    cycle_times = pd.DatetimeIndex(cycle_times)
+    t = pd.DatetimeIndex(times)
+    pos = np.clip(cycle_times.searchsorted(t), 1, max(len(cycle_times) - 1, 1))
+    before, after = cycle_times[pos - 1], cycle_times[np.minimum(pos, len(cycle_times) - 1)]
+    cyc = np.where(np.abs(t - before) <= np.abs(after - t), pos - 1, pos)
+    cyc = np.minimum(cyc, len(cycle_times) - 1)
+    interval = (cycle_times[1] - cycle_times[0]) if len(cycle_times) > 1 else pd.Timedelta(hours=6)
+    return cyc, np.asarray(np.abs(cycle_times[cyc] - t) <= interval / 2)
+
+
 def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Grid, normalizer: Normalizer,
                       platforms: list[str] | None = None) -> GriddedObservations:
     """Prepare validated observations (with a ``channel`` column) of the cycles ``cycle_times``.
@@ -57,13 +70,7 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
     left out.
     """
     cycle_times = pd.DatetimeIndex(cycle_times)
-    t = pd.DatetimeIndex(df["time"])
-    pos = np.clip(cycle_times.searchsorted(t), 1, max(len(cycle_times) - 1, 1))
-    before, after = cycle_times[pos - 1], cycle_times[np.minimum(pos, len(cycle_times) - 1)]
-    cyc = np.where(np.abs(t - before) <= np.abs(after - t), pos - 1, pos)
-    cyc = np.minimum(cyc, len(cycle_times) - 1)
-    interval = (cycle_times[1] - cycle_times[0]) if len(cycle_times) > 1 else pd.Timedelta(hours=6)
-    keep = np.abs(cycle_times[cyc] - t) <= interval / 2
+    cyc, keep = nearest_cycle(cycle_times, df["time"])
     df, cyc = df[keep], cyc[keep]
     order = np.argsort(cyc, kind="stable")
     df, cyc = df.iloc[order], cyc[order]

@@ -30,6 +30,10 @@ class InterpolationWeights:
     def to(self, device) -> "InterpolationWeights":
         return InterpolationWeights(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
+    def select(self, index) -> "InterpolationWeights":
+        """The weights of a subset of the observations (a slice, boolean mask or index tensor)."""
+        return InterpolationWeights(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
 
 def _axis_weights(coord: np.ndarray, values: np.ndarray, period: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(coord)

@@ -9,6 +9,7 @@ import xarray as xr
 
 from hloba.channels import list_channels, stack_channels
 from hloba.grid import Grid
+from hloba.obs.gridded import nearest_cycle
 from hloba.obs.operator import apply_operator, interpolation_weights
 from hloba.obs.schema import channel_of_observations
 from hloba.verify.scores import rmse
@@ -58,14 +59,8 @@ def in_cycle_difference(archive_path, feedback_path, anomaly_std: np.ndarray) ->
     fb = pd.read_parquet(feedback_path)
     ch = channel_of_observations(fb["variable"], fb["level"], channels)
     # each observation's cycle: the nearest analysis time
-    ti = _nearest(times, pd.DatetimeIndex(fb["time"]))
+    ti, _ = nearest_cycle(times, fb["time"])
     w = interpolation_weights(grid, ch, fb["latitude"].to_numpy(float), fb["longitude"].to_numpy(float))
     hx = apply_operator(torch.from_numpy(mean.astype(np.float64)), w, torch.as_tensor(ti)).numpy()
     diff = np.abs(hx - fb["analysis"].to_numpy(float)) / np.asarray(anomaly_std)[ch]
     return float(diff.max())
-
-
-def _nearest(times: pd.DatetimeIndex, t: pd.DatetimeIndex) -> np.ndarray:
-    pos = np.clip(times.searchsorted(t), 1, len(times) - 1)
-    before = np.abs(t - times[pos - 1]) <= np.abs(times[pos] - t)
-    return np.where(before, pos - 1, pos)
