@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -29,3 +32,4 @@ rule all:
         reanalysis_files(YEARS.reanalysis),
         figure_files(YEARS.reanalysis),
         evaluation_files(YEARS.reanalysis),
+        comparison_files(),

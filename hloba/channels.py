@@ -68,6 +68,12 @@ def channel_coords(channels: list[Channel]) -> dict[str, xr.Variable]:
     }
 
 
+def channels_from_coords(ds: xr.Dataset) -> list[Channel]:
+    """Inverse of :func:`channel_coords`."""
+    return [Channel(str(v), None if np.isnan(lev) else float(lev))
+            for v, lev in zip(ds["channel_variable"].values, ds["channel_level"].values)]
+
+
 def unstack_channels(x: np.ndarray, channels: list[Channel]) -> dict[str, tuple[tuple[str, ...], np.ndarray, list]]:
     """Inverse of :func:`stack_channels`: ``(time, channel, lat, lon)`` -> per variable
     ``(dims, array, levels)``; 3-D variables get a ``level`` dimension in channel order."""

@@ -91,6 +91,15 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
                 f"config: training years overlap {other} years {overlap}; "
                 "verification on them will be optimistic"
             )
+    reference = config.get("reference", {}) or {}
+    if reference.get("source", "builtin") == "files" and config.get("forecast", {}).get("model", "qg") == "qg":
+        raise ConfigError(
+            "config key 'forecast.model': qg is the built-in world's own model and cannot forecast "
+            "reference.source: files; use emulator (trained on your data), torchscript or python"
+        )
+    observations = config.get("observations", {})
+    if observations.get("source") == "files" and not observations.get("path"):
+        raise ConfigError("config key 'observations.path': observations.source is files but no path is given")
     qg = config["world"].get("qg", {})
     upper, lower = qg.get("upper_level_hpa", 250), qg.get("lower_level_hpa", 750)
     if upper >= lower:
@@ -105,6 +114,12 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
         raise ConfigError(
             f"config key 'world.qg.dt_minutes': {dt} does not divide world.output_interval_hours={interval} "
             "into whole time steps"
+        )
+    year = config.get("comparison", {}).get("year")
+    if year is not None and year not in sets.reanalysis:
+        raise ConfigError(
+            f"config key 'comparison.year': {year} is not a reanalysis year {list(sets.reanalysis)}; "
+            "pick one of them (or null: the last)"
         )
     for w in warnings:
         log.warning(w)
@@ -139,3 +154,14 @@ def load_config(*paths) -> dict:
     for path in paths:
         update(config, yaml.safe_load(Path(path).read_text()))
     return config
+
+
+def reference_interval_hours(config: Mapping) -> float:
+    """Hours between reference states (cycles): the built-in world's output interval, or the
+    time step of the user's reference files (``reference.source: files``)."""
+    reference = config.get("reference", {}) or {}
+    if reference.get("source", "builtin") == "builtin":
+        return float(config.get("world", {}).get("output_interval_hours", 6))
+    from hloba.ingest import data_interval_hours
+
+    return data_interval_hours(reference)

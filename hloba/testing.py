@@ -37,3 +37,75 @@ def synthetic_dataset(
         },
     )
     return ds
+
+
+def tiny_world_years(years=(2001, 2002), seed: int = 3) -> dict:
+    """``{year: dataset}`` of the tiny world (in memory)."""
+    from hloba.world.simulate import simulate_years
+
+    return {year: ds.load() for year, ds in simulate_years(tiny_world_config(seed=seed), list(years), progress=False)}
+
+
+def era5_style_files(out_dir, kind: str, years=(2001, 2002), seed: int = 3, world: dict | None = None) -> list:
+    """Write the tiny world's years as a user would bring them, one netCDF file per year.
+
+    ``kind="global"``: 6-hourly, ERA5 short names and coordinates (``valid_time``,
+    ``pressure_level`` 500, 700, 850 hPa: 700 is there to be selected away, descending
+    ``latitude``), 3-D ``z, u, v, t, q`` (the world's two levels; t and q made 3-D), an
+    ERA5-style ``number`` dimension of size 1, longitudes covering 360 degrees (periodic), and an
+    odd number of latitudes (15). ``kind="regional"``: daily, 2-D surface-like fields only
+    (``msl``, ``t2m``, ``u10``, ``v10``), descending latitudes, a 13 x 15 region (not periodic).
+    ``world``: the output of :func:`tiny_world_years` to reuse. Returns the paths.
+    """
+    from pathlib import Path
+
+    if kind not in ("global", "regional"):
+        raise ValueError(f"kind must be 'global' or 'regional', got {kind!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for year, ds in (world or tiny_world_years(years, seed)).items():
+        if kind == "global":
+            ds = ds.isel(latitude=slice(0, 15))
+            lat = np.linspace(-70.0, 70.0, 15)[::-1]  # ERA5 order: north first
+            lon = np.arange(16) * 22.5
+            def three_levels(up, low, middle):
+                stacked = xr.concat([up, middle, low], dim="level")
+                return stacked.assign_coords(level=[500.0, 700.0, 850.0]).transpose(
+                    "time", "level", "latitude", "longitude")
+
+            def world(name, level):
+                return ds[name].sel(level=level, drop=True)
+
+            z_up, z_low = world("geopotential", 250.0), world("geopotential", 750.0)
+            u_up, u_low = world("u_component_of_wind", 250.0), world("u_component_of_wind", 750.0)
+            v_up, v_low = world("v_component_of_wind", 250.0), world("v_component_of_wind", 750.0)
+            t, q = ds["temperature"], ds["specific_humidity"]
+            user = xr.Dataset({
+                "z": three_levels(z_up, z_low, 0.5 * (z_up + z_low)),
+                "u": three_levels(u_up, u_low, 0.5 * (u_up + u_low)),
+                "v": three_levels(v_up, v_low, 0.5 * (v_up + v_low)),
+                "t": three_levels(t - 10.0, t + 10.0, t),
+                "q": three_levels(0.4 * q, q, 0.7 * q),
+            })
+            user = user.isel(latitude=slice(None, None, -1)).assign_coords(latitude=lat, longitude=lon)
+            user = user.rename({"time": "valid_time", "level": "pressure_level"}).expand_dims(number=[0])
+        else:
+            ds = ds.isel(time=slice(None, None, 4), latitude=slice(1, 14), longitude=slice(0, 15))
+            lat = np.linspace(30.0, 54.0, 13)[::-1]
+            lon = np.linspace(-10.0, 18.0, 15)
+            user = xr.Dataset({
+                "msl": 101325.0 + 1.2 * ds["geopotential"].sel(level=750.0, drop=True),
+                "t2m": ds["temperature"] + 15.0,
+                "u10": 0.7 * ds["u_component_of_wind"].sel(level=750.0, drop=True),
+                "v10": 0.7 * ds["v_component_of_wind"].sel(level=750.0, drop=True),
+            })
+            user = user.isel(latitude=slice(None, None, -1)).assign_coords(latitude=lat, longitude=lon)
+            user = user.rename({"time": "valid_time"})
+        for name in user.data_vars:
+            user[name] = user[name].astype(np.float32)
+        user.attrs = {"Conventions": "CF-1.6", "institution": "a test's ERA5-style file"}
+        path = out / f"era5_{'global_6h' if kind == 'global' else 'regional_daily'}_{year}.nc"
+        user.to_netcdf(path)
+        paths.append(path)
+    return paths

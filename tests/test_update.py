@@ -103,7 +103,7 @@ def test_correlated_update_reduces_to_the_paper_and_is_optimal_for_correlated_er
 
 
 def test_latent_3dvar_with_identity_decoder_and_linear_h_is_the_closed_form_update():
-    from hloba.assim.var import latent_3dvar
+    from hloba.assim.var import latent_var
 
     g = torch.Generator().manual_seed(7)
     n = 30
@@ -113,10 +113,79 @@ def test_latent_3dvar_with_identity_decoder_and_linear_h_is_the_closed_form_upda
     idx = torch.randperm(n, generator=g)
     so = torch.rand(n, generator=g, dtype=torch.float64) + 0.1
     y = torch.randn(n, generator=g, dtype=torch.float64)
-    result = latent_3dvar(z_b, sb, lambda z: z[0, idx], y, so, tol=1e-10)
+    result = latent_var(z_b, sb, lambda z: z[0, idx], y, so, tol=1e-10)
     z_o = torch.empty(1, n, dtype=torch.float64)
     so_z = torch.empty(1, n, dtype=torch.float64)
     z_o[0, idx], so_z[0, idx] = y, so
     closed, _ = hybrid_update(z_b, sb, z_o, so_z)
     torch.testing.assert_close(result.z_a, closed, atol=1e-7, rtol=0)
     assert result.cost_final < result.cost_initial and result.iterations > 1
+
+
+def test_latent_4dvar_with_a_linear_model_is_the_closed_form_window_analysis():
+    """Strong-constraint 4D-Var with identity decoder, linear M and linear H_j:
+    z_a = (B^-1 + sum_j G_j^T R_j^-1 G_j)^-1 (B^-1 z_b + sum_j G_j^T R_j^-1 y_j), G_j = H_j M^j."""
+    from hloba.assim.var import latent_var, window_observer
+
+    g = torch.Generator().manual_seed(3)
+    n, window = 12, 3
+    m = torch.eye(n, dtype=torch.float64) + 0.1 * torch.randn(n, n, generator=g, dtype=torch.float64)
+    z_b = torch.randn(1, n, generator=g, dtype=torch.float64)
+    sb = torch.rand(1, n, generator=g, dtype=torch.float64) + 0.5
+    hs = [torch.randn(5, n, generator=g, dtype=torch.float64) for _ in range(window)]
+    hs[1] = None  # a cycle without observations
+    ys = [None if h is None else torch.randn(5, generator=g, dtype=torch.float64) for h in hs]
+    r2 = [None if h is None else torch.rand(5, generator=g, dtype=torch.float64) + 0.2 for h in hs]
+    observe = window_observer(lambda z: z[0], lambda x, t: m @ x, [None if h is None else (lambda x, h=h: h @ x)
+                                                                    for h in hs], list(range(window)))
+    y = torch.cat([v for v in ys if v is not None])
+    r = torch.cat([v for v in r2 if v is not None])
+    result = latent_var(z_b, sb, observe, y, r, tol=1e-12, max_iter=500)
+    lhs = torch.diag(1 / sb[0])
+    rhs = z_b[0] / sb[0]
+    mj = torch.eye(n, dtype=torch.float64)
+    for j in range(window):
+        if j:
+            mj = m @ mj
+        if hs[j] is not None:
+            gj = hs[j] @ mj
+            lhs = lhs + gj.T @ torch.diag(1 / r2[j]) @ gj
+            rhs = rhs + gj.T @ (ys[j] / r2[j])
+    closed = torch.linalg.solve(lhs, rhs)
+    torch.testing.assert_close(result.z_a[0], closed, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_optimal_interpolation_is_the_blue_with_the_explicit_covariance(periodic):
+    """OI against explicit matrices: B is symmetric positive definite, H B H^T is exact, and the
+    analysis equals x_b + B H^T (H B H^T + R)^-1 (y - H x_b)."""
+    import numpy as np
+
+    from hloba.assim.oi import StaticCovariance, nmc_statistics, optimal_interpolation
+    from hloba.grid import Grid
+    from hloba.obs.operator import apply_operator, interpolation_weights
+
+    rng = np.random.default_rng(0)
+    ny, nx, c = 9, 13, 2
+    grid = Grid(np.linspace(30, 50, ny), np.linspace(0, 24, nx), 26.0 if periodic else None, None)
+    d = rng.standard_normal((40, c, ny, nx))
+    d[:, 1] += 0.5 * d[:, 0]  # correlated channels
+    cov = StaticCovariance.from_dataset(nmc_statistics(d, grid), grid)
+    n = c * ny * nx
+    eye = torch.eye(n, dtype=torch.float64)
+    b = torch.stack([cov.apply(e.view(c, ny, nx)).reshape(-1) for e in eye], 1)
+    torch.testing.assert_close(b, b.T, atol=1e-12, rtol=0)
+    assert torch.linalg.eigvalsh(b).min() > 0
+    # unit variance of the standardised differences: diag(B) = the NMC std squared
+    np.testing.assert_allclose(b.diagonal().view(c, ny, nx).numpy(), cov.std.numpy() ** 2, rtol=1e-10)
+    n_obs = 15
+    w = interpolation_weights(grid, rng.integers(0, c, n_obs), rng.uniform(30, 50, n_obs), rng.uniform(0, 24, n_obs))
+    h = torch.stack([apply_operator(e.view(1, c, ny, nx), w)[0] for e in eye], 1)
+    hbh, _ = cov.observation_covariance(w, ny, nx)
+    torch.testing.assert_close(hbh, h @ b @ h.T, atol=1e-12, rtol=0)
+    x_b = torch.randn(c, ny, nx, dtype=torch.float64)
+    y = torch.randn(n_obs, dtype=torch.float64)
+    r2 = torch.full((n_obs,), 0.3, dtype=torch.float64)
+    x_a = optimal_interpolation(x_b, y, r2, w, cov, apply_operator(x_b[None], w)[0])
+    gain = b @ h.T @ torch.linalg.inv(h @ b @ h.T + torch.diag(r2))
+    torch.testing.assert_close(x_a.reshape(-1), x_b.reshape(-1) + gain @ (y - h @ x_b.reshape(-1)), atol=1e-10, rtol=0)

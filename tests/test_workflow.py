@@ -44,11 +44,13 @@ def test_lint_and_format_are_clean(repo):
 
 
 def test_every_rule_has_log_benchmark_and_conda(repo):
+    import re
+
     text = "\n".join(p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
-    rules = text.count("\nrule ")
+    rules = len(re.findall(r"^\s*rule \w+:", text, flags=re.M))  # conditional rules are indented
     assert rules >= 2
     for directive in ("log:", "benchmark:", "conda:", "threads:", "resources:"):
-        assert text.count(f"    {directive}") == rules, directive
+        assert len(re.findall(rf"^\s+{directive}", text, flags=re.M)) == rules, directive
 
 
 @pytest.mark.parametrize(
@@ -111,6 +113,20 @@ def test_tiny_pipeline_end_to_end(workdir):
     obs_stats = pd.read_csv(workdir / "results/evaluation/2002/observations.csv")
     assert set(obs_stats.platform) == {"radiosonde", "surface", "satellite", "aircraft"}
     assert (obs_stats.oma_std < obs_stats.omb_std).mean() > 0.8  # the analysis fits the observations better
+    skill = pd.read_csv(workdir / "results/evaluation/2002/forecast_skill.csv")
+    assert sorted(skill.lead_days.unique()) == [1, 2] and len(skill) == 16
+    day = skill.pivot(index="channel", columns="lead_days", values="rmse")
+    assert (day[2] >= day[1]).mean() >= 0.75  # forecast errors grow with lead
+    # the method comparison: every method on the same period, HLOBA beats the free run everywhere
+    card = pd.read_csv(workdir / "results/comparison/scorecard.csv")
+    methods = ["hloba", "hloba_norotation", "l3dvar", "l4dvar", "oi", "free"]
+    assert sorted(card.method.unique()) == sorted(methods) and len(card) == 6 * 8
+    assert (card[card.method == "hloba"].ratio_to_free < 1.0).all()
+    assert (card[card.method == "l4dvar"].ratio_to_l4dvar == 1.0).all()
+    cost = pd.read_csv(workdir / "results/comparison/cost.csv").set_index("method")
+    assert (cost.analysis_ms_per_cycle > 0).all() and cost.loc["l4dvar", "time_ratio_to_l4dvar"] == 1.0
+    assert cost.loc["l4dvar", "mean_iterations"] > 0 and cost.loc["hloba", "mean_iterations"] == 0
+    assert (workdir / "results/comparison/scorecard.png").read_bytes()[:4] == b"\x89PNG"
     # nothing left to do: a second run is a no-op
     again = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml"], workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -11,6 +11,12 @@
    decorrelating rotation), with ``lambda`` adapted online from innovation statistics;
 5. element-wise update, decode ``x_a = D(z_a)``, next forecast.
 
+The baselines of the comparison (``method``) share every step but the analysis: ``free`` (none),
+``l3dvar`` (latent 3D-Var), ``l4dvar`` (latent strong-constraint 4D-Var over windows of
+``window_cycles`` cycles: the analysis at each window's first cycle fits the window's
+observations through the forecast model, the other cycles of the window are its forecast
+trajectory) and ``oi`` (model-space optimal interpolation, :mod:`hloba.assim.oi`).
+
 A cold start from climatology has no background information worth weighing: the first cycle
 takes ``sigma_b2 = inf`` (the analysis is the observation estimate). Until ``K`` lagged members
 exist, ``s2`` is the calibration's time-mean ensemble variance.
@@ -45,7 +51,8 @@ from hloba.assim.cycle import (
     smooth_inflation,
 )
 from hloba.assim.update import correlated_update, first_guess_check, hybrid_update
-from hloba.assim.var import latent_3dvar
+from hloba.assim.oi import StaticCovariance, optimal_interpolation
+from hloba.assim.var import latent_var, window_observer
 from hloba.channels import Channel, stack_channels
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
@@ -62,13 +69,15 @@ from hloba.obs.schema import OBS_COLUMNS, load_observations
 
 log = logging.getLogger(__name__)
 
-METHODS = ("hloba", "free", "l3dvar")
-ASSIMILATING = ("hloba", "l3dvar")
+METHODS = ("hloba", "free", "l3dvar", "l4dvar", "oi")
+ASSIMILATING = ("hloba", "l3dvar", "l4dvar", "oi")
+VARIATIONAL = ("l3dvar", "l4dvar")
 QC_USED, QC_FIRST_GUESS, QC_NOT_ASSIMILATED = 0, 1, 2
 STAGES = ("forecast", "encode", "qc", "o2lnet", "update", "decode")
 DIAGNOSTICS = (
     "n_obs", "n_used", "n_rejected", "innovation_mean", "innovation_var", "obs_innovation_rms",
     "increment_rms", "inflation", "sigma_b2_mean", "sigma_o2_mean", "sigma_a2_mean", "members", "iterations",
+    "analysis_memory_mb",
 )
 
 
@@ -95,14 +104,19 @@ class StreamConfig:
     device: str = "auto"
     cold_start: str = "climatology"  # or a netCDF file with one state of the data's channels
     tuning_days: float = 60.0  # length of the tuning streams on the calibration year (0: no tuning)
-    var_tolerance: float = 1e-3  # l3dvar: relative gradient tolerance
-    var_max_iterations: int = 50  # l3dvar: cost evaluations per cycle
+    var_tolerance: float = 1e-3  # l3dvar/l4dvar: relative gradient tolerance
+    var_max_iterations: int = 50  # l3dvar/l4dvar: cost evaluations per analysis
+    var_b_scale: float = 1.0  # l3dvar/l4dvar: B = var_b_scale * sigma_clim2
+    window_cycles: int = 4  # l4dvar: cycles per assimilation window
+    oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"assimilation.method {self.method!r} is not one of {METHODS}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("assimilation.checkpoint_every and log_every must be >= 1")
+        if self.window_cycles < 1 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
+            raise ValueError("assimilation.window_cycles must be >= 1 and var_b_scale, oi_b_scale > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +145,7 @@ class StreamModels:
     inflation_correction: torch.Tensor | None = None
     error_correlation: torch.Tensor | None = None  # of background and O2Lnet errors
     analysis_variance_factor: torch.Tensor | None = None
+    oi: StaticCovariance | None = None  # method oi: the static model-space covariance
 
 
 def file_sha256(path) -> str:
@@ -143,8 +158,10 @@ def file_sha256(path) -> str:
 
 def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast: dict, interval: pd.Timedelta,
                        world_qg: dict | None = None, emulator_path=None, device: str = "auto",
-                       rotation: bool = True) -> StreamModels:
-    """Load the trained networks and the calibration; build the forecast model; check they fit."""
+                       rotation: bool = True, oi_covariance=None, oi_b_scale: float = 1.0) -> StreamModels:
+    """Load the trained networks and the calibration; build the forecast model; check they fit.
+
+    ``oi_covariance``: rule oi_covariance's file (only the ``oi`` method needs it)."""
     dev = resolve_device(device)
     ae, payload = load_autoencoder(autoencoder_path, dev)
     ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
@@ -177,10 +194,17 @@ def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast
         model = model.to(dev)
     hashes = {f"{k}_sha256": file_sha256(p) for k, p in
               (("autoencoder", autoencoder_path), ("o2lnet", o2lnet_path), ("calibration", calibration_path),
-               ("emulator", emulator_path)) if p}
+               ("emulator", emulator_path), ("oi_covariance", oi_covariance)) if p}
+    oi = None
+    if oi_covariance:
+        with xr.open_dataset(oi_covariance) as ds:
+            if list(ds["channel"].values) != names:
+                raise StreamError(f"{oi_covariance} channels {list(ds['channel'].values)} differ from the models' "
+                                  f"{names}: rerun rule oi_covariance")
+            oi = StaticCovariance.from_dataset(ds.load(), grid, dev, oi_b_scale)
     return StreamModels(
         ae, o2l, Normalizer.from_state(payload["normalizer"]), model, channels, grid, space.to(dev),
-        clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, hashes,
+        clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, hashes, oi=oi,
     )
 
 
@@ -225,7 +249,7 @@ def prepare_observations(paths, times: pd.DatetimeIndex, channels, grid: Grid, n
     w = interpolation_weights(grid, channel, table["latitude"].to_numpy(float), table["longitude"].to_numpy(float))
     return StreamObservations(
         table, gridded.offsets.numpy(), gridded.channel.to(device), gridded.row.to(device), gridded.col.to(device),
-        gridded.value.to(device), torch.as_tensor(table["value"].to_numpy(float), device=device),
+        gridded.value.to(device), torch.as_tensor(np.array(table["value"].to_numpy(float)), device=device),
         torch.as_tensor(table["error_std"].to_numpy(float) ** 2, device=device), w.to(device),
     )
 
@@ -256,6 +280,7 @@ class _Timers:
         self.total = dict.fromkeys(STAGES, 0.0)
         self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self._t = 0.0
+        self.memory = AnalysisMemory(device)
 
     def start(self) -> None:
         self.sync()
@@ -266,6 +291,46 @@ class _Timers:
         now = _time.perf_counter()
         self.total[stage] += now - self._t
         self._t = now
+
+
+class AnalysisMemory:
+    """Peak memory of one analysis above what was held before it (MiB).
+
+    CUDA: the allocator's peak. CPU (Linux): the resident-set high-water mark, reset through
+    ``/proc/self/clear_refs`` before each analysis; NaN where the kernel does not offer that.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._base = 0.0
+
+    @staticmethod
+    def _status_kb(key: str) -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return float(line.split()[1])
+        raise OSError(key)
+
+    def start(self) -> None:
+        try:
+            if self.cuda:
+                torch.cuda.reset_peak_memory_stats()
+                self._base = torch.cuda.memory_allocated() / 2**20
+            else:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self._base = self._status_kb("VmRSS") / 1024
+        except OSError:
+            self._base = float("nan")
+
+    def peak(self) -> float:
+        try:
+            if self.cuda:
+                return torch.cuda.max_memory_allocated() / 2**20 - self._base
+            return self._status_kb("VmHWM") / 1024 - self._base
+        except OSError:
+            return float("nan")
 
 
 def fingerprint(year: int, cfg: StreamConfig, forecast: dict, paths) -> str:
@@ -295,11 +360,14 @@ def _load_resume(path: Path | None, fp: str) -> dict | None:
 def run_stream(
     year: int, models: StreamModels, obs_paths, cfg: StreamConfig, interval: pd.Timedelta, *,
     resume_path=None, fingerprint_value: str = "", progress: bool = True, max_cycles: int | None = None,
+    keep_analyses: bool = False,
 ) -> dict:
     """Cycle one year; returns arrays and tables for :func:`write_stream_outputs`.
 
     ``resume_path``: where the stream keeps its state checkpoint (deleted by the caller after the
-    outputs are written). ``max_cycles`` stops early (benchmarks, experiments).
+    outputs are written). ``max_cycles`` stops early (benchmarks, the method comparison).
+    ``keep_analyses``: also return the model-space analyses ``x_a`` of the year's cycles run here
+    (``analyses``, float32 ``(cycle, C, ny, nx)``; the comparison scores them, whatever the method).
     """
     m, dev = models, models.device
     times, first = cycle_times(year, interval, cfg.spinup_days)
@@ -349,10 +417,16 @@ def run_stream(
     C, (ny, nx) = len(m.channels), m.grid.shape
     cold = cfg.cold_start == "climatology"
     running = []  # squared obs-space innovations (normalised) since the last log line
+    window = cfg.window_cycles if cfg.method == "l4dvar" else 1
+    window_reject: dict[int, torch.Tensor] = {}  # l4dvar: QC of the window's later cycles
+    analyses = {}
+    if cfg.method == "oi" and m.oi is None:
+        raise StreamError("method oi needs the static covariance of rule oi_covariance (oi_covariance=...)")
     bar = tqdm(range(k0, stop), desc=f"assimilate {year}", disable=not progress, mininterval=5.0)
     for k in bar:
         t = times[k]
         clock.start()
+        clock.memory.start()
         with torch.no_grad():
             zs = ae.encode(norm.standardize(members, [t] * members.shape[0]))  # (m, n)
             z_b = zs[:1]
@@ -363,7 +437,10 @@ def run_stream(
             w_k = obs.weights.select(s)
             hx_b = apply_operator(x_b, w_k)[0]
             b2_obs = b2_channel[ch]
-            reject = first_guess_check(obs.value[s], hx_b, obs.r2[s], b2_obs, cfg.qc_threshold)
+            if k in window_reject:  # decided at the start of this l4dvar window
+                reject = window_reject.pop(k)
+            else:
+                reject = first_guess_check(obs.value[s], hx_b, obs.r2[s], b2_obs, cfg.qc_threshold)
             if cold and k == 0:
                 reject = torch.zeros_like(reject)  # no background to check against
             ok = ~reject
@@ -399,24 +476,38 @@ def run_stream(
                 inflation = smooth_inflation(inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                              cfg.inflation_max)
             z_a = m.space.backward(w_a) if cfg.method == "hloba" else z_b
-            iterations = 0
+            iterations, x_a, decode = 0, None, cfg.method == "hloba"
+            if cfg.method in VARIATIONAL or cfg.method == "oi":
+                sb2_w = cfg.var_b_scale * m.sigma_clim2[None].clone()
+                sa2_w = sb2_w.clone()  # no analysis variance from these methods: the static one is reported
             if cfg.method == "l3dvar" and n_used:
                 w_ok = w_k.select(ok)
-                var = latent_3dvar(
-                    z_b.double(), m.sigma_clim2[None].double(),
+                var = latent_var(
+                    z_b.double(), sb2_w.double(),
                     lambda z: apply_operator(norm.destandardize(ae.decode(z.float()), [t]), w_ok)[0],
                     obs.value[s][ok], obs.r2[s][ok], cfg.var_tolerance, cfg.var_max_iterations,
                 )
-                z_a, iterations = var.z_a.float(), var.iterations
-                sb2_w = m.sigma_clim2[None].clone()
-                sa2_w = sb2_w.clone()  # 3D-Var gives no analysis variance: the static one is reported
+                z_a, iterations, decode = var.z_a.float(), var.iterations, True
+            elif cfg.method == "l4dvar" and k % window == 0:
+                var, window_reject = _l4dvar_window(k, min(k + window, n_cycles), times, x_b, z_b, ok, w_k, s,
+                                                    sb2_w, b2_channel, m, obs, cfg, cold)
+                if var is not None:
+                    z_a, iterations, decode = var.z_a.float(), var.iterations, True
+            elif cfg.method == "oi" and n_used:
+                x_a = optimal_interpolation(x_b[0], obs.value[s][ok], obs.r2[s][ok], w_k.select(ok), m.oi,
+                                            hx_b[ok])[None]
             clock.lap("update")
-            if cfg.method in ASSIMILATING:
+            if x_a is not None:  # oi: the analysis is in model space; its latent record is E(x_a)
+                z_a = ae.encode(norm.standardize(x_a, [t]))
+            elif decode:
                 x_a = norm.destandardize(ae.decode(z_a), [t])
-            else:
+            else:  # no analysis this cycle (free run, or inside an l4dvar window): the forecast goes on
                 x_a = x_b
             hx_a = apply_operator(x_a, w_k)[0]
             clock.lap("decode")
+            analysis_memory = clock.memory.peak()
+            if keep_analyses and k >= first:
+                analyses[k] = x_a[0].float().cpu()
             nxt = torch.cat((x_a, members[: K - 1])) if K > 1 else x_a
             members = m.forecast.step(nxt, [t] * nxt.shape[0], 1).double()
             clock.lap("forecast")
@@ -446,7 +537,7 @@ def run_stream(
             (z_a - z_b).square().mean().sqrt().item(), inflation.log().mean().exp().item(),
             sb2_w[fin].mean().item() if bool(fin.any()) else float("inf"),
             so2_w[torch.isfinite(so2_w)].mean().item() if bool(torch.isfinite(so2_w).any()) else float("inf"),
-            sa2_w.mean().item(), zs.shape[0], iterations,
+            sa2_w.mean().item(), zs.shape[0], iterations, analysis_memory,
         ], dtype=torch.float64)
         if (k + 1) % cfg.log_every == 0 or k + 1 == n_cycles:
             r = torch.cat(running) if running else torch.zeros(0, dtype=torch.float64)
@@ -455,7 +546,8 @@ def run_stream(
                      r.numel(), inflation.min().item(), inflation.max().item(),
                      int(diag[max(0, k + 1 - cfg.log_every): k + 1, 2].sum()))
             running = []
-        if resume_path is not None and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < n_cycles:
+        if (resume_path is not None and (k + 1) % cfg.checkpoint_every == 0 and (k + 1) % window == 0
+                and k + 1 < n_cycles):
             st = {"fingerprint": fingerprint_value, "cycle": k + 1, "members": members.cpu(), "inflation": inflation.cpu(),
                   "b2_channel": b2_channel.cpu(),
                   "diagnostics": diag, "background": fb_b, "analysis": fb_a, "qc": fb_qc, "timers": clock.total,
@@ -467,7 +559,48 @@ def run_stream(
     bar.close()
     return {"times": times, "first": first, "out": out, "diagnostics": diag, "observations": obs.table,
             "background": fb_b, "analysis": fb_a, "qc": fb_qc, "timers": clock.total, "inflation": inflation,
-            "n_cycles_run": stop - k0, "stop": stop}
+            "n_cycles_run": stop - k0, "stop": stop,
+            "analyses": torch.stack([analyses[k] for k in sorted(analyses)]) if analyses else None}
+
+
+def _l4dvar_window(k: int, end: int, times, x_b, z_b, ok, w_k, s, sigma_b2, b2_channel, m: StreamModels,
+                   obs: StreamObservations, cfg: StreamConfig, cold: bool):
+    """Latent 4D-Var over cycles ``k..end-1`` (strong constraint, through the forecast model).
+
+    The later cycles' observations are checked against the background trajectory ``M^j(x_b)``;
+    returns the minimisation (``None`` without any used observation) and those QC decisions.
+    """
+    norm, ae, fc = m.normalizer, m.autoencoder, m.forecast
+    operators, ys, r2s, rejects = [], [], [], {}
+    x = x_b
+    for j in range(k, end):
+        sj = s if j == k else obs.cycle(j)
+        if j == k:
+            keep, wj = ok, w_k
+        else:
+            x = fc.step(x, [times[j - 1]], 1).double()
+            wj = obs.weights.select(sj)
+            hx = apply_operator(x, wj)[0]
+            reject = first_guess_check(obs.value[sj], hx, obs.r2[sj], b2_channel[obs.channel[sj]], cfg.qc_threshold)
+            if cold and j == 0:
+                reject = torch.zeros_like(reject)
+            rejects[j], keep = reject, ~reject
+        if bool(keep.any()):
+            w_used = wj.select(keep)
+            operators.append(lambda xx, w_used=w_used: apply_operator(xx, w_used)[0])
+            ys.append(obs.value[sj][keep])
+            r2s.append(obs.r2[sj][keep])
+        else:
+            operators.append(None)
+    if not ys:
+        return None, rejects
+    observe = window_observer(
+        lambda z: norm.destandardize(ae.decode(z.float()), [times[k]]).double(),
+        lambda xx, t: fc.step(xx, [t], 1), operators, times[k:end],
+    )
+    var = latent_var(z_b.double(), sigma_b2.double(), observe, torch.cat(ys), torch.cat(r2s), cfg.var_tolerance,
+                     cfg.var_max_iterations)
+    return var, rejects
 
 
 def _per_group(values: torch.Tensor | None, n_groups: int, name: str, device) -> torch.Tensor:
@@ -537,7 +670,7 @@ def diagnostics_table(result: dict) -> pd.DataFrame:
 def assimilate_year(
     year: int, autoencoder, o2lnet, calibration, observations, latent_path, feedback_path, diagnostics_path,
     *, assimilation: dict, forecast: dict, interval_hours: float, world_qg: dict | None = None, emulator=None,
-    tuning=None, resume_dir=None, progress: bool = True,
+    tuning=None, oi_covariance=None, resume_dir=None, progress: bool = True,
 ) -> dict:
     """Rule assimilate_year: run one stream and write its three outputs atomically.
 
@@ -546,12 +679,14 @@ def assimilate_year(
     cfg = StreamConfig(**assimilation)
     interval = pd.Timedelta(hours=interval_hours)
     models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
-                                cfg.device, cfg.rotation and cfg.method == "hloba")
+                                cfg.device, cfg.rotation and cfg.method == "hloba",
+                                oi_covariance if cfg.method == "oi" else None, cfg.oi_b_scale)
     if tuning and cfg.method == "hloba":
         from hloba.assim.tuning import apply_tuning
 
         apply_tuning(models, tuning)
-    fp = fingerprint(year, cfg, forecast, [autoencoder, o2lnet, calibration, emulator, tuning, *observations])
+    fp = fingerprint(year, cfg, forecast, [autoencoder, o2lnet, calibration, emulator, tuning, oi_covariance,
+                                           *observations])
     resume_path = Path(resume_dir) / f"{cfg.method}-{year}.pt" if resume_dir else None
     result = run_stream(year, models, observations, cfg, interval, resume_path=resume_path, fingerprint_value=fp,
                         progress=progress)

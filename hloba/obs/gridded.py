@@ -74,7 +74,7 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
     df, cyc = df[keep], cyc[keep]
     order = np.argsort(cyc, kind="stable")
     df, cyc = df.iloc[order], cyc[order]
-    channel = df["channel"].to_numpy(np.int64)
+    channel = np.array(df["channel"].to_numpy(np.int64))  # a writable copy (torch.as_tensor below)
     lat, lon = df["latitude"].to_numpy(float), df["longitude"].to_numpy(float)
     clim = observation_climatology(normalizer, grid, channel, lat, lon, df["time"].to_numpy())
     std = normalizer.anomaly_std.numpy()[channel]

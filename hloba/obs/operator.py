@@ -34,6 +34,12 @@ class InterpolationWeights:
         """The weights of a subset of the observations (a slice, boolean mask or index tensor)."""
         return InterpolationWeights(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
+    def neighbours(self) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]:
+        """``(row, column, weight)`` of the four neighbours; ``H x = sum weight * x[channel, row, column]``."""
+        wi, wj = self.wi, self.wj
+        return ((self.i0, self.j0, (1 - wi) * (1 - wj)), (self.i0, self.j1, (1 - wi) * wj),
+                (self.i1, self.j0, wi * (1 - wj)), (self.i1, self.j1, wi * wj))
+
 
 def _axis_weights(coord: np.ndarray, values: np.ndarray, period: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(coord)

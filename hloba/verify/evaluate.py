@@ -3,7 +3,9 @@
 Gridded scores (OSSE, the reference is the truth): area-weighted RMSE, bias, anomaly correlation
 about the day-of-year climatology, Gaussian CRPS from the analysis and its std, spread/skill,
 per channel over the year, each month and each season. Observation space, from the feedback
-file: O-B and O-A mean and std per variable and platform, counts used and rejected.
+file: O-B and O-A mean and std per variable and platform, counts used and rejected. Forecast
+skill: the forecast model started from the analyses (and, as the model-error floor, from the
+truth) at evenly spread times, RMSE and ACC at daily leads.
 """
 
 from __future__ import annotations
@@ -48,6 +50,43 @@ def gridded_scores(mean, std, truth, clim, times: pd.DatetimeIndex, weights, cha
     return pd.DataFrame(rows)
 
 
+def forecast_skill(model, mean, truth, clim, times: pd.DatetimeIndex, weights, channel_names,
+                   max_lead_days: float = 5.0, starts: int = 36, batch: int = 12) -> pd.DataFrame:
+    """RMSE and ACC per channel of forecasts from the analyses ``mean`` (and from ``truth``) at
+    leads of whole days up to ``max_lead_days``, over ``starts`` start times within the year."""
+    interval = times[1] - times[0]
+    per_day = pd.Timedelta(days=1) / interval
+    if abs(per_day - round(per_day)) > 1e-9 or per_day < 1:
+        raise ValueError(f"forecast skill needs whole cycles per day; the analyses are {interval} apart")
+    per_day = round(per_day)
+    max_lead = int(round(max_lead_days * per_day))
+    if len(times) <= max_lead:
+        raise ValueError(f"{len(times)} analysis times are too few for forecasts to {max_lead_days} days")
+    start = np.unique(np.linspace(0, len(times) - 1 - max_lead, starts).astype(int))
+    m, t, c = (torch.from_numpy(np.asarray(a, np.float64)) for a in (mean, truth, clim))
+    fc = {(src, d): [] for src in ("analysis", "truth") for d in range(1, max_lead // per_day + 1)}
+    with torch.no_grad():
+        for i in range(0, len(start), batch):
+            s = start[i:i + batch]
+            for src, x0 in (("analysis", m), ("truth", t)):
+                x = x0[s]
+                for lead in range(1, max_lead + 1):
+                    x = model.step(x, times[s + lead - 1], 1).double()
+                    if lead % per_day == 0:
+                        fc[(src, lead // per_day)].append(x)
+    rows = []
+    for d in range(1, max_lead // per_day + 1):
+        idx = torch.as_tensor(start + d * per_day)
+        tt, cc = t[idx], c[idx]
+        fa, ft = torch.cat(fc[("analysis", d)]), torch.cat(fc[("truth", d)])
+        scores = {"rmse": rmse(fa, tt, weights), "acc": anomaly_correlation(fa, tt, cc, weights),
+                  "rmse_from_truth": rmse(ft, tt, weights), "acc_from_truth": anomaly_correlation(ft, tt, cc, weights)}
+        for i, name in enumerate(channel_names):
+            rows.append({"lead_days": d, "channel": name, "n_starts": len(start),
+                         **{k: float(v[i]) for k, v in scores.items()}})
+    return pd.DataFrame(rows)
+
+
 def observation_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
     """O-B and O-A mean and std per variable, level and platform (used observations), and counts."""
     fb = feedback.assign(omb=feedback["value"] - feedback["background"], oma=feedback["value"] - feedback["analysis"])
@@ -63,7 +102,11 @@ def observation_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path) -> pd.DataFrame:
+def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
+                  forecast: dict | None = None, world_qg: dict | None = None, emulator=None,
+                  forecast_days: float = 5.0, forecast_starts: int = 36) -> pd.DataFrame:
+    """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
+    ``forecast`` model section) also the forecast skill from the analyses."""
     mean, std, times, channels, grid = archive_states(reanalysis)
     with xr.open_dataset(reference) as ref:
         missing = times.difference(pd.DatetimeIndex(ref["time"].values))
@@ -82,6 +125,18 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     obs = observation_statistics(pd.read_parquet(feedback))
     with atomic_path(obs_path) as tmp:
         obs.to_csv(tmp, index=False, float_format="%.6g")
+    if forecast_path is not None:
+        from hloba.forecast import build_forecast_model
+
+        model = build_forecast_model(forecast, channels, times[1] - times[0], world=world_qg, emulator_path=emulator)
+        skill = forecast_skill(model, mean, truth, clim, times, grid.area_weights(), names, forecast_days,
+                               forecast_starts)
+        with atomic_path(forecast_path) as tmp:
+            skill.to_csv(tmp, index=False, float_format="%.6g")
+        log.info("forecast skill from the analyses (RMSE; from the truth in brackets):\n%s",
+                 skill.assign(rmse=skill["rmse"].map("{:.4g}".format) + " (" +
+                              skill["rmse_from_truth"].map("{:.4g}".format) + ")")
+                 .pivot(index="channel", columns="lead_days", values="rmse").to_string())
     year = scores[scores.period == "year"].set_index("channel")
     log.info("year scores:\n%s", year[["rmse", "bias", "acc", "crps", "spread_skill"]].to_string())
     return scores

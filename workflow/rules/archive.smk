@@ -28,7 +28,7 @@ rule calibrate_uncertainty:
         assimilation=config.get("assimilation", {}),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
-        interval_hours=config["world"].get("output_interval_hours", 6),
+        interval_hours=INTERVAL_HOURS,
         uncertainty=config.get("uncertainty", {}),
         days=config.get("assimilation", {}).get("tuning_days", 60) or 60,
     script:
@@ -85,11 +85,13 @@ rule plot_reanalysis:
     output:
         maps=report(
             "results/figures/{year}/maps.png",
+            caption="../report/maps.rst",
             category="Reanalysis",
             labels={"year": "{year}", "figure": "maps"},
         ),
         series=report(
             "results/figures/{year}/uncertainty_series.png",
+            caption="../report/uncertainty_series.rst",
             category="Reanalysis",
             labels={"year": "{year}", "figure": "uncertainty and error"},
         ),

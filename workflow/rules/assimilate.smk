@@ -27,7 +27,7 @@ rule tune_stream:
         assimilation=config.get("assimilation", {}),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
-        interval_hours=config["world"].get("output_interval_hours", 6),
+        interval_hours=INTERVAL_HOURS,
     script:
         "../scripts/tune_stream.py"
 
@@ -36,6 +36,7 @@ rule assimilate_year:
     input:
         unpack(forecast_model_inputs),
         unpack(stream_tuning_input),
+        unpack(oi_covariance_input),
         autoencoder="results/models/autoencoder.pt",
         o2lnet="results/models/o2lnet.pt",
         calibration="results/ensemble/calibration.nc",
@@ -45,6 +46,7 @@ rule assimilate_year:
         feedback="results/feedback/{year}.parquet",
         diagnostics=report(
             "results/diagnostics/{year}.csv",
+            caption="../report/diagnostics.rst",
             category="Assimilation",
             labels={"year": "{year}"},
         ),
@@ -63,7 +65,7 @@ rule assimilate_year:
         assimilation=config.get("assimilation", {}),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
-        interval_hours=config["world"].get("output_interval_hours", 6),
+        interval_hours=INTERVAL_HOURS,
         resume_dir="results/checkpoints/assimilate",
     script:
         "../scripts/assimilate_year.py"

@@ -7,7 +7,13 @@ import yaml
 # Make the package importable when the workflow runs from a source checkout without an install.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from hloba.config import ConfigError, check_config, stream_years, year_sets
+from hloba.config import (
+    ConfigError,
+    check_config,
+    reference_interval_hours,
+    stream_years,
+    year_sets,
+)
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -17,6 +23,11 @@ except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
 YEARS = year_sets(config)
+REFERENCE = config.get("reference", {"source": "builtin"})
+try:
+    INTERVAL_HOURS = reference_interval_hours(config)
+except (OSError, ValueError) as _err:
+    raise WorkflowError(str(_err)) from None
 ALL_YEARS = YEARS.all
 ENV = "../../envs/hloba.yaml"
 
@@ -27,6 +38,24 @@ wildcard_constraints:
 
 def reference_files(years):
     return [f"results/reference/{year}.nc" for year in years]
+
+
+def reference_source_files():
+    """The user's reference files (``reference.source: files``), so that a change reruns prepare_reference."""
+    import glob
+
+    return sorted(glob.glob(REFERENCE["path"]))
+
+
+def observation_source_files():
+    import glob
+
+    return sorted(glob.glob(config["observations"].get("path", "")))
+
+
+def autoencoder_min_size():
+    """Fewest grid points per side the autoencoder accepts (two patches)."""
+    return 2 * config.get("autoencoder", {}).get("patch", 4)
 
 
 def observation_files(years):
@@ -110,6 +139,13 @@ def stream_tuning_input(wildcards):
     return {"tuning": "results/ensemble/stream_tuning.nc"}
 
 
+def oi_covariance_input(wildcards):
+    """The static covariance, when the streams run the oi baseline."""
+    if config.get("assimilation", {}).get("method", "hloba") != "oi":
+        return {}
+    return {"oi_covariance": "results/ensemble/oi_covariance.nc"}
+
+
 def tuning_observation_files(wildcards):
     spinup = config.get("assimilation", {}).get("spinup_days", 30)
     return observation_files(stream_years(TUNING_YEAR, spinup, ALL_YEARS))
@@ -134,3 +170,35 @@ def uncertainty_factor_input(wildcards):
     if config.get("uncertainty", {}).get("calibrate", True) is False:
         return {}
     return {"std_factors": "results/ensemble/uncertainty_factors.nc"}
+
+
+COMPARISON = config.get("comparison", {})
+COMPARISON_YEAR = COMPARISON.get("year") or YEARS.reanalysis[-1]
+
+
+def comparison_files():
+    """The comparison's outputs, when methods are configured."""
+    if not COMPARISON.get("methods"):
+        return []
+    return [f"results/comparison/{name}" for name in ("scorecard.csv", "cost.csv")]
+
+
+def compared_runs(wildcards):
+    return [f"results/comparison/runs/{m}.nc" for m in COMPARISON.get("methods", [])]
+
+
+def compare_method_inputs(wildcards):
+    """What one compared method needs besides the models: its tuning or its static covariance."""
+    if wildcards.method == "oi":
+        return {"oi_covariance": "results/ensemble/oi_covariance.nc"}
+    if (
+        wildcards.method.startswith("hloba")
+        and config.get("assimilation", {}).get("tuning_days", 60) > 0
+    ):
+        return {"tuning": "results/ensemble/stream_tuning.nc"}
+    return {}
+
+
+def comparison_observation_files(wildcards):
+    spinup = COMPARISON.get("spinup_days", 10)
+    return observation_files(stream_years(COMPARISON_YEAR, spinup, ALL_YEARS))

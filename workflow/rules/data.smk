@@ -1,24 +1,52 @@
-# Data preparation: the built-in reference atmosphere and normalisation statistics.
+# Data preparation: the reference (the built-in atmosphere or the user's files) and normalisation statistics.
 
 
-rule make_world:
-    output:
-        reference_files(ALL_YEARS),
-    log:
-        "results/logs/make_world.log",
-    benchmark:
-        "results/benchmarks/make_world.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
-    params:
-        world=config["world"],
-        years=list(ALL_YEARS),
-    script:
-        "../scripts/make_world.py"
+if REFERENCE["source"] == "builtin":
+
+    rule make_world:
+        output:
+            reference_files(ALL_YEARS),
+        log:
+            "results/logs/make_world.log",
+        benchmark:
+            "results/benchmarks/make_world.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=240,
+        params:
+            world=config["world"],
+            years=list(ALL_YEARS),
+        script:
+            "../scripts/make_world.py"
+
+else:
+
+    rule prepare_reference:
+        input:
+            reference_source_files(),
+        output:
+            reference_files(ALL_YEARS),
+            missing="results/reference/missing_times.csv",
+        log:
+            "results/logs/prepare_reference.log",
+        benchmark:
+            "results/benchmarks/prepare_reference.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=120,
+        params:
+            reference=REFERENCE,
+            years=list(ALL_YEARS),
+            min_size=autoencoder_min_size(),
+            interval_hours=INTERVAL_HOURS,
+        script:
+            "../scripts/prepare_reference.py"
 
 
 rule compute_normalization:

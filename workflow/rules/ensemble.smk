@@ -24,7 +24,7 @@ rule train_emulator:
         architecture=network_architecture("emulator"),
         training=training_options("emulator"),
         rollout=config.get("emulator", {}).get("rollout", 2),
-        interval_hours=config["world"].get("output_interval_hours", 6),
+        interval_hours=INTERVAL_HOURS,
     script:
         "../scripts/train_emulator.py"
 
@@ -37,10 +37,14 @@ rule generate_lagged_ensemble:
     output:
         calibration="results/ensemble/calibration.nc",
         error_growth=report(
-            "results/ensemble/error_growth.png", category="Forecast model"
+            "results/ensemble/error_growth.png",
+            caption="../report/forecast_model.rst",
+            category="Forecast model",
         ),
         sigma_clim_map=report(
-            "results/ensemble/sigma_clim_map.png", category="Forecast model"
+            "results/ensemble/sigma_clim_map.png",
+            caption="../report/forecast_model.rst",
+            category="Forecast model",
         ),
     log:
         "results/logs/generate_lagged_ensemble.log",
@@ -58,3 +62,27 @@ rule generate_lagged_ensemble:
         ensemble=config.get("ensemble", {}),
     script:
         "../scripts/generate_lagged_ensemble.py"
+
+
+rule oi_covariance:
+    input:
+        unpack(forecast_model_inputs),
+        references=reference_files(YEARS.calibration),
+    output:
+        "results/ensemble/oi_covariance.nc",
+    log:
+        "results/logs/oi_covariance.log",
+    benchmark:
+        "results/benchmarks/oi_covariance.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        nmc=COMPARISON.get("nmc", {}),
+    script:
+        "../scripts/oi_covariance.py"

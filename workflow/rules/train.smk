@@ -1,25 +1,50 @@
 # Observations, the autoencoder and O2Lnet: the learned latent space.
 
 
-rule simulate_observations:
-    input:
-        "results/reference/{year}.nc",
-    output:
-        "results/obs/{year}.parquet",
-    log:
-        "results/logs/simulate_observations/{year}.log",
-    benchmark:
-        "results/benchmarks/simulate_observations/{year}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        observations=config["observations"],
-    script:
-        "../scripts/simulate_observations.py"
+if config["observations"]["source"] == "simulated":
+
+    rule simulate_observations:
+        input:
+            "results/reference/{year}.nc",
+        output:
+            "results/obs/{year}.parquet",
+        log:
+            "results/logs/simulate_observations/{year}.log",
+        benchmark:
+            "results/benchmarks/simulate_observations/{year}.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            observations=config["observations"],
+        script:
+            "../scripts/simulate_observations.py"
+
+else:
+
+    rule prepare_observations:
+        input:
+            files=observation_source_files(),
+            reference="results/reference/{year}.nc",
+        output:
+            "results/obs/{year}.parquet",
+        log:
+            "results/logs/prepare_observations/{year}.log",
+        benchmark:
+            "results/benchmarks/prepare_observations/{year}.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            path=config["observations"].get("path", ""),
+        script:
+            "../scripts/prepare_observations.py"
 
 
 rule train_autoencoder:

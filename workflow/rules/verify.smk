@@ -3,6 +3,7 @@
 
 rule evaluate_year:
     input:
+        unpack(forecast_model_inputs),
         reanalysis="results/reanalysis/{year}.nc",
         reference="results/reference/{year}.nc",
         feedback="results/feedback/{year}.parquet",
@@ -10,13 +11,21 @@ rule evaluate_year:
     output:
         scores=report(
             "results/evaluation/{year}/scores.csv",
+            caption="../report/scores.rst",
             category="Verification",
             labels={"year": "{year}", "table": "gridded scores"},
         ),
         observations=report(
             "results/evaluation/{year}/observations.csv",
+            caption="../report/observations.rst",
             category="Verification",
             labels={"year": "{year}", "table": "O-B and O-A"},
+        ),
+        forecast=report(
+            "results/evaluation/{year}/forecast_skill.csv",
+            caption="../report/forecast_skill.rst",
+            category="Verification",
+            labels={"year": "{year}", "table": "forecast skill from the analyses"},
         ),
     log:
         "results/logs/evaluate_year/{year}.log",
@@ -24,9 +33,84 @@ rule evaluate_year:
         "results/benchmarks/evaluate_year/{year}.tsv"
     conda:
         ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        evaluation=config.get("evaluation", {}),
+    script:
+        "../scripts/evaluate_year.py"
+
+
+rule compare_method:
+    input:
+        unpack(forecast_model_inputs),
+        unpack(compare_method_inputs),
+        autoencoder="results/models/autoencoder.pt",
+        o2lnet="results/models/o2lnet.pt",
+        calibration="results/ensemble/calibration.nc",
+        observations=comparison_observation_files,
+    output:
+        "results/comparison/runs/{method}.nc",
+    log:
+        "results/logs/compare_method/{method}.log",
+    benchmark:
+        "results/benchmarks/compare_method/{method}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=assimilation_gpus(),
+    params:
+        year=COMPARISON_YEAR,
+        days=COMPARISON.get("days", 20),
+        spinup_days=COMPARISON.get("spinup_days", 10),
+        assimilation=config.get("assimilation", {}),
+        forecast=config["forecast"],
+        world_qg=config["world"].get("qg", {}),
+        interval_hours=INTERVAL_HOURS,
+    script:
+        "../scripts/compare_method.py"
+
+
+rule compare_methods:
+    input:
+        runs=compared_runs,
+        reference=reference_files([COMPARISON_YEAR]),
+        normalization="results/prep/normalization.nc",
+    output:
+        scorecard=report(
+            "results/comparison/scorecard.csv",
+            caption="../report/scorecard.rst",
+            category="Method comparison",
+            labels={"table": "scorecard"},
+        ),
+        cost=report(
+            "results/comparison/cost.csv",
+            caption="../report/cost.rst",
+            category="Method comparison",
+            labels={"table": "cost"},
+        ),
+        figure=report(
+            "results/comparison/scorecard.png",
+            caption="../report/scorecard.rst",
+            category="Method comparison",
+            labels={"figure": "scorecard"},
+        ),
+    log:
+        "results/logs/compare_methods.log",
+    benchmark:
+        "results/benchmarks/compare_methods.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=6000,
         runtime=30,
     script:
-        "../scripts/evaluate_year.py"
+        "../scripts/compare_methods.py"

@@ -1,0 +1,90 @@
+"""Per-cycle analysis cost of the assimilation methods on the same states and observations.
+
+    python benchmarks/method_cost.py [--results results] [--year 2011] [--days 2]
+                                     [--methods hloba,l3dvar,l4dvar,oi] [--device cpu] [--threads 2]
+
+Every method starts from the same state (the reference at Jan 1 00 UTC of --year: no spin-up,
+no cold start) and assimilates the same observations for --days days with the configured
+settings (config.yaml, the trained models, tuning and OI covariance under --results; the OI
+covariance is made by rule oi_covariance). Each method runs in its own process, so that one
+method's freed memory cannot hide another's peak. Printed per method: analysis milliseconds
+per cycle (the cycle without the background forecast), the peak memory of one analysis above
+what the process held before it (Linux resident set high-water mark, or CUDA allocator peak),
+forecast milliseconds per cycle, and the ratios of analysis time and memory to l4dvar's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def run_one(args, method: str, out: str) -> None:
+    import torch
+
+    from hloba.config import load_config, stream_years, year_sets
+    from hloba.verify.compare import run_method
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(REPO / args.configfile)
+    r = Path(args.results)
+    years = year_sets(cfg).all
+    obs = [r / f"obs/{y}.parquet" for y in stream_years(args.year, 0, years)]
+    emulator = r / "models/emulator.pt" if cfg["forecast"]["model"] == "emulator" else None
+    assimilation = {**cfg.get("assimilation", {}), "cold_start": str(r / f"reference/{args.year}.nc"),
+                    "device": args.device, "log_every": 10 ** 6}
+    tuning = r / "ensemble/stream_tuning.nc"
+    run_method(method, args.year, args.days, r / "models/autoencoder.pt", r / "models/o2lnet.pt",
+               r / "ensemble/calibration.nc", obs, out, assimilation=assimilation, forecast=cfg["forecast"],
+               interval_hours=cfg["world"].get("output_interval_hours", 6), spinup_days=0.0,
+               world_qg=cfg["world"].get("qg", {}), emulator=emulator, tuning=tuning if tuning.exists() else None,
+               oi_covariance=r / "ensemble/oi_covariance.nc", progress=False)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configfile", default="config.yaml")
+    p.add_argument("--results", default="results")
+    p.add_argument("--year", type=int)
+    p.add_argument("--days", type=float, default=2.0)
+    p.add_argument("--methods", default="hloba,l3dvar,l4dvar,oi")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from hloba.config import load_config, year_sets
+
+    if args.year is None:
+        args.year = year_sets(load_config(REPO / args.configfile)).reanalysis[-1]
+    import xarray as xr
+
+    from hloba.verify.compare import cost_table
+
+    runs = {}
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in args.methods.split(","):
+            out = f"{tmp}/{method}.nc"
+            proc = ctx.Process(target=run_one, args=(args, method, out))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                sys.exit(f"method {method} failed (exit {proc.exitcode})")
+            with xr.open_dataset(out) as ds:
+                runs[method] = ds.load()
+    table = cost_table(runs)
+    pd.set_option("display.width", 200)
+    print(f"year {args.year}, {args.days} days from the reference at Jan 1, device {args.device}, "
+          f"{args.threads} threads, one process per method")
+    print(table.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The method comparison (rule compare_methods): the same year, observations and forecast model.
+
+Each compared method is a configuration of the one cycle loop (:func:`hloba.assim.stream.run_stream`),
+named in ``comparison.methods``:
+
+=====================  ============================================================
+``hloba``              the default HLOBA stream (decorrelating rotation, tuning file)
+``hloba_norotation``   HLOBA with the element-wise update in the latent coordinates
+``l3dvar``, ``l4dvar``  latent 3D-Var / strong-constraint 4D-Var (static latent B)
+``oi``                 model-space optimal interpolation (NMC covariance)
+``free``               no assimilation
+=====================  ============================================================
+
+:func:`run_method` runs one of them over ``days`` after a spin-up and keeps the model-space
+analyses; :func:`scorecard` and :func:`cost_table` put the results side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from hloba import __version__
+from hloba.assim.stream import METHODS, StreamConfig, cycle_times, load_stream_models, run_stream
+from hloba.channels import channel_coords, channels_from_coords
+from hloba.grid import Grid
+from hloba.io import write_netcdf
+from hloba.verify.latent import truth_on
+from hloba.verify.scores import rmse
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {"hloba_norotation": ("hloba", {"rotation": False})}
+COMPARABLE = tuple(METHODS) + tuple(VARIANTS)
+
+
+def method_settings(name: str, assimilation: dict) -> dict:
+    """The ``assimilation`` settings of a compared method (``hloba_norotation``: hloba without rotation)."""
+    if name not in COMPARABLE:
+        raise ValueError(f"comparison.methods: {name!r} is not one of {COMPARABLE}")
+    method, extra = VARIANTS.get(name, (name, {}))
+    return {**assimilation, "method": method, **extra}
+
+
+def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibration, observations, output, *,
+               assimilation: dict, forecast: dict, interval_hours: float, spinup_days: float,
+               world_qg: dict | None = None, emulator=None, tuning=None, oi_covariance=None,
+               progress: bool = True) -> xr.Dataset:
+    """Run one compared method from ``spinup_days`` before Jan 1 of ``year`` for ``days`` and
+    write its analyses, per-stage seconds and analysis memory to ``output``."""
+    settings = method_settings(name, {**assimilation, "spinup_days": spinup_days})
+    cfg = StreamConfig(**settings)
+    interval = pd.Timedelta(hours=interval_hours)
+    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
+                                cfg.device, cfg.rotation and cfg.method == "hloba",
+                                oi_covariance if cfg.method == "oi" else None, cfg.oi_b_scale)
+    if tuning and cfg.method == "hloba":
+        from hloba.assim.tuning import apply_tuning
+
+        apply_tuning(models, tuning)
+    times, first = cycle_times(year, interval, cfg.spinup_days)
+    n_days = int(round(pd.Timedelta(days=days) / interval))
+    if n_days < 1 or first + n_days > len(times):
+        raise ValueError(f"comparison.days {days} must cover at least one cycle and stay inside {year}")
+    result = run_stream(year, models, observations, cfg, interval, progress=progress, max_cycles=first + n_days,
+                        keep_analyses=True)
+    diag = result["diagnostics"][: first + n_days]
+    cycles = first + n_days
+    seconds = {k: v / cycles for k, v in result["timers"].items()}
+    memory = diag[:, -1].numpy()
+    grid = models.grid
+    ds = xr.Dataset(
+        {"analysis": (("time", "channel", "latitude", "longitude"), result["analyses"].numpy(),
+                      {"long_name": f"model-space analysis of method {name}"}),
+         "iterations": (("time",), diag[first:, -2].numpy().astype(np.int64))},
+        coords={"time": times[first:first + n_days], **channel_coords(models.channels),
+                "latitude": np.asarray(grid.latitude), "longitude": np.asarray(grid.longitude)},
+        attrs={"method": name, "year": year, "days": days, "spinup_days": spinup_days, "hloba_version": __version__,
+               **{f"seconds_per_cycle_{k}": v for k, v in seconds.items()},
+               "analysis_seconds_per_cycle": sum(v for k, v in seconds.items() if k != "forecast"),
+               "analysis_peak_memory_mib": float(np.nanmax(memory)) if np.isfinite(memory).any() else float("nan"),
+               "device": str(models.device)},
+    )
+    write_netcdf(ds, output)
+    log.info("%s: %d cycles, analysis %.1f ms per cycle, peak analysis memory %.1f MiB", name, cycles,
+             1e3 * ds.attrs["analysis_seconds_per_cycle"], ds.attrs["analysis_peak_memory_mib"])
+    return ds
+
+
+def scorecard(runs: dict[str, xr.Dataset], reference_paths, anomaly_std: np.ndarray) -> pd.DataFrame:
+    """Per method and channel: area-weighted analysis RMSE (physical and in anomaly std) and its
+    ratio to the free run's (when ``free`` was compared) and to ``l4dvar``'s."""
+    first = next(iter(runs.values()))
+    grid = Grid(first["latitude"].values, first["longitude"].values)
+    channels = list(first["channel"].values)
+    times = pd.DatetimeIndex(first["time"].values)
+    truth = truth_on(reference_paths, times, channels_from_coords(first))
+    rows = []
+    for name, ds in runs.items():
+        if list(ds["channel"].values) != channels or not pd.DatetimeIndex(ds["time"].values).equals(times):
+            raise ValueError(f"method {name} was run on other times or channels than {next(iter(runs))}: rerun it")
+        err = rmse(torch.as_tensor(ds["analysis"].values), truth, grid.area_weights())
+        for c, e, s in zip(channels, err.numpy(), anomaly_std):
+            rows.append({"method": name, "channel": c, "rmse": e, "rmse_normalised": e / s})
+    df = pd.DataFrame(rows)
+    for ref in ("free", "l4dvar"):
+        if ref in runs:
+            base = df[df["method"] == ref].set_index("channel")["rmse"]
+            df[f"ratio_to_{ref}"] = df["rmse"] / df["channel"].map(base)
+    return df
+
+
+def cost_table(runs: dict[str, xr.Dataset]) -> pd.DataFrame:
+    """Per method: analysis seconds and peak analysis memory per cycle, and their ratios to ``l4dvar``."""
+    df = pd.DataFrame([{
+        "method": name, "analysis_ms_per_cycle": 1e3 * ds.attrs["analysis_seconds_per_cycle"],
+        "forecast_ms_per_cycle": 1e3 * ds.attrs["seconds_per_cycle_forecast"],
+        "analysis_peak_memory_mib": ds.attrs["analysis_peak_memory_mib"],
+        "mean_iterations": float(ds["iterations"].mean()), "device": ds.attrs["device"],
+    } for name, ds in runs.items()])
+    if "l4dvar" in runs:
+        ref = df.set_index("method").loc["l4dvar"]
+        df["time_ratio_to_l4dvar"] = df["analysis_ms_per_cycle"] / ref["analysis_ms_per_cycle"]
+        df["memory_ratio_to_l4dvar"] = df["analysis_peak_memory_mib"] / ref["analysis_peak_memory_mib"]
+    return df
+
+
+def plot_scorecard(card: pd.DataFrame, path) -> None:
+    """Analysis RMSE per channel relative to the free run (or normalised RMSE without one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hloba.ensemble.figures import _save
+
+    column = "ratio_to_free" if "ratio_to_free" in card else "rmse_normalised"
+    table = card.pivot(index="method", columns="channel", values=column)
+    table = table.loc[[m for m in card["method"].unique() if m != "free"] or list(table.index)]
+    fig, ax = plt.subplots(figsize=(1.1 * table.shape[1] + 2.5, 0.55 * table.shape[0] + 1.8))
+    im = ax.imshow(table.values, cmap="viridis_r", aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(table.values))))
+    for (i, j), v in np.ndenumerate(table.values):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v > 0.5 * im.get_clim()[1] else "k", fontsize=8)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(table.shape[0]), table.index)
+    title = "analysis RMSE / free-run RMSE" if column == "ratio_to_free" else "analysis RMSE / anomaly std"
+    ax.set_title(f"{title} (lower is better)")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)
+
+
+def compare_methods(run_paths, reference_paths, normalization, scorecard_path, cost_path, figure_path) -> pd.DataFrame:
+    """Rule compare_methods: scorecard CSV and figure, and the cost table, of the compared runs."""
+    from hloba.io import atomic_path
+
+    runs = {}
+    for p in run_paths:
+        with xr.open_dataset(p) as ds:
+            runs[ds.attrs["method"]] = ds.load()
+    first = next(iter(runs.values()))
+    with xr.open_dataset(normalization) as norm:
+        std = norm["anomaly_std"].sel(channel=list(first["channel"].values)).values
+    card = scorecard(runs, reference_paths, std)
+    cost = cost_table(runs)
+    with atomic_path(scorecard_path) as tmp:
+        card.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(cost_path) as tmp:
+        cost.to_csv(tmp, index=False, float_format="%.6g")
+    plot_scorecard(card, figure_path)
+    log.info("analysis RMSE (anomaly std):\n%s",
+             card.pivot(index="channel", columns="method", values="rmse_normalised").round(3).to_string())
+    log.info("cost:\n%s", cost.round(4).to_string())
+    return card
