@@ -18,7 +18,7 @@ def rule_resources(repo) -> dict:
     """threads, mem_mb and runtime of every rule, read from the rule files."""
     out = {}
     for smk in (repo / "workflow/rules").glob("*.smk"):
-        for block in smk.read_text().split("\nrule ")[1:]:
+        for block in re.split(r"\n\s*rule ", smk.read_text())[1:]:  # conditional rules are indented
             name = block.split(":", 1)[0].strip()
             get = lambda key: int(re.search(rf"{key}[:=]\s*(\d+)", block).group(1))  # noqa: E731
             out[name] = {"threads": get("threads"), "mem_mb": get("mem_mb"), "runtime": get("runtime")}

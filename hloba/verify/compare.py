@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.assim.stream import METHODS, StreamConfig, cycle_times, load_stream_models, run_stream
+from hloba.assim.stream import DIAGNOSTICS, METHODS, StreamConfig, cycle_times, load_stream_models, run_stream
 from hloba.channels import channel_coords, channels_from_coords
 from hloba.grid import Grid
 from hloba.io import write_netcdf
@@ -71,12 +71,13 @@ def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibrati
     diag = result["diagnostics"][: first + n_days]
     cycles = first + n_days
     seconds = {k: v / cycles for k, v in result["timers"].items()}
-    memory = diag[:, -1].numpy()
+    memory = diag[:, DIAGNOSTICS.index("analysis_memory_mb")].numpy()
+    iterations = diag[first:, DIAGNOSTICS.index("iterations")].numpy().astype(np.int64)
     grid = models.grid
     ds = xr.Dataset(
         {"analysis": (("time", "channel", "latitude", "longitude"), result["analyses"].numpy(),
                       {"long_name": f"model-space analysis of method {name}"}),
-         "iterations": (("time",), diag[first:, -2].numpy().astype(np.int64))},
+         "iterations": (("time",), iterations)},
         coords={"time": times[first:first + n_days], **channel_coords(models.channels),
                 "latitude": np.asarray(grid.latitude), "longitude": np.asarray(grid.longitude)},
         attrs={"method": name, "year": year, "days": days, "spinup_days": spinup_days, "hloba_version": __version__,
