@@ -8,6 +8,7 @@ in the layout of the built-in world's reference files:
 - coordinates renamed to ``time``, ``level``, ``latitude``, ``longitude`` (ERA5's ``valid_time`` and
   ``pressure_level``, ``lat``/``lon``, ``plev``, ... are recognised; ``coords`` adds more);
 - ``levels`` selected on 3-D variables; 2-D variables (no level) stay single-level channels;
+- an optional ``region`` box (a regional subset of, e.g., a global file);
 - latitudes ascending (descending files, as ERA5's, are flipped), longitudes ascending;
 - the longitude axis is periodic when the grid covers 360 degrees (``periodic: auto``), or as
   ``periodic: true/false`` says; latitude is never periodic;
@@ -62,6 +63,7 @@ class ReferenceSpec:
     variables: dict = field(default_factory=dict)  # their name -> ours
     coords: dict = field(default_factory=dict)  # their name -> time | level | latitude | longitude
     levels: tuple | None = None  # levels of the 3-D variables to keep (the files' units, hPa)
+    region: dict | None = None  # {latitude: [south, north], longitude: [west, east]} subset, degrees
     periodic: str | bool = "auto"  # longitude periodic: auto (covers 360 degrees) | true | false
     fill_missing: bool = True
     min_size: int = 1  # smallest number of points per side (from the autoencoder's patch)
@@ -130,6 +132,33 @@ def _uniform(values: np.ndarray, name: str) -> None:
                                   "degrees): regrid to a regular grid first")
 
 
+def subset_region(ds: xr.Dataset, region: dict) -> xr.Dataset:
+    """The box ``{latitude: [south, north], longitude: [west, east]}`` (inclusive, degrees) of a
+    dataset with ascending coordinates; longitudes may be given in -180..180 or 0..360."""
+    unknown = set(region) - {"latitude", "longitude"}
+    if unknown:
+        raise ReferenceFilesError(f"reference.region: unknown keys {sorted(unknown)}; use latitude and longitude")
+    out = ds
+    if "latitude" in region:
+        south, north = sorted(float(v) for v in region["latitude"])
+        out = out.sel(latitude=slice(south, north))
+    if "longitude" in region:
+        west, east = (float(v) for v in region["longitude"])
+        lon = out["longitude"].values
+        if lon.max() > 180.0 and min(west, east) < 0.0:  # the files use 0..360, the box -180..180
+            west, east = west % 360.0, east % 360.0
+        keep = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
+        out = out.isel(longitude=np.flatnonzero(keep))
+        if west > east:  # across the date line / the files' seam: continuous longitudes
+            lon = out["longitude"].values
+            out = out.assign_coords(longitude=np.where(lon >= west, lon - 360.0, lon)).sortby("longitude")
+    if out.sizes["latitude"] == 0 or out.sizes["longitude"] == 0:
+        raise ReferenceFilesError(f"reference.region {region} holds no grid points of the files "
+                                  f"(latitude {float(ds.latitude.min())}..{float(ds.latitude.max())}, longitude "
+                                  f"{float(ds.longitude.min())}..{float(ds.longitude.max())})")
+    return out
+
+
 def time_step(times: pd.DatetimeIndex) -> tuple[pd.Timedelta, pd.DatetimeIndex]:
     """The data's step (the most common one) and the missing times on its regular axis.
 
@@ -183,6 +212,8 @@ def open_reference(spec: ReferenceSpec) -> tuple[xr.Dataset, pd.DatetimeIndex]:
     drop = [c for c in ds.coords if c not in ("time", "level", "latitude", "longitude")]
     ds = ds.drop_vars(drop)
     ds = ds.sortby("latitude").sortby("longitude")
+    if spec.region:
+        ds = subset_region(ds, spec.region)
     lat, lon = ds["latitude"].values.astype(float), ds["longitude"].values.astype(float)
     _uniform(lat, "latitude")
     _uniform(lon, "longitude")

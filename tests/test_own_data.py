@@ -185,3 +185,20 @@ def test_observation_files_are_validated_per_year(era5, tmp_path):
     # off domain (80 N), next year, and a variable the reference lacks are dropped
     assert sorted(kept["station_id"]) == ["a", "b", "f"] and len(clean) == 3
     assert kept.set_index("station_id").loc["b", "value"] == 101000.0
+
+
+def test_a_region_of_a_global_file_is_a_regional_domain(era5):
+    """reference.region cuts a box, also across the files' 0/360 seam; the box is not periodic."""
+    path = str(era5["global"][0].parent / "*.nc")
+    spec = ReferenceSpec(path=path, variables={"t": "temperature"}, levels=(850.0,),
+                         region={"latitude": [-40, 50], "longitude": [-50, 60]})
+    ds, _ = open_reference(spec)
+    assert list(ds["latitude"].values) == [-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    assert list(ds["longitude"].values) == [-45.0, -22.5, 0.0, 22.5, 45.0]
+    assert ds.attrs["longitude_periodic"] == 0
+    with xr.open_dataset(era5["global"][0]) as raw:  # the -22.5 column is the file's 337.5
+        np.testing.assert_array_equal(
+            ds["temperature"].sel(longitude=-22.5, level=850.0).isel(time=0).values,
+            raw["t"].isel(number=0, valid_time=0).sel(pressure_level=850.0, longitude=337.5).values[::-1][3:13])
+    with pytest.raises(ReferenceFilesError, match="holds no grid points"):
+        open_reference(ReferenceSpec(path=path, variables={"t": "temperature"}, region={"latitude": [80, 85]}))
