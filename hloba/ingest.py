@@ -180,6 +180,23 @@ def time_step(times: pd.DatetimeIndex) -> tuple[pd.Timedelta, pd.DatetimeIndex]:
     return pd.Timedelta(step), full.difference(times)
 
 
+def fill_missing_times(ds: xr.Dataset, missing: pd.DatetimeIndex) -> xr.Dataset:
+    """Insert ``missing`` times (inside the data's span) by linear interpolation in time between the
+    nearest available times before and after; lazy, so large datasets are not loaded."""
+    if not len(missing):
+        return ds
+    times = pd.DatetimeIndex(ds["time"].values)
+    after = times.searchsorted(missing)
+    prev, nxt = times[after - 1], times[after]
+    w = xr.DataArray(np.asarray((missing - prev) / (nxt - prev), dtype=float), dims="time")
+    filled = ds.sel(time=prev).drop_vars("time") * (1 - w) + ds.sel(time=nxt).drop_vars("time") * w
+    filled = filled.assign_coords(time=missing)
+    for name in ds.data_vars:
+        filled[name] = filled[name].astype(ds[name].dtype)
+        filled[name].attrs = ds[name].attrs
+    return xr.concat([ds, filled], dim="time").sortby("time")
+
+
 def open_reference(spec: ReferenceSpec) -> tuple[xr.Dataset, pd.DatetimeIndex]:
     """The user's reference in the pipeline's layout (lazy) and the filled missing times."""
     files = reference_paths(spec.path)
@@ -239,8 +256,7 @@ def open_reference(spec: ReferenceSpec) -> tuple[xr.Dataset, pd.DatetimeIndex]:
                                       "supply them or set reference.fill_missing: true")
         log.warning("the reference lacks %d time steps of %s, filled by linear interpolation in time: %s",
                     len(missing_times), step, listed)
-        full = pd.date_range(ds["time"].values[0], ds["time"].values[-1], freq=step)
-        ds = ds.interp(time=full)
+        ds = fill_missing_times(ds, missing_times)
     ds.attrs = {
         "source_files": ", ".join(files[:20]) + (" ..." if len(files) > 20 else ""),
         "longitude_periodic": int(periodic), "latitude_periodic": 0,
