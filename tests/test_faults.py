@@ -1,6 +1,7 @@
 """Faults at the workflow level: SIGKILLed assimilation and decode jobs, and their reruns."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,15 +31,17 @@ def start(work, target):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def kill_job_when(proc, script, condition, timeout=300):
+def kill_job_when(proc, work, script, condition, timeout=300):
     """SIGKILL the job's process (the rule's script, as a dead node would) once ``condition()``;
-    Snakemake itself sees the job fail and exits."""
+    Snakemake itself sees the job fail and exits. Only this workflow copy's job is matched (its
+    script lives under ``work/.snakemake/scripts``), never another run on the same machine."""
     deadline = time.time() + timeout
     while not condition():
         assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
         assert time.time() < deadline, "the job never reached the point to kill it"
         time.sleep(0.05)
-    pids = subprocess.run(["pgrep", "-f", rf"scripts/tmp.*{script}"], capture_output=True, text=True).stdout.split()
+    pattern = re.escape(f"{work}/.snakemake/scripts/tmp") + rf".*\.{script}\.py"
+    pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
     assert pids, "no job process found"
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
@@ -56,7 +59,7 @@ def rerun(work, target):
 def test_killed_assimilation_resumes_and_equals_an_uninterrupted_run(work, tiny_stream):
     checkpoint = work / "results/checkpoints/assimilate/hloba-2002.pt"
     proc = start(work, "results/latent/2002.nc")
-    kill_job_when(proc, "assimilate_year", checkpoint.exists)
+    kill_job_when(proc, work, "assimilate_year", checkpoint.exists)
     assert not (work / "results/latent/2002.nc").exists()
     assert not (work / "results/feedback/2002.parquet").exists()
     rerun(work, "results/latent/2002.nc")
@@ -76,7 +79,7 @@ def test_killed_decode_leaves_no_file_and_the_rerun_completes(work, tiny_stream)
                      else work / "results" / name / "2002.parquet")
     log = work / "results/logs/decode_year/2002.log"
     proc = start(work, "results/reanalysis/2002.nc")
-    kill_job_when(proc, "decode_year", lambda: log.exists() and "decoding" in log.read_text())
+    kill_job_when(proc, work, "decode_year", lambda: log.exists() and "decoding" in log.read_text())
     final = work / "results/reanalysis/2002.nc"
     assert not final.exists()
     rerun(work, "results/reanalysis/2002.nc")
