@@ -208,6 +208,20 @@ def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast
     )
 
 
+def method_models(cfg: StreamConfig, autoencoder, o2lnet, calibration, forecast: dict, interval: pd.Timedelta,
+                  world_qg: dict | None = None, emulator=None, tuning=None, oi_covariance=None) -> StreamModels:
+    """The models a stream of ``cfg.method`` needs: the rotation and the tuning file for ``hloba``,
+    the static covariance for ``oi``."""
+    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
+                                cfg.device, cfg.rotation and cfg.method == "hloba",
+                                oi_covariance if cfg.method == "oi" else None, cfg.oi_b_scale)
+    if tuning and cfg.method == "hloba":
+        from hloba.assim.tuning import apply_tuning
+
+        apply_tuning(models, tuning)
+    return models
+
+
 def cycle_times(year: int, interval: pd.Timedelta, spinup_days: float) -> tuple[pd.DatetimeIndex, int]:
     """All cycle times of the stream and the index of the first cycle of ``year`` (Jan 1 00 UTC)."""
     start = pd.Timestamp(year=year, month=1, day=1)
@@ -678,13 +692,8 @@ def assimilate_year(
     variance factor); without it the stream relies on the online inflation alone."""
     cfg = StreamConfig(**assimilation)
     interval = pd.Timedelta(hours=interval_hours)
-    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
-                                cfg.device, cfg.rotation and cfg.method == "hloba",
-                                oi_covariance if cfg.method == "oi" else None, cfg.oi_b_scale)
-    if tuning and cfg.method == "hloba":
-        from hloba.assim.tuning import apply_tuning
-
-        apply_tuning(models, tuning)
+    models = method_models(cfg, autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator, tuning,
+                           oi_covariance)
     fp = fingerprint(year, cfg, forecast, [autoencoder, o2lnet, calibration, emulator, tuning, oi_covariance,
                                            *observations])
     resume_path = Path(resume_dir) / f"{cfg.method}-{year}.pt" if resume_dir else None

@@ -25,7 +25,7 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.assim.stream import DIAGNOSTICS, METHODS, StreamConfig, cycle_times, load_stream_models, run_stream
+from hloba.assim.stream import DIAGNOSTICS, METHODS, StreamConfig, cycle_times, method_models, run_stream
 from hloba.channels import channel_coords, channels_from_coords
 from hloba.grid import Grid
 from hloba.io import write_netcdf
@@ -55,13 +55,8 @@ def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibrati
     settings = method_settings(name, {**assimilation, "spinup_days": spinup_days})
     cfg = StreamConfig(**settings)
     interval = pd.Timedelta(hours=interval_hours)
-    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
-                                cfg.device, cfg.rotation and cfg.method == "hloba",
-                                oi_covariance if cfg.method == "oi" else None, cfg.oi_b_scale)
-    if tuning and cfg.method == "hloba":
-        from hloba.assim.tuning import apply_tuning
-
-        apply_tuning(models, tuning)
+    models = method_models(cfg, autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator, tuning,
+                           oi_covariance)
     times, first = cycle_times(year, interval, cfg.spinup_days)
     n_days = int(round(pd.Timedelta(days=days) / interval))
     if n_days < 1 or first + n_days > len(times):
