@@ -121,9 +121,77 @@ def check_config(config: Mapping, schema: Mapping) -> list[str]:
             f"config key 'comparison.year': {year} is not a reanalysis year {list(sets.reanalysis)}; "
             "pick one of them (or null: the last)"
         )
+    map_date = (config.get("figures") or {}).get("map_date")
+    if map_date is not None:
+        check_map_date(map_date, sets.reanalysis)
     for w in warnings:
         log.warning(w)
     return warnings
+
+
+def check_map_date(map_date: str, years) -> None:
+    """``figures.map_date`` (``MM-DD`` or ``MM-DDTHH``) must be a time of every reanalysis year."""
+    import pandas as pd
+
+    for year in years:
+        try:
+            when = pd.Timestamp(f"{year}-{map_date}")
+        except ValueError:
+            raise ConfigError(f"config key 'figures.map_date': {map_date!r} is not a time of {year} "
+                              "(MM-DD or MM-DDTHH, hour 00-23; 02-29 exists in leap years only)") from None
+        if when.year != year:
+            raise ConfigError(f"config key 'figures.map_date': {map_date!r} is not a time of {year}")
+
+
+def check_paths(config: Mapping, base=".") -> None:
+    """Paths in the config exist, and settings that only one choice reads are not given to another
+    (a ``forecast.path`` next to ``model: emulator`` would be silently ignored). Relative paths
+    are taken from ``base`` (the workflow's working directory)."""
+    from pathlib import Path
+
+    base = Path(base)
+    forecast = config.get("forecast", {})
+    model = forecast.get("model", "qg")
+    for key, reader in (("path", "torchscript"), ("callable", "python")):
+        if key in forecast and model != reader:
+            raise ConfigError(f"config key 'forecast.{key}' is only read by forecast.model: {reader}, but the model is "
+                              f"{model}: set forecast.model: {reader} to use it, or remove forecast.{key}")
+        if model == reader and not forecast.get(key):
+            raise ConfigError(f"config key 'forecast.{key}': forecast.model {reader} needs it")
+    if model == "torchscript" and not (base / forecast["path"]).is_file():
+        raise ConfigError(f"config key 'forecast.path': {forecast['path']!r} does not exist (relative paths start "
+                          f"in {base.resolve()})")
+    cold = (config.get("assimilation") or {}).get("cold_start", "climatology")
+    if cold != "climatology" and not (base / cold).is_file():
+        raise ConfigError(f"config key 'assimilation.cold_start': {cold!r} is neither 'climatology' nor an existing "
+                          f"netCDF file (relative paths start in {base.resolve()})")
+    for section in ("reference", "observations"):
+        spec = config.get(section) or {}
+        if spec.get("source") == "files" and spec.get("path"):
+            import glob
+
+            if not glob.glob(str(base / spec["path"])):
+                raise ConfigError(f"config key '{section}.path': {spec['path']!r} matches no file or store "
+                                  f"(relative paths start in {base.resolve()})")
+
+
+def forecast_source_file(forecast: Mapping) -> str | None:
+    """The file whose change must rerun what the forecast model made: the TorchScript module, or
+    the source file of the Python callable's module (``None`` for the built-in models)."""
+    if forecast.get("model") == "torchscript":
+        return forecast["path"]
+    if forecast.get("model") == "python":
+        import importlib.util
+
+        module = forecast["callable"].partition(":")[0]
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.has_location:
+            raise ConfigError(f"config key 'forecast.callable': module {module!r} cannot be found on the Python path")
+        return spec.origin
+    return None
 
 
 def stream_years(year: int, spinup_days: float, available) -> list[int]:

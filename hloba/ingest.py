@@ -92,9 +92,29 @@ def reference_paths(pattern: str) -> list[str]:
     return files
 
 
+def unreadable_file_message(path, err: Exception, what: str = "reference file") -> str:
+    """One line naming a file that cannot be read and the likely cause."""
+    p = Path(path)
+    if p.is_file() and p.stat().st_size == 0:
+        cause = "it is empty (0 bytes): an interrupted download or copy"
+    elif p.is_file():
+        cause = f"it is truncated or not in a format it claims ({type(err).__name__}: {str(err)[:120]})"
+    else:
+        cause = f"{type(err).__name__}: {str(err)[:120]}"
+    return f"{what} {path} cannot be read: {cause}; replace it and rerun"
+
+
 def _open(files: list[str]) -> xr.Dataset:
     if len(files) == 1 and files[0].rstrip("/").endswith(".zarr"):
-        return xr.open_zarr(files[0])
+        try:
+            return xr.open_zarr(files[0])
+        except Exception as err:  # noqa: BLE001 - any backend error becomes one line naming the store
+            raise ReferenceFilesError(unreadable_file_message(files[0], err, "reference store")) from None
+    for f in files:  # name the file a backend cannot read (xarray's message does not)
+        try:
+            xr.open_dataset(f).close()
+        except Exception as err:  # noqa: BLE001
+            raise ReferenceFilesError(unreadable_file_message(f, err)) from None
     if len(files) == 1:
         return xr.open_dataset(files[0])
     return xr.open_mfdataset(files, combine="by_coords")
@@ -294,10 +314,32 @@ def year_of_reference(ds: xr.Dataset, year: int, missing: pd.DatetimeIndex) -> x
     return out
 
 
-def prepare_reference(section: dict, outputs: dict, min_size: int = 1, missing_report=None,
+def files_of(files: list[str], year: int, names: set) -> list[str]:
+    """The files among ``files`` that hold times of ``year`` and one of the variable ``names``
+    (their or our name); all of ``files`` when none can be told apart."""
+    held = []
+    for f in files:
+        if f.rstrip("/").endswith(".zarr"):
+            return list(files)
+        with xr.open_dataset(f) as ds:
+            if not names & set(map(str, ds.data_vars)):
+                continue
+            time = next((ds[a] for a in COORD_ALIASES["time"] if a in ds.variables and a not in ds.data_vars), None)
+            if time is None or pd.DatetimeIndex(time.values).year.isin([year]).any():
+                held.append(f)
+    return held or list(files)
+
+
+def prepare_reference(section: dict, outputs: dict, min_size: int = 1, quality: dict | None = None,
                       interval_hours: float | None = None) -> None:
-    """Rule prepare_reference: ``outputs`` ``{year: path}``; ``missing_report``: CSV of filled times;
-    ``interval_hours``: the cycle interval the workflow was configured with (checked against the data)."""
+    """Rule prepare_reference: ``outputs`` ``{year: path}`` (one year per job in the workflow);
+    ``quality``: ``{year: path}`` of each year's quality table (CSV, :func:`hloba.quality.reference_quality`);
+    ``interval_hours``: the cycle interval the workflow was configured with (checked against the data).
+
+    Every year is checked whole (its times, then the quality gate) before its file is written, so
+    a bad year never replaces a good file."""
+    from hloba.quality import raise_on_errors, reference_quality
+
     spec = ReferenceSpec.from_config({k: v for k, v in section.items() if k != "interval_hours"}, min_size)
     ds, missing = open_reference(spec)
     if interval_hours is not None and abs(ds.attrs["interval_hours"] - interval_hours) > 1e-6:
@@ -308,22 +350,59 @@ def prepare_reference(section: dict, outputs: dict, min_size: int = 1, missing_r
              ds.sizes["latitude"], ds.sizes["longitude"], "periodic" if ds.attrs["longitude_periodic"] else "regional",
              list(ds.data_vars))
     years = {int(y): p for y, p in outputs.items()}
-    for year in years:  # check every year before writing any
+    for year in years:  # check every year's times before writing any
         year_of_reference(ds[[]].assign_coords(time=ds["time"]), year, missing)
+    files = reference_paths(spec.path)
     for year, path in sorted(years.items()):
-        write_netcdf(year_of_reference(ds, year, missing).load(), path)
+        out = year_of_reference(ds, year, missing).load()
+        table = reference_quality(out, year, missing[missing.year == year])
+        if quality is not None and year in {int(y) for y in quality}:
+            with atomic_path(dict((int(y), p) for y, p in quality.items())[year]) as tmp:
+                table.to_csv(tmp, index=False, float_format="%.6g")
+        bad = table[table["status"] == "error"]
+        if len(bad):
+            theirs = {k for k, v in {**ERA5_NAMES, **spec.variables}.items() if v == bad.iloc[0]["variable"]}
+            held = files_of(files, year, theirs | {str(bad.iloc[0]["variable"])})
+            raise_on_errors(table, f"reference {', '.join(held[:3])}{' ...' if len(held) > 3 else ''}, year {year}")
+        for row in table[table["status"] == "warning"].itertuples():
+            log.warning("reference %d, %s %s: %s", year, row.variable, "" if pd.isna(row.level) else row.level, row.note)
+        write_netcdf(out, path)
         log.info("wrote %s", path)
-    if missing_report is not None:
-        with atomic_path(missing_report) as tmp:
-            pd.DataFrame({"time": missing}).to_csv(tmp, index=False)
 
 
-def prepare_observations(pattern: str, reference, year: int, output) -> pd.DataFrame:
+def _read_observation_file(path) -> pd.DataFrame:
+    """One of the user's observation files, its required columns checked; errors name the file."""
+    from hloba.obs.schema import OBS_COLUMNS, read_observations
+    from hloba.quality import DataQualityError
+
+    try:
+        df = read_observations(path)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any reader's error becomes one line naming the file
+        if str(path) in str(err):
+            raise
+        raise DataQualityError(unreadable_file_message(path, err, "observation file")) from None
+    lacking = [c for c in OBS_COLUMNS if c not in df.columns]
+    if lacking:
+        raise DataQualityError(f"observation file {path} lacks the column(s) {lacking} (it has "
+                                  f"{sorted(map(str, df.columns))}); every file needs {list(OBS_COLUMNS)}")
+    return df.assign(file=str(path))
+
+
+def prepare_observations(pattern: str, reference, year: int, output, quality=None) -> pd.DataFrame:
     """Rule prepare_observations: the user's observations of ``year`` (files matching ``pattern``),
-    validated against the prepared reference's channels and grid, as one parquet file."""
+    validated against the prepared reference's channels and grid, as one parquet file.
+
+    Errors, each naming the file, the variable and the year: a file that cannot be read or lacks a
+    column; a file none of whose rows is usable (any time); a year without observations (the
+    message lists each file's times); a variable whose rows of the year are all dropped or whose
+    values do not fit the reference (units). Dropped rows and unobserved channels are warnings
+    counted in ``quality`` (CSV, :func:`hloba.quality.observation_quality`)."""
     from hloba.channels import list_channels
     from hloba.grid import Grid
-    from hloba.obs.schema import read_observations, validate_observations, write_observations
+    from hloba.obs.schema import channel_of_observations, validate_observations, write_observations
+    from hloba.quality import DataQualityError, observation_quality, raise_on_errors
 
     files = sorted(glob.glob(str(pattern)))
     if not files:
@@ -331,16 +410,44 @@ def prepare_observations(pattern: str, reference, year: int, output) -> pd.DataF
                                 "path or glob in the observation table's columns (README: your own data)")
     with xr.open_dataset(reference) as ref:
         channels, grid = list_channels(ref), Grid.from_dataset(ref)
-    frames = [read_observations(f) for f in files]
+        stats = {}
+        for c in channels:  # mean and std over time and space: the scale the observations must fit
+            field = ref[c.variable] if c.level is None else ref[c.variable].sel(level=c.level)
+            stats[c.name] = (float(field.mean()), float(field.std()))
+    frames, spans = [], []
+    for f in files:
+        df = _read_observation_file(f)
+        usable, counts = validate_observations(df, channels, grid)
+        if not len(usable):
+            raise DataQualityError(
+                f"observation file {f} contributes no usable observation ({len(df)} rows, dropped "
+                f"{({k: v for k, v in counts.items() if v})}): check its variables, levels, positions, values "
+                "and error_std against the reference")
+        t = pd.to_datetime(df["time"], errors="coerce")
+        spans.append(f"{Path(f).name} ({t.min()} to {t.max()})")
+        frames.append(df)
     df = pd.concat(frames, ignore_index=True)
+    t = pd.to_datetime(df["time"], errors="coerce")
     start = pd.Timestamp(year=year, month=1, day=1)
     end = pd.Timestamp(year=year + 1, month=1, day=1) - pd.Timedelta(1, "ns")
-    clean, counts = validate_observations(df, channels, grid, start, end)
-    dropped = {k: v for k, v in counts.items() if v and k != "outside period"}
-    if dropped:
-        log.warning("observations %s, year %d: dropped %s", pattern, year, dropped)
-    write_observations(clean.drop(columns=["channel"]), output)
-    log.info("wrote %s: %d observations of %d files", output, len(clean), len(files))
+    this_year = df[(t >= start) & (t <= end)].reset_index(drop=True)
+    outside = len(df) - len(this_year)
+    if not len(this_year):
+        raise DataQualityError(f"observations {pattern}: no observation of {year} in the files "
+                               f"{'; '.join(spans[:5])}{' ...' if len(spans) > 5 else ''}: every configured year "
+                               "needs observations (shifted times?)")
+    clean, reasons = validate_observations(this_year, channels, grid, start, end, return_reasons=True)
+    table = observation_quality(this_year, reasons, channel_of_observations(this_year["variable"], this_year["level"],
+                                                                             channels), channels, stats, year)
+    if quality is not None:
+        with atomic_path(quality) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+    raise_on_errors(table, f"observations of {year}")
+    for row in table[table["status"] == "warning"].itertuples():
+        log.warning("observations %d, %s %s: %s", year, row.file or "(all files)", row.variable, row.note)
+    write_observations(clean.drop(columns=["channel", "file"]), output)
+    log.info("wrote %s: %d observations of %d files (%d rows of other years, %d dropped)", output, len(clean),
+             len(files), outside, len(this_year) - len(clean))
     return clean
 
 

@@ -81,8 +81,12 @@ def era5_style_files(out_dir, kind: str, years=(2001, 2002), seed: int = 3, worl
             u_up, u_low = world("u_component_of_wind", 250.0), world("u_component_of_wind", 750.0)
             v_up, v_low = world("v_component_of_wind", 250.0), world("v_component_of_wind", 750.0)
             t, q = ds["temperature"], ds["specific_humidity"]
+            # the world's geopotential anomalies about each labelled level's typical value (500, 700,
+            # 850 hPa: 55000, 29500, 14500 m2 s-2), so that the quality gate sees Earth-like values
+            z_mid = 0.5 * (z_up + z_low)
             user = xr.Dataset({
-                "z": three_levels(z_up, z_low, 0.5 * (z_up + z_low)),
+                "z": three_levels(z_up - z_up.mean() + 55000.0, z_low - z_low.mean() + 14500.0,
+                                  z_mid - z_mid.mean() + 29500.0),
                 "u": three_levels(u_up, u_low, 0.5 * (u_up + u_low)),
                 "v": three_levels(v_up, v_low, 0.5 * (v_up + v_low)),
                 "t": three_levels(t - 10.0, t + 10.0, t),
@@ -94,8 +98,9 @@ def era5_style_files(out_dir, kind: str, years=(2001, 2002), seed: int = 3, worl
             ds = ds.isel(time=slice(None, None, 4), latitude=slice(1, 14), longitude=slice(0, 15))
             lat = np.linspace(30.0, 54.0, 13)[::-1]
             lon = np.linspace(-10.0, 18.0, 15)
+            z750 = ds["geopotential"].sel(level=750.0, drop=True)
             user = xr.Dataset({
-                "msl": 101325.0 + 1.2 * ds["geopotential"].sel(level=750.0, drop=True),
+                "msl": 101325.0 + 1.2 * (z750 - z750.mean()),
                 "t2m": ds["temperature"] + 15.0,
                 "u10": 0.7 * ds["u_component_of_wind"].sel(level=750.0, drop=True),
                 "v10": 0.7 * ds["v_component_of_wind"].sel(level=750.0, drop=True),

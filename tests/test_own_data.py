@@ -49,7 +49,8 @@ def test_era5_layout_is_normalised(era5, tmp_path):
             "variables": {"z": "geopotential", "t": "temperature", "u": "u_component_of_wind",
                           "v": "v_component_of_wind", "q": "specific_humidity"}}
     out = {2001: tmp_path / "2001.nc", 2002: tmp_path / "2002.nc"}
-    prepare_reference(spec, out, min_size=8, missing_report=tmp_path / "missing.csv", interval_hours=6.0)
+    quality = {year: tmp_path / f"quality_{year}.csv" for year in out}
+    prepare_reference(spec, out, min_size=8, quality=quality, interval_hours=6.0)
     with xr.open_dataset(out[2002]) as ds, xr.open_dataset(era5["global"][1]) as raw:
         assert list(ds["level"].values) == [500.0, 850.0]
         assert np.all(np.diff(ds["latitude"].values) > 0) and ds.sizes["latitude"] == 15
@@ -60,7 +61,8 @@ def test_era5_layout_is_normalised(era5, tmp_path):
         np.testing.assert_array_equal(ds["geopotential"].sel(level=850.0).values[:, -1],
                                       raw["z"].isel(number=0).sel(pressure_level=850.0).values[:, 0])
         assert ds["geopotential"].attrs["units"] == "m2 s-2"
-    assert pd.read_csv(tmp_path / "missing.csv").empty
+    table = pd.read_csv(quality[2002])  # the quality gate: every channel ok, nothing filled
+    assert len(table) == 10 and table["status"].eq("ok").all() and table["filled_times"].eq(0).all()
 
 
 def test_missing_steps_are_reported_and_filled(tmp_path):

@@ -52,12 +52,13 @@ from hloba.assim.cycle import (
 )
 from hloba.assim.update import correlated_update, first_guess_check, hybrid_update
 from hloba.assim.oi import StaticCovariance, optimal_interpolation
+from hloba.assim.qc_alarm import RejectionAlarm
 from hloba.assim.var import latent_var, window_observer
 from hloba.channels import Channel, stack_channels
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
 from hloba.io import atomic_path, write_netcdf
-from hloba.models.checkpoint import channels_from_state, check_matches_data, grid_from_state
+from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
 from hloba.models.data import resolve_device
 from hloba.models.normalizer import Normalizer
 from hloba.models.o2lnet import render_observations
@@ -92,6 +93,7 @@ class StreamConfig:
     method: str = "hloba"
     spinup_days: float = 30.0
     qc_threshold: float = 4.0  # kappa of the first-guess check
+    max_rejected_fraction: float = 0.5  # of a channel's observations over a day, else the stream stops
     rotation: bool = True  # update in the calibration's decorrelating coordinates
     adaptive_inflation: bool = True
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
@@ -167,7 +169,7 @@ def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast
     ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     o2l, o2l_payload = load_o2lnet(o2lnet_path, dev)
-    check_matches_data(o2l_payload, channels, grid, o2lnet_path)
+    check_models_agree(payload, autoencoder_path, o2l_payload, o2lnet_path)
     with xr.open_dataset(calibration_path) as cal:
         cal = cal.load()
     n = ae.cfg.n_latent if hasattr(ae.cfg, "n_latent") else int(cal.sizes["latent"])
@@ -436,6 +438,9 @@ def run_stream(
     analyses = {}
     if cfg.method == "oi" and m.oi is None:
         raise StreamError("method oi needs the static covariance of rule oi_covariance (oi_covariance=...)")
+    # a free run's background drifts away by design: only streams that assimilate are judged
+    alarm = RejectionAlarm([c.name for c in m.channels], cfg.max_rejected_fraction if cfg.method in ASSIMILATING
+                           else float("inf"))
     bar = tqdm(range(k0, stop), desc=f"assimilate {year}", disable=not progress, mininterval=5.0)
     for k in bar:
         t = times[k]
@@ -458,6 +463,7 @@ def run_stream(
             if cold and k == 0:
                 reject = torch.zeros_like(reject)  # no background to check against
             ok = ~reject
+            alarm.add(t, ch, reject, obs.value[s] - hx_b, obs.r2[s] + b2_obs)
             if cfg.adaptive_inflation and not (cold and k == 0):
                 b2_channel = observation_background_variance(
                     b2_channel, ch[ok], (obs.value[s] - hx_b)[ok], obs.r2[s][ok], cfg.inflation_smoothing,
@@ -571,6 +577,7 @@ def run_stream(
             with atomic_path(resume_path) as tmp:
                 torch.save(st, tmp)
     bar.close()
+    alarm.check()
     return {"times": times, "first": first, "out": out, "diagnostics": diag, "observations": obs.table,
             "background": fb_b, "analysis": fb_a, "qc": fb_qc, "timers": clock.total, "inflation": inflation,
             "n_cycles_run": stop - k0, "stop": stop,

@@ -98,18 +98,47 @@ def load_module(path, kind: str, build, device: str | torch.device = "cpu") -> t
     return module.to(device).eval(), payload
 
 
+def describe_grid(grid: Grid) -> str:
+    return (f"{grid.shape[0]} x {grid.shape[1]} grid ({grid.latitude[0]:.2f}..{grid.latitude[-1]:.2f}N, "
+            f"{grid.longitude[0]:.2f}..{grid.longitude[-1]:.2f}E)")
+
+
+def layout_mismatch(channels_a: list[Channel], grid_a: Grid, channels_b: list[Channel], grid_b: Grid) -> str | None:
+    """``"channels"`` or ``"grid"`` where two layouts differ (channels first), else ``None``."""
+    if [c.name for c in channels_a] != [c.name for c in channels_b]:
+        return "channels"
+    coords_a, coords_b = grid_a.latitude + grid_a.longitude, grid_b.latitude + grid_b.longitude
+    if grid_a.shape != grid_b.shape or max(abs(a - b) for a, b in zip(coords_a, coords_b)) > 1e-4:
+        return "grid"
+    return None
+
+
 def check_matches_data(payload: dict, channels: list[Channel], grid: Grid, path="checkpoint") -> None:
     """Fail with a message naming the mismatch if the data's channels or grid differ from the checkpoint's."""
-    want = channels_from_state(payload["channels"])
-    if [c.name for c in want] != [c.name for c in channels]:
+    want, g = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
+    what = layout_mismatch(want, g, channels, grid)
+    if what == "channels":
         raise CheckpointError(
             f"{path} was trained on channels {[c.name for c in want]} but the data have "
             f"{[c.name for c in channels]}: retrain or give matching data"
         )
-    g = grid_from_state(payload["grid"])
-    if g.shape != grid.shape or max(abs(a - b) for a, b in zip(g.latitude + g.longitude, grid.latitude + grid.longitude)) > 1e-4:
+    if what == "grid":
         raise CheckpointError(
-            f"{path} was trained on a {g.shape[0]} x {g.shape[1]} grid "
-            f"({g.latitude[0]:.2f}..{g.latitude[-1]:.2f}N) but the data are {grid.shape[0]} x {grid.shape[1]} "
-            f"({grid.latitude[0]:.2f}..{grid.latitude[-1]:.2f}N): retrain or regrid"
+            f"{path} was trained on a {describe_grid(g)} but the data are on a {describe_grid(grid)}: retrain or regrid"
         )
+
+
+def check_models_agree(payload_a: dict, path_a, payload_b: dict, path_b) -> None:
+    """Two checkpoints used together (autoencoder and O2Lnet) must share channels and grid; the
+    message names both files with their layouts, since either may be the stale one."""
+    ch_a, g_a = channels_from_state(payload_a["channels"]), grid_from_state(payload_a["grid"])
+    ch_b, g_b = channels_from_state(payload_b["channels"]), grid_from_state(payload_b["grid"])
+    what = layout_mismatch(ch_a, g_a, ch_b, g_b)
+    if what is None:
+        return
+    layout = {"channels": lambda ch, g: f"channels {[c.name for c in ch]}", "grid": lambda ch, g: f"a {describe_grid(g)}"}[what]
+    raise CheckpointError(
+        f"{path_a} and {path_b} were trained on different data: {path_a} on {layout(ch_a, g_a)}, {path_b} on "
+        f"{layout(ch_b, g_b)}; the one that does not match the reference is stale: retrain it "
+        "(snakemake --forcerun train_autoencoder retrains both)"
+    )

@@ -55,8 +55,10 @@ def channel_of_observations(variable: pd.Series, level: pd.Series, channels: lis
 
 def validate_observations(
     df: pd.DataFrame, channels: list[Channel], grid: Grid, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop bad rows; return the clean table (with a ``channel`` column) and counts per reason.
+    return_reasons: bool = False,
+) -> tuple[pd.DataFrame, dict[str, int] | pd.Series]:
+    """Drop bad rows; return the clean table (with a ``channel`` column) and counts per reason
+    (``return_reasons``: instead, each row's reason, ``""`` where it is kept).
 
     ``start`` and ``end`` bound the period (inclusive). A missing required column raises.
     """
@@ -94,6 +96,8 @@ def validate_observations(
     counts = Counter(reason[reason != ""])
     clean = df[reason.to_numpy() == ""].copy()
     clean["channel"] = channel[reason.to_numpy() == ""]
+    if return_reasons:
+        return clean.reset_index(drop=True), reason
     result = {why: int(counts.get(why, 0)) for why in REJECT_REASONS}
     return clean.reset_index(drop=True), result
 
@@ -104,6 +108,8 @@ def read_observations(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"observation file {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq", ".csv", ".nc", ".nc4", ".netcdf") and path.stat().st_size == 0:
+        raise ValueError(f"observation file {path} is empty (0 bytes): an interrupted download or copy; replace it")
     if suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
     elif suffix == ".csv":

@@ -4,6 +4,7 @@
 rule calibrate_uncertainty:
     input:
         unpack(forecast_model_inputs),
+        unpack(cold_start_input),
         unpack(stream_tuning_input),
         autoencoder="results/models/autoencoder.pt",
         o2lnet="results/models/o2lnet.pt",
@@ -41,7 +42,8 @@ rule decode_year:
         latent="results/latent/{year}.nc",
         autoencoder="results/models/autoencoder.pt",
     output:
-        reanalysis="results/reanalysis/{year}.nc",
+        # update(): a failed rerun restores the finished archive year instead of deleting it
+        reanalysis=update("results/reanalysis/{year}.nc"),
     log:
         "results/logs/decode_year/{year}.log",
     benchmark:

@@ -4,6 +4,7 @@
 rule tune_stream:
     input:
         unpack(forecast_model_inputs),
+        unpack(cold_start_input),
         autoencoder="results/models/autoencoder.pt",
         o2lnet="results/models/o2lnet.pt",
         calibration="results/ensemble/calibration.nc",
@@ -35,6 +36,7 @@ rule tune_stream:
 rule assimilate_year:
     input:
         unpack(forecast_model_inputs),
+        unpack(cold_start_input),
         unpack(stream_tuning_input),
         unpack(oi_covariance_input),
         autoencoder="results/models/autoencoder.pt",
@@ -42,13 +44,16 @@ rule assimilate_year:
         calibration="results/ensemble/calibration.nc",
         observations=stream_observation_files,
     output:
-        latent="results/latent/{year}.nc",
-        feedback="results/feedback/{year}.parquet",
-        diagnostics=report(
-            "results/diagnostics/{year}.csv",
-            caption="../report/diagnostics.rst",
-            category="Assimilation",
-            labels={"year": "{year}"},
+        # update(): a failed rerun restores the year's previous outputs instead of deleting them
+        latent=update("results/latent/{year}.nc"),
+        feedback=update("results/feedback/{year}.parquet"),
+        diagnostics=update(
+            report(
+                "results/diagnostics/{year}.csv",
+                caption="../report/diagnostics.rst",
+                category="Assimilation",
+                labels={"year": "{year}"},
+            )
         ),
     log:
         "results/logs/assimilate_year/{year}.log",

@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from hloba.config import (
     ConfigError,
     check_config,
+    check_paths,
+    forecast_source_file,
     reference_interval_hours,
     stream_years,
     year_sets,
@@ -19,6 +21,8 @@ with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
     _SCHEMA = yaml.safe_load(_f)
 try:
     CONFIG_WARNINGS = check_config(config, _SCHEMA)
+    check_paths(config)
+    FORECAST_SOURCE = forecast_source_file(config["forecast"])
 except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
@@ -108,7 +112,17 @@ def forecast_model_inputs(wildcards):
         return {"emulator": "results/models/emulator.pt"}
     if forecast["model"] == "torchscript":
         return {"scripted_model": forecast["path"]}
+    if (
+        FORECAST_SOURCE
+    ):  # the Python callable's module: a change reruns what it forecast
+        return {"forecast_module": FORECAST_SOURCE}
     return {}
+
+
+def cold_start_input(wildcards):
+    """The cold-start state file, when the streams start from one (a change reruns them)."""
+    cold = config.get("assimilation", {}).get("cold_start", "climatology")
+    return {} if cold == "climatology" else {"cold_start": cold}
 
 
 def stream_observation_files(wildcards):

@@ -28,12 +28,20 @@ else:
         input:
             reference_source_files(),
         output:
-            reference_files(ALL_YEARS),
-            missing="results/reference/missing_times.csv",
+            # update(): a failed rerun restores the year's previous file instead of deleting it
+            reference=update("results/reference/{year}.nc"),
+            quality=update(
+                report(
+                    "results/quality/{year}/reference.csv",
+                    caption="../report/quality_reference.rst",
+                    category="Data quality",
+                    labels={"year": "{year}", "table": "reference"},
+                )
+            ),
         log:
-            "results/logs/prepare_reference.log",
+            "results/logs/prepare_reference/{year}.log",
         benchmark:
-            "results/benchmarks/prepare_reference.tsv"
+            "results/benchmarks/prepare_reference/{year}.tsv"
         conda:
             ENV
         threads: 1
@@ -42,7 +50,6 @@ else:
             runtime=120,
         params:
             reference=REFERENCE,
-            years=list(ALL_YEARS),
             min_size=autoencoder_min_size(),
             interval_hours=INTERVAL_HOURS,
         script:

@@ -30,7 +30,15 @@ else:
             files=observation_source_files(),
             reference="results/reference/{year}.nc",
         output:
-            "results/obs/{year}.parquet",
+            observations=update("results/obs/{year}.parquet"),
+            quality=update(
+                report(
+                    "results/quality/{year}/observations.csv",
+                    caption="../report/quality_observations.rst",
+                    category="Data quality",
+                    labels={"year": "{year}", "table": "observations"},
+                )
+            ),
         log:
             "results/logs/prepare_observations/{year}.log",
         benchmark:

@@ -48,6 +48,7 @@ rule evaluate_year:
 rule compare_method:
     input:
         unpack(forecast_model_inputs),
+        unpack(cold_start_input),
         unpack(compare_method_inputs),
         autoencoder="results/models/autoencoder.pt",
         o2lnet="results/models/o2lnet.pt",

@@ -31,4 +31,7 @@ def setup(snakemake) -> logging.Logger:
     log = logging.getLogger(f"hloba.rule.{snakemake.rule}")
     log.info("rule %s, threads %s", snakemake.rule, snakemake.threads)
     sys.excepthook = lambda *exc: log.error("failed", exc_info=exc)
+    from hloba.io import check_writable
+
+    check_writable(snakemake.output)  # a read-only results folder fails now, not after the work
     return log

@@ -1,4 +1,4 @@
-"""Adapter for rule prepare_reference: the user's reference files, one CF file per year."""
+"""Adapter for rule prepare_reference: the user's reference files, one CF file (and quality table) per year."""
 
 from _common import setup
 
@@ -7,5 +7,6 @@ log = setup(snakemake)  # noqa: F821
 from hloba.ingest import prepare_reference  # noqa: E402
 
 sm = snakemake  # noqa: F821
-prepare_reference(sm.params.reference, dict(zip(sm.params.years, sm.output[: len(sm.params.years)])),
-                  sm.params.min_size, sm.output.missing, sm.params.interval_hours)
+year = int(sm.wildcards.year)
+prepare_reference(sm.params.reference, {year: sm.output.reference}, sm.params.min_size, {year: sm.output.quality},
+                  sm.params.interval_hours)
