@@ -193,21 +193,32 @@ def test_a_channel_rejected_over_a_day_stops_the_stream(tiny_models, tmp_path):
     assert (qc[day & (table["variable"] != "temperature").to_numpy()] == 1).mean() < 0.15
 
 
-def test_the_alarm_judges_whole_days_after_the_warm_up_and_ignores_sparse_channels():
+def _alarm_day(alarm, day, ch, reject):
+    for hour in (0, 6, 12, 18):
+        alarm.add(pd.Timestamp(f"{day} {hour:02d}:00"), ch, reject, torch.ones(len(ch)), torch.full((len(ch),), 4.0))
+
+
+def test_the_alarm_judges_whole_days_after_the_spin_up_and_the_warm_up():
     from hloba.assim.qc_alarm import QCAlarmError, RejectionAlarm
 
-    alarm = RejectionAlarm(["a", "b"], max_fraction=0.5, min_count=20)
     ch = torch.tensor([0] * 10 + [1] * 3)
-    innovation, var = torch.ones(13), torch.full((13,), 4.0)
     everything = torch.ones(13, dtype=torch.bool)
-    # Jan 1: the first day with observations (warm-up), all rejected; Jan 2: a 40 observations, 20
-    # rejected (50 %: not above), b 12, all rejected (fewer than 20: not judged); Jan 3: all rejected
-    days = {1: everything, 2: torch.tensor([True] * 5 + [False] * 5 + [True] * 3), 3: everything}
-    for day, reject in days.items():
-        for hour in (0, 6, 12, 18):
-            alarm.add(pd.Timestamp(f"2002-01-{day:02d} {hour:02d}:00"), ch, reject, innovation, var)
-    with pytest.raises(QCAlarmError, match=r"^a: .* rejected 100 % of its 40 observations on 2002-01-03.*mean O-B 1 "
+    # a spin-up with observations, all rejected: not judged; Jan 1, all rejected: judged
+    alarm = RejectionAlarm(["a", "b"], max_fraction=0.5, min_count=20, judge_from=pd.Timestamp("2002-01-01"))
+    for day in ("2001-12-30", "2001-12-31", "2002-01-01"):
+        _alarm_day(alarm, day, ch, everything)
+    with pytest.raises(QCAlarmError, match=r"^a: .* rejected 100 % of its 40 observations on 2002-01-01.*mean O-B 1 "
                                            r"against an expected spread of 2:"):
+        alarm.add(pd.Timestamp("2002-01-02"), ch, everything, torch.ones(13), torch.full((13,), 4.0))
+    # a spin-up without observations: Jan 1 is the warm-up; Jan 2: a 40 observations, 20 rejected
+    # (50 %: not above), b 12, all rejected (fewer than 20: not judged); Jan 3: all rejected
+    alarm = RejectionAlarm(["a", "b"], max_fraction=0.5, min_count=20, judge_from=pd.Timestamp("2002-01-01"))
+    none = torch.zeros(0, dtype=torch.long)
+    _alarm_day(alarm, "2001-12-31", none, none.bool())
+    _alarm_day(alarm, "2002-01-01", ch, everything)
+    _alarm_day(alarm, "2002-01-02", ch, torch.tensor([True] * 5 + [False] * 5 + [True] * 3))
+    _alarm_day(alarm, "2002-01-03", ch, everything)
+    with pytest.raises(QCAlarmError, match=r"^a: .* rejected 100 % of its 40 observations on 2002-01-03"):
         alarm.check()
 
 

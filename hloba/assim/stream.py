@@ -440,7 +440,7 @@ def run_stream(
         raise StreamError("method oi needs the static covariance of rule oi_covariance (oi_covariance=...)")
     # a free run's background drifts away by design: only streams that assimilate are judged
     alarm = RejectionAlarm([c.name for c in m.channels], cfg.max_rejected_fraction if cfg.method in ASSIMILATING
-                           else float("inf"))
+                           else float("inf"), judge_from=times[first])
     bar = tqdm(range(k0, stop), desc=f"assimilate {year}", disable=not progress, mininterval=5.0)
     for k in bar:
         t = times[k]
