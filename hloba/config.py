@@ -175,6 +175,12 @@ def check_paths(config: Mapping, base=".") -> None:
                                   f"(relative paths start in {base.resolve()})")
 
 
+def reference_role(config: Mapping) -> str:
+    """What the reference is, in the words figures, captions and files use: the ``truth`` of the
+    built-in world (an OSSE), or the ``reference`` (a reanalysis or analysis from files)."""
+    return "truth" if (config.get("reference") or {}).get("source", "builtin") == "builtin" else "reference"
+
+
 def forecast_source_file(forecast: Mapping) -> str | None:
     """The file whose change must rerun what the forecast model made: the TorchScript module, or
     the source file of the Python callable's module (``None`` for the built-in models)."""

@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from hloba.io import atomic_path, write_netcdf
+from hloba.timeaxis import cycle_phase, year_times
 from hloba.variables import COORD_ATTRS, CF_ATTRS
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def unreadable_file_message(path, err: Exception, what: str = "reference file") 
     return f"{what} {path} cannot be read: {cause}; replace it and rerun"
 
 
-def _open(files: list[str]) -> xr.Dataset:
+def _open(files: list[str], coords: dict | None = None, variables=()) -> xr.Dataset:
     if len(files) == 1 and files[0].rstrip("/").endswith(".zarr"):
         try:
             return xr.open_zarr(files[0])
@@ -115,12 +116,16 @@ def _open(files: list[str]) -> xr.Dataset:
             xr.open_dataset(f).close()
         except Exception as err:  # noqa: BLE001
             raise ReferenceFilesError(unreadable_file_message(f, err)) from None
+    check_file_steps(files, coords or {}, variables)
     if len(files) == 1:
         return xr.open_dataset(files[0])
-    return xr.open_mfdataset(files, combine="by_coords")
+    return xr.open_mfdataset(files, combine="by_coords", compat="no_conflicts")
 
 
-def _rename_coords(ds: xr.Dataset, extra: dict) -> xr.Dataset:
+def _rename_coords(ds: xr.Dataset, extra: dict, variables=()) -> xr.Dataset:
+    """Coordinates renamed to time/level/latitude/longitude: ``extra`` (``reference.coords``) first;
+    an alias only where the canonical coordinate is absent, and never a data variable or a name
+    that ``variables`` maps (ERA5's temperature ``t`` is not a time axis)."""
     names = {}
     for theirs, ours in extra.items():
         if ours not in COORD_ALIASES:
@@ -128,10 +133,10 @@ def _rename_coords(ds: xr.Dataset, extra: dict) -> xr.Dataset:
         if theirs in ds.variables or theirs in ds.dims:
             names[theirs] = ours
     for ours, aliases in COORD_ALIASES.items():
-        if ours in names.values():
+        if ours in names.values() or ours in ds.dims or ours in ds.coords:
             continue
         for a in aliases:
-            if (a in ds.variables or a in ds.dims) and a != ours:
+            if a != ours and a not in variables and a not in ds.data_vars and (a in ds.dims or a in ds.coords):
                 names[a] = ours
                 break
     ds = ds.rename(names)
@@ -167,6 +172,8 @@ def subset_region(ds: xr.Dataset, region: dict) -> xr.Dataset:
         lon = out["longitude"].values
         if lon.max() > 180.0 and min(west, east) < 0.0:  # the files use 0..360, the box -180..180
             west, east = west % 360.0, east % 360.0
+        elif lon.min() < 0.0 and max(west, east) > 180.0:  # the files use -180..180, the box 0..360
+            west, east = (west + 180.0) % 360.0 - 180.0, (east + 180.0) % 360.0 - 180.0
         keep = (lon >= west) & (lon <= east) if west <= east else (lon >= west) | (lon <= east)
         out = out.isel(longitude=np.flatnonzero(keep))
         if west > east:  # across the date line / the files' seam: continuous longitudes
@@ -217,10 +224,27 @@ def fill_missing_times(ds: xr.Dataset, missing: pd.DatetimeIndex) -> xr.Dataset:
     return xr.concat([ds, filled], dim="time").sortby("time")
 
 
+def check_file_steps(files: list[str], coords: dict, variables: dict) -> None:
+    """Files of one reference must share one time step: an error names two that differ."""
+    steps = {}
+    for f in files:
+        if f.rstrip("/").endswith(".zarr"):
+            return
+        with xr.open_dataset(f) as one:
+            times = _rename_coords(one, coords, variables)["time"].values
+        if len(times) > 1:
+            steps[f] = time_step(pd.DatetimeIndex(np.unique(times)))[0]
+    if len(set(steps.values())) > 1:
+        (a, step_a), (b, step_b) = next(iter(steps.items())), next((f, s) for f, s in steps.items()
+                                                                  if s != next(iter(steps.values())))
+        raise ReferenceFilesError(f"the reference files step differently: {a} every {step_a}, {b} every {step_b}; "
+                                  "give files on one time axis (resample one of them)")
+
+
 def open_reference(spec: ReferenceSpec) -> tuple[xr.Dataset, pd.DatetimeIndex]:
     """The user's reference in the pipeline's layout (lazy) and the filled missing times."""
     files = reference_paths(spec.path)
-    ds = _rename_coords(_open(files), spec.coords)
+    ds = _rename_coords(_open(files, spec.coords, spec.variables), spec.coords, spec.variables)
     mapping = {**{k: v for k, v in ERA5_NAMES.items() if k not in spec.variables and v not in spec.variables.values()},
                **spec.variables}
     wanted = spec.variables or {k: v for k, v in ERA5_NAMES.items() if k in ds.data_vars}
@@ -288,11 +312,11 @@ def open_reference(spec: ReferenceSpec) -> tuple[xr.Dataset, pd.DatetimeIndex]:
 
 
 def year_of_reference(ds: xr.Dataset, year: int, missing: pd.DatetimeIndex) -> xr.Dataset:
-    """One whole year of the prepared reference (``Jan 1 00 UTC`` to the last step of Dec 31)."""
+    """One whole year of the prepared reference: every step of the data's own phase in ``year``
+    (Jan 1 00 UTC, or 12 UTC for daily data at 12 UTC, ..., to the last step of Dec 31)."""
     step = pd.Timedelta(hours=float(ds.attrs["interval_hours"]))
-    expected = pd.date_range(pd.Timestamp(year=year, month=1, day=1), pd.Timestamp(year=year + 1, month=1, day=1),
-                             freq=step, inclusive="left")
     times = pd.DatetimeIndex(ds["time"].values)
+    expected = year_times(year, step, cycle_phase(times, step))
     have = expected.isin(times)
     if not have.all():
         span = f"{times[0]} to {times[-1]}"
@@ -459,7 +483,7 @@ def data_interval_hours(section: dict) -> float:
     files = reference_paths(section["path"])
     times = []
     for f in files:
-        ds = _rename_coords(_open([f]), section.get("coords", {}))
+        ds = _rename_coords(_open([f]), section.get("coords", {}), section.get("variables", {}))
         times.extend(pd.DatetimeIndex(ds["time"].values[:1000]))
         ds.close()
         if len(times) >= 3:

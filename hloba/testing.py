@@ -114,3 +114,89 @@ def era5_style_files(out_dir, kind: str, years=(2001, 2002), seed: int = 3, worl
         user.to_netcdf(path)
         paths.append(path)
     return paths
+
+
+def packed_int16_encoding(da: xr.DataArray, fill_value: int = -32767) -> dict:
+    """netCDF encoding that packs ``da`` into 16-bit integers with ``scale_factor``/``add_offset``
+    and a ``_FillValue``, as ECMWF's grib_to_netcdf writes."""
+    lo, hi = float(da.min()), float(da.max())
+    scale = (hi - lo) / 65530.0 or 1.0
+    return {"dtype": "int16", "scale_factor": scale, "add_offset": (hi + lo) / 2.0, "_FillValue": fill_value}
+
+
+def grib_to_netcdf_style_files(out_dir, world: dict | None = None, years=(2001, 2002), seed: int = 3) -> list:
+    """The tiny world's years as a published extract written by ECMWF's grib_to_netcdf (CF-1.6).
+
+    One file per variable holding every year (``msl.nc``, ``t.nc``, ``z.nc``): mean sea level
+    pressure, temperature at 850 hPa and geopotential at 500 hPa as 2-D fields; dimension ``time``,
+    daily at 12 UTC, stored as int32 hours since 1900-01-01; ``latitude`` descending (55..35 N) and
+    ``longitude`` (-10..14 E) in float32, a western-European box of 11 x 13 points; values packed
+    as 16-bit integers with ``scale_factor``, ``add_offset`` and ``_FillValue``. Returns the paths.
+    """
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    world = world or tiny_world_years(years, seed)
+    parts = []
+    for ds in world.values():
+        day = ds.isel(time=slice(2, None, 4), latitude=slice(2, 13), longitude=slice(1, 14))  # 12 UTC
+        parts.append(day)
+    ds = xr.concat(parts, dim="time")
+    lat = np.linspace(55.0, 35.0, 11).astype(np.float32)
+    lon = np.linspace(-10.0, 14.0, 13).astype(np.float32)
+    z750, z250 = (ds["geopotential"].sel(level=lev, drop=True) for lev in (750.0, 250.0))
+    fields = {
+        "msl": (101325.0 + 1.2 * (z750 - z750.mean()), "Pa", "air_pressure_at_mean_sea_level", "Mean sea level pressure"),
+        "t": (ds["temperature"] + 25.0, "K", "air_temperature", "Temperature"),
+        "z": (z250 - z250.mean() + 55000.0, "m**2 s**-2", "geopotential", "Geopotential"),
+    }
+    paths = []
+    for name, (values, units, standard_name, long_name) in fields.items():
+        values = values.isel(latitude=slice(None, None, -1)).assign_coords(latitude=lat, longitude=lon)
+        var = values.astype(np.float64).assign_attrs(units=units, standard_name=standard_name, long_name=long_name)
+        user = xr.Dataset({name: var})
+        user["latitude"].attrs = {"units": "degrees_north", "long_name": "latitude"}
+        user["longitude"].attrs = {"units": "degrees_east", "long_name": "longitude"}
+        user.attrs = {"Conventions": "CF-1.6", "history": "grib_to_netcdf-2.28.1: a test's published extract"}
+        path = out / f"{name}.nc"
+        user.to_netcdf(path, encoding={
+            name: packed_int16_encoding(var),
+            "time": {"units": "hours since 1900-01-01 00:00:00.0", "calendar": "gregorian", "dtype": "int32"},
+            "latitude": {"dtype": "float32", "_FillValue": None}, "longitude": {"dtype": "float32", "_FillValue": None},
+        })
+        paths.append(path)
+    return paths
+
+
+def cds_style_files(out_dir, world: dict | None = None, years=(2001, 2002), seed: int = 3, phase_hours: float = 3.0,
+                    longitudes: str = "0..360") -> list:
+    """The tiny world's years as files from the new Climate Data Store, split by variable and by
+    year at once (``z_2001.nc``, ``t_2001.nc``, ...): ``valid_time`` 6-hourly from ``phase_hours``
+    UTC, ``pressure_level`` 500 and 850 hPa, ``latitude`` descending, ``longitude`` covering
+    360 degrees in ``0..360`` (0, 22.5, ..., 337.5) or ``-180..180`` (-180, ..., 157.5), scalar
+    ``number`` and ``expver`` coordinates, float32 values. Returns the paths."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    world = world or tiny_world_years(years, seed)
+    lat = np.linspace(70.0, -70.0, 15)
+    lon = np.arange(16) * 22.5 if longitudes == "0..360" else np.arange(16) * 22.5 - 180.0
+    paths = []
+    for year, ds in world.items():
+        ds = ds.isel(latitude=slice(0, 15)).isel(latitude=slice(None, None, -1))
+        ds = ds.assign_coords(latitude=lat, longitude=lon, time=ds["time"].values + pd.Timedelta(hours=phase_hours))
+        z = xr.concat([ds["geopotential"].sel(level=250.0) - ds["geopotential"].sel(level=250.0).mean() + 55000.0,
+                       ds["geopotential"].sel(level=750.0) - ds["geopotential"].sel(level=750.0).mean() + 14500.0],
+                      dim="level")
+        t = xr.concat([ds["temperature"] - 20.0, ds["temperature"] + 25.0], dim="level")
+        for name, values in (("z", z), ("t", t)):
+            values = values.assign_coords(level=[500.0, 850.0]).transpose("time", "level", "latitude", "longitude")
+            user = xr.Dataset({name: values.astype(np.float32)}).rename({"time": "valid_time", "level": "pressure_level"})
+            user = user.assign_coords(number=0, expver=("valid_time", np.full(user.sizes["valid_time"], "0001")))
+            user.attrs = {"Conventions": "CF-1.7", "institution": "European Centre for Medium-Range Weather Forecasts"}
+            path = out / f"{name}_{year}.nc"
+            user.to_netcdf(path)
+            paths.append(path)
+    return paths

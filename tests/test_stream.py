@@ -207,7 +207,7 @@ def test_l4dvar_and_oi_baselines_fit_the_observations(tiny_models, tmp_path, met
         cov = tmp_path / "oi_covariance.nc"
         oi_covariance_file([r / "reference/2002.nc"], cov, config["forecast"], world_qg=config["world"]["qg"],
                            samples=24)
-    cfg = StreamConfig(**dict(config["assimilation"], method=method, window_cycles=4))
+    cfg = StreamConfig(**dict(config["assimilation"], method=method, window_hours=24))
     interval = pd.Timedelta(hours=6)
     models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
                                 config["forecast"], interval, config["world"]["qg"], rotation=False,

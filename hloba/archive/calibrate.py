@@ -47,7 +47,7 @@ def calibrate_uncertainty(
                                 cfg.device, cfg.rotation)
     if tuning:
         apply_tuning(models, tuning)
-    times, first = cycle_times(year, interval, cfg.spinup_days)
+    times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
     stop = min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))
     result = run_stream(year, models, observations, cfg, interval, max_cycles=stop, progress=progress)
     sel = slice(first, stop, every)

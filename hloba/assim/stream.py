@@ -13,7 +13,7 @@
 
 The baselines of the comparison (``method``) share every step but the analysis: ``free`` (none),
 ``l3dvar`` (latent 3D-Var), ``l4dvar`` (latent strong-constraint 4D-Var over windows of
-``window_cycles`` cycles: the analysis at each window's first cycle fits the window's
+``window_hours`` (whole cycle steps of the data): the analysis at each window's first cycle fits the window's
 observations through the forecast model, the other cycles of the window are its forecast
 trajectory) and ``oi`` (model-space optimal interpolation, :mod:`hloba.assim.oi`).
 
@@ -57,6 +57,7 @@ from hloba.assim.var import latent_var, window_observer
 from hloba.channels import Channel, stack_channels
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
+from hloba.timeaxis import year_times
 from hloba.io import atomic_path, write_netcdf
 from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
 from hloba.models.data import resolve_device
@@ -109,7 +110,7 @@ class StreamConfig:
     var_tolerance: float = 1e-3  # l3dvar/l4dvar: relative gradient tolerance
     var_max_iterations: int = 50  # l3dvar/l4dvar: cost evaluations per analysis
     var_b_scale: float = 1.0  # l3dvar/l4dvar: B = var_b_scale * sigma_clim2
-    window_cycles: int = 4  # l4dvar: cycles per assimilation window
+    window_hours: float = 24.0  # l4dvar: length of the assimilation window (a whole number of cycle steps)
     oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
 
     def __post_init__(self) -> None:
@@ -117,8 +118,8 @@ class StreamConfig:
             raise ValueError(f"assimilation.method {self.method!r} is not one of {METHODS}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("assimilation.checkpoint_every and log_every must be >= 1")
-        if self.window_cycles < 1 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
-            raise ValueError("assimilation.window_cycles must be >= 1 and var_b_scale, oi_b_scale > 0")
+        if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
+            raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,6 +149,7 @@ class StreamModels:
     error_correlation: torch.Tensor | None = None  # of background and O2Lnet errors
     analysis_variance_factor: torch.Tensor | None = None
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
+    phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
 
 
 def file_sha256(path) -> str:
@@ -207,6 +209,7 @@ def load_stream_models(autoencoder_path, o2lnet_path, calibration_path, forecast
     return StreamModels(
         ae, o2l, Normalizer.from_state(payload["normalizer"]), model, channels, grid, space.to(dev),
         clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, hashes, oi=oi,
+        phase=pd.Timedelta(hours=float(cal.attrs.get("cycle_phase_hours", 0.0))),
     )
 
 
@@ -224,12 +227,23 @@ def method_models(cfg: StreamConfig, autoencoder, o2lnet, calibration, forecast:
     return models
 
 
-def cycle_times(year: int, interval: pd.Timedelta, spinup_days: float) -> tuple[pd.DatetimeIndex, int]:
-    """All cycle times of the stream and the index of the first cycle of ``year`` (Jan 1 00 UTC)."""
-    start = pd.Timestamp(year=year, month=1, day=1)
+def window_cycles(window_hours: float, interval: pd.Timedelta) -> int:
+    """Cycles in a window of ``window_hours`` (``assimilation.window_hours``) at the data's step:
+    a window shorter than one step, or not a whole number of steps, is an error naming both."""
+    n = pd.Timedelta(hours=window_hours) / interval
+    if n < 1 or abs(n - round(n)) > 1e-9:
+        raise StreamError(f"assimilation.window_hours {window_hours:g} is not a whole number (>= 1) of the data's "
+                          f"{interval / pd.Timedelta(hours=1):g}-hour steps: give a multiple of the step")
+    return int(round(n))
+
+
+def cycle_times(year: int, interval: pd.Timedelta, spinup_days: float,
+                phase: pd.Timedelta = pd.Timedelta(0)) -> tuple[pd.DatetimeIndex, int]:
+    """All cycle times of the stream and the index of the first cycle of ``year`` (Jan 1 at
+    ``phase`` after 00 UTC: the data's own phase, e.g. 12 h for daily data at 12 UTC)."""
+    times = year_times(year, interval, phase)
     n_spin = int(math.ceil(pd.Timedelta(days=spinup_days) / interval))
-    end = pd.Timestamp(year=year + 1, month=1, day=1) - interval
-    return pd.date_range(start - n_spin * interval, end, freq=interval), n_spin
+    return pd.date_range(times[0] - n_spin * interval, times[-1], freq=interval), n_spin
 
 
 @dataclass
@@ -386,7 +400,7 @@ def run_stream(
     (``analyses``, float32 ``(cycle, C, ny, nx)``; the comparison scores them, whatever the method).
     """
     m, dev = models, models.device
-    times, first = cycle_times(year, interval, cfg.spinup_days)
+    times, first = cycle_times(year, interval, cfg.spinup_days, m.phase)
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
     obs = prepare_observations(obs_paths, times, m.channels, m.grid, m.normalizer, dev)
     log.info("stream %d (%s): %d cycles from %s (%d spin-up), %d observations, device %s",
@@ -433,7 +447,7 @@ def run_stream(
     C, (ny, nx) = len(m.channels), m.grid.shape
     cold = cfg.cold_start == "climatology"
     running = []  # squared obs-space innovations (normalised) since the last log line
-    window = cfg.window_cycles if cfg.method == "l4dvar" else 1
+    window = window_cycles(cfg.window_hours, interval) if cfg.method == "l4dvar" else 1
     window_reject: dict[int, torch.Tensor] = {}  # l4dvar: QC of the window's later cycles
     analyses = {}
     if cfg.method == "oi" and m.oi is None:

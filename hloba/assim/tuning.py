@@ -55,7 +55,7 @@ def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex
 def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg: StreamConfig,
                 interval: pd.Timedelta, days: float = 60.0, progress: bool = True) -> dict:
     """Run the two tuning streams on ``year`` (``days`` after the spin-up) and return the factors."""
-    times, first = cycle_times(year, interval, cfg.spinup_days)
+    times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
     stop = min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))
     n = int(models.sigma_clim2.numel())
     groups = mode_groups(n, cfg.inflation_groups)

@@ -14,6 +14,7 @@ from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.io import write_netcdf
 from hloba.models.checkpoint import check_matches_data
+from hloba.timeaxis import cycle_phase
 from hloba.models.data import load_years
 from hloba.models.normalizer import Normalizer
 from hloba.models.train_autoencoder import load_autoencoder
@@ -96,6 +97,7 @@ def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, f
             "hybrid_a_rotated": cal["hybrid_a_rotated"], "hybrid_b_rotated": cal["hybrid_b_rotated"],
             "corr_s2_e2_rotated": cal["corr_s2_e2_rotated"], "n_valid_times": len(valid_times),
             "covariance_shrinkage": cal["shrinkage"],
-            "first_valid_time": str(valid_times[0]), "last_valid_time": str(valid_times[-1]), **flat,
+            "first_valid_time": str(valid_times[0]), "last_valid_time": str(valid_times[-1]),
+            "cycle_phase_hours": cycle_phase(pd.DatetimeIndex(valid_times), interval) / pd.Timedelta(hours=1), **flat,
         },
     )

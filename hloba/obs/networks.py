@@ -8,6 +8,10 @@ Network kinds:
   ``swath_step_deg`` each cycle, ``count`` random points in it, usually one variable;
 - ``random``: ``count`` randomly placed reports each cycle (aircraft-like).
 
+Report times count ``interval_hours`` from the year's first time, so they follow the data's
+phase (daily data at 12 UTC get daily reports at 12 UTC). ``enabled: false`` switches a network
+off (an overlay cannot delete a key of ``config.yaml``, whose dictionaries it merges into).
+
 Locations are continuous latitude/longitude, not grid points; values are H(truth) plus Gaussian
 noise with the configured error std per variable, and a fraction of gross errors of
 ``gross_error_size`` error stds (flagged in the ``gross_error`` column, for testing QC).
@@ -69,9 +73,12 @@ class ObservingSystem:
     @classmethod
     def from_dict(cls, values: dict) -> "ObservingSystem":
         networks = tuple(
-            NetworkConfig(name=name, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()})
-            for name, spec in values["networks"].items()
+            NetworkConfig(name=name, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items()
+                                        if k != "enabled"})
+            for name, spec in values["networks"].items() if spec.get("enabled", True)
         )
+        if not networks:
+            raise ValueError("observations.networks: every network is switched off (enabled: false); keep one")
         return cls(
             networks=networks, error_std=dict(values["error_std"]), seed=int(values.get("seed", 7)),
             gross_error_fraction=float(values.get("gross_error_fraction", 0.0)),
@@ -97,7 +104,7 @@ def random_locations(grid: Grid, n: int, rng: np.random.Generator) -> tuple[np.n
 
 def _network_rows(net: NetworkConfig, times: pd.DatetimeIndex, grid: Grid, channels: list[Channel],
                   site_rng: np.random.Generator, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    hours = (times - times[0].normalize()) / pd.Timedelta(hours=1)
+    hours = (times - times[0]) / pd.Timedelta(hours=1)  # from the data's first time: its own phase
     cycles = np.flatnonzero(np.isclose(np.mod(hours, net.interval_hours), 0.0))
     chans = np.array(net.channel_indices(channels))
     if net.kind == "fixed":

@@ -57,7 +57,7 @@ def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibrati
     interval = pd.Timedelta(hours=interval_hours)
     models = method_models(cfg, autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator, tuning,
                            oi_covariance)
-    times, first = cycle_times(year, interval, cfg.spinup_days)
+    times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
     n_days = int(round(pd.Timedelta(days=days) / interval))
     if n_days < 1 or first + n_days > len(times):
         raise ValueError(f"comparison.days {days} must cover at least one cycle and stay inside {year}")

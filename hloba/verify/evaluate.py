@@ -51,9 +51,12 @@ def gridded_scores(mean, std, truth, clim, times: pd.DatetimeIndex, weights, cha
 
 
 def forecast_skill(model, mean, truth, clim, times: pd.DatetimeIndex, weights, channel_names,
-                   max_lead_days: float = 5.0, starts: int = 36, batch: int = 12) -> pd.DataFrame:
+                   max_lead_days: float = 5.0, starts: int = 36, batch: int = 12,
+                   reference_name: str = "truth") -> pd.DataFrame:
     """RMSE and ACC per channel of forecasts from the analyses ``mean`` (and from ``truth``) at
-    leads of whole days up to ``max_lead_days``, over ``starts`` start times within the year."""
+    leads of whole days up to ``max_lead_days``, over ``starts`` start times within the year.
+    The columns of the forecasts from ``truth`` are ``rmse_from_<reference_name>`` and
+    ``acc_from_<reference_name>`` (``truth`` for the built-in world, ``reference`` for files)."""
     interval = times[1] - times[0]
     per_day = pd.Timedelta(days=1) / interval
     if abs(per_day - round(per_day)) > 1e-9 or per_day < 1:
@@ -80,7 +83,8 @@ def forecast_skill(model, mean, truth, clim, times: pd.DatetimeIndex, weights, c
         tt, cc = t[idx], c[idx]
         fa, ft = torch.cat(fc[("analysis", d)]), torch.cat(fc[("truth", d)])
         scores = {"rmse": rmse(fa, tt, weights), "acc": anomaly_correlation(fa, tt, cc, weights),
-                  "rmse_from_truth": rmse(ft, tt, weights), "acc_from_truth": anomaly_correlation(ft, tt, cc, weights)}
+                  f"rmse_from_{reference_name}": rmse(ft, tt, weights),
+                  f"acc_from_{reference_name}": anomaly_correlation(ft, tt, cc, weights)}
         for i, name in enumerate(channel_names):
             rows.append({"lead_days": d, "channel": name, "n_starts": len(start),
                          **{k: float(v[i]) for k, v in scores.items()}})
@@ -104,7 +108,7 @@ def observation_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
 
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
                   forecast: dict | None = None, world_qg: dict | None = None, emulator=None,
-                  forecast_days: float = 5.0, forecast_starts: int = 36) -> pd.DataFrame:
+                  forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth") -> pd.DataFrame:
     """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
     ``forecast`` model section) also the forecast skill from the analyses."""
     mean, std, times, channels, grid = archive_states(reanalysis)
@@ -130,12 +134,12 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
 
         model = build_forecast_model(forecast, channels, times[1] - times[0], world=world_qg, emulator_path=emulator)
         skill = forecast_skill(model, mean, truth, clim, times, grid.area_weights(), names, forecast_days,
-                               forecast_starts)
+                               forecast_starts, reference_name=reference_name)
         with atomic_path(forecast_path) as tmp:
             skill.to_csv(tmp, index=False, float_format="%.6g")
-        log.info("forecast skill from the analyses (RMSE; from the truth in brackets):\n%s",
+        log.info("forecast skill from the analyses (RMSE; from the %s in brackets):\n%s", reference_name,
                  skill.assign(rmse=skill["rmse"].map("{:.4g}".format) + " (" +
-                              skill["rmse_from_truth"].map("{:.4g}".format) + ")")
+                              skill[f"rmse_from_{reference_name}"].map("{:.4g}".format) + ")")
                  .pivot(index="channel", columns="lead_days", values="rmse").to_string())
     year = scores[scores.period == "year"].set_index("channel")
     log.info("year scores:\n%s", year[["rmse", "bias", "acc", "crps", "spread_skill"]].to_string())

@@ -109,5 +109,6 @@ rule plot_reanalysis:
         runtime=30,
     params:
         map_date=config.get("figures", {}).get("map_date", "07-01T00"),
+        reference_role=REFERENCE_ROLE,
     script:
         "../scripts/plot_reanalysis.py"

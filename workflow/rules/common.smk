@@ -13,6 +13,7 @@ from hloba.config import (
     check_paths,
     forecast_source_file,
     reference_interval_hours,
+    reference_role,
     stream_years,
     year_sets,
 )
@@ -28,6 +29,7 @@ except ConfigError as _err:
 
 YEARS = year_sets(config)
 REFERENCE = config.get("reference", {"source": "builtin"})
+REFERENCE_ROLE = reference_role(config)  # "truth" (built-in world) or "reference" (files)
 try:
     INTERVAL_HOURS = reference_interval_hours(config)
 except (OSError, ValueError) as _err:

@@ -41,6 +41,7 @@ rule evaluate_year:
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
         evaluation=config.get("evaluation", {}),
+        reference_role=REFERENCE_ROLE,
     script:
         "../scripts/evaluate_year.py"
 

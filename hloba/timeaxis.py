@@ -1,0 +1,29 @@
+"""The data's clock: a step and a phase (the offset of its times from 00 UTC).
+
+Daily data stamped at 12 UTC have step 24 h and phase 12 h; 6-hourly data from 03 UTC step 6 h
+and phase 3 h; the built-in world step 6 h and phase 0. A year holds every step of its phase from
+Jan 1 to Dec 31; every rule's times follow the data's (the stream reads the phase from the
+calibration file, which records it from the reference's times).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def cycle_phase(times: pd.DatetimeIndex, step: pd.Timedelta) -> pd.Timedelta:
+    """Offset of ``times`` from 00 UTC modulo ``step`` (``0 <= phase < step``); the times must share it."""
+    times = pd.DatetimeIndex(times)
+    step = pd.Timedelta(step)
+    offsets = (times - times.normalize()) % step
+    if len(offsets) and (offsets != offsets[0]).any():
+        odd = times[offsets != offsets[0]][0]
+        raise ValueError(f"times do not share one phase of their {step} step: {times[0]} and {odd}")
+    return offsets[0] if len(offsets) else pd.Timedelta(0)
+
+
+def year_times(year: int, step: pd.Timedelta, phase: pd.Timedelta = pd.Timedelta(0)) -> pd.DatetimeIndex:
+    """Every time of ``year`` on the clock ``(step, phase)``: Jan 1 00 UTC + phase, + step, ..."""
+    start = pd.Timestamp(year=year, month=1, day=1) + pd.Timedelta(phase)
+    return pd.date_range(start, pd.Timestamp(year=year + 1, month=1, day=1), freq=pd.Timedelta(step),
+                         inclusive="left")
