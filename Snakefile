@@ -33,3 +33,4 @@ rule all:
         figure_files(YEARS.reanalysis),
         evaluation_files(YEARS.reanalysis),
         comparison_files(),
+        seam_files(),

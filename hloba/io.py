@@ -48,8 +48,10 @@ def netcdf_encoding(ds: xr.Dataset, complevel: int = 4, time_chunk: int = 124) -
                 min(time_chunk, var.sizes[d]) if d == "time" else var.sizes[d] for d in var.dims
             )
         encoding[name] = enc
-    if "time" in ds.coords:
-        encoding["time"] = {"units": "hours since 1900-01-01 00:00:00", "calendar": "proleptic_gregorian", "dtype": "int64"}
+    for name in ("time", "spinup_time"):
+        if name in ds.coords:
+            encoding[name] = {"units": "hours since 1900-01-01 00:00:00", "calendar": "proleptic_gregorian",
+                              "dtype": "int64"}
     return encoding
 
 

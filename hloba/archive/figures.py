@@ -80,3 +80,27 @@ def plot_uncertainty_series(archive_path, reference_path, path, reference_name: 
     ax.legend(fontsize=7, ncol=4)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def plot_withheld(table: pd.DataFrame, path) -> None:
+    """RMSE of background and analysis against the withheld observations per variable and level
+    (pooled over platforms), as a fraction of the background's; an empty table gives a note."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if len(table):
+        t = table.assign(level=table["level"].fillna(-1), sq_b=table["n"] * table["omb_rmse"] ** 2,
+                         sq_a=table["n"] * table["oma_rmse"] ** 2)
+        g = t.groupby(["variable", "level"])[["n", "sq_b", "sq_a"]].sum()
+        labels = [v if lev < 0 else f"{v} {lev:g}" for v, lev in g.index]
+        b, a = np.sqrt(g["sq_b"] / g["n"]), np.sqrt(g["sq_a"] / g["n"])
+        x = np.arange(len(g))
+        ax.bar(x - 0.2, np.ones(len(g)), 0.4, label="background (O-B)")
+        ax.bar(x + 0.2, a / b, 0.4, label="analysis (O-A)")
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("RMSE / background RMSE")
+        ax.legend(fontsize=8)
+        ax.set_title(f"against {int(g['n'].sum())} withheld observations")
+    else:
+        ax.text(0.5, 0.5, "no observation withheld (evaluation.withhold.fraction: 0)", ha="center", va="center")
+        ax.set_axis_off()
+    fig.tight_layout()
+    _save(fig, path)

@@ -68,6 +68,7 @@ from hloba.models.train_o2lnet import load_o2lnet
 from hloba.obs.gridded import grid_observations, nearest_cycle
 from hloba.obs.operator import apply_operator, interpolation_weights
 from hloba.obs.schema import OBS_COLUMNS, load_observations
+from hloba.obs.withhold import QC_WITHHELD, withheld_mask
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class StreamConfig:
     spinup_days: float = 30.0
     qc_threshold: float = 4.0  # kappa of the first-guess check
     max_rejected_fraction: float = 0.5  # of a channel's observations over a day, else the stream stops
+    withhold_fraction: float = 0.0  # of stations/reports kept out of assimilation (evaluation.withhold)
+    withhold_seed: int = 0
     rotation: bool = True  # update in the calibration's decorrelating coordinates
     adaptive_inflation: bool = True
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
@@ -259,13 +262,14 @@ class StreamObservations:
     value: torch.Tensor  # physical
     r2: torch.Tensor  # observation error variance, physical
     weights: object  # InterpolationWeights
+    withheld: torch.Tensor  # bool: kept out of assimilation (evaluation.withhold), still checked
 
     def cycle(self, k: int) -> slice:
         return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
 
 
 def prepare_observations(paths, times: pd.DatetimeIndex, channels, grid: Grid, normalizer: Normalizer,
-                         device) -> StreamObservations:
+                         device, withhold_fraction: float = 0.0, withhold_seed: int = 0) -> StreamObservations:
     """Read, validate and assign the observations of the stream's cycles (nearest cycle, +- dt/2)."""
     interval = times[1] - times[0]
     df = load_observations(paths, channels, grid, times[0] - interval / 2, times[-1] + interval / 2)
@@ -281,6 +285,7 @@ def prepare_observations(paths, times: pd.DatetimeIndex, channels, grid: Grid, n
         table, gridded.offsets.numpy(), gridded.channel.to(device), gridded.row.to(device), gridded.col.to(device),
         gridded.value.to(device), torch.as_tensor(np.array(table["value"].to_numpy(float)), device=device),
         torch.as_tensor(table["error_std"].to_numpy(float) ** 2, device=device), w.to(device),
+        torch.as_tensor(withheld_mask(table, withhold_fraction, withhold_seed), device=device),
     )
 
 
@@ -402,7 +407,8 @@ def run_stream(
     m, dev = models, models.device
     times, first = cycle_times(year, interval, cfg.spinup_days, m.phase)
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
-    obs = prepare_observations(obs_paths, times, m.channels, m.grid, m.normalizer, dev)
+    obs = prepare_observations(obs_paths, times, m.channels, m.grid, m.normalizer, dev, cfg.withhold_fraction,
+                               cfg.withhold_seed)
     log.info("stream %d (%s): %d cycles from %s (%d spin-up), %d observations, device %s",
              year, cfg.method, n_cycles, times[0], first, len(obs.table), dev)
     if not len(obs.table):
@@ -476,7 +482,7 @@ def run_stream(
                 reject = first_guess_check(obs.value[s], hx_b, obs.r2[s], b2_obs, cfg.qc_threshold)
             if cold and k == 0:
                 reject = torch.zeros_like(reject)  # no background to check against
-            ok = ~reject
+            ok = ~reject & ~obs.withheld[s]  # withheld observations are checked, never used
             alarm.add(t, ch, reject, obs.value[s] - hx_b, obs.r2[s] + b2_obs)
             if cfg.adaptive_inflation and not (cold and k == 0):
                 b2_channel = observation_background_variance(
@@ -560,7 +566,8 @@ def run_stream(
         out["sigma_a2_update"][k] = sa2_reported[0].cpu()
         out["sigma_b2_update"][k] = sb2_w[0].cpu()
         fb_b[s], fb_a[s] = hx_b.cpu(), hx_a.cpu()
-        fb_qc[s] = torch.where(reject, QC_FIRST_GUESS, QC_USED if cfg.method in ASSIMILATING else QC_NOT_ASSIMILATED).to(torch.int8).cpu()
+        qc = torch.where(reject, QC_FIRST_GUESS, QC_USED if cfg.method in ASSIMILATING else QC_NOT_ASSIMILATED)
+        fb_qc[s] = torch.where(obs.withheld[s], QC_WITHHELD, qc).to(torch.int8).cpu()
         innov = ((obs.value[s] - hx_b) / torch.sqrt(obs.r2[s] + b2_obs))[ok]
         running.append(innov.square().cpu())
         fin = torch.isfinite(sb2_w)
@@ -619,7 +626,7 @@ def _l4dvar_window(k: int, end: int, times, x_b, z_b, ok, w_k, s, sigma_b2, b2_c
             reject = first_guess_check(obs.value[sj], hx, obs.r2[sj], b2_channel[obs.channel[sj]], cfg.qc_threshold)
             if cold and j == 0:
                 reject = torch.zeros_like(reject)
-            rejects[j], keep = reject, ~reject
+            rejects[j], keep = reject, ~reject & ~obs.withheld[sj]
         if bool(keep.any()):
             w_used = wj.select(keep)
             operators.append(lambda xx, w_used=w_used: apply_operator(xx, w_used)[0])
@@ -661,6 +668,10 @@ def latent_dataset(result: dict, year: int, cfg: StreamConfig, models: StreamMod
     data = {k: (("time", "latent"), v[first:].numpy().astype(np.float32), {"long_name": long_names[k]})
             for k, v in result["out"].items()}
     coords = {"time": times, "latent": np.arange(result["out"]["z_a"].shape[1])}
+    if first > 0:  # the spin-up's analyses: the seam with the previous year's archive (rule report_seams)
+        data["z_a_spinup"] = (("spinup_time", "latent"), result["out"]["z_a"][:first].numpy().astype(np.float32),
+                              {"long_name": "latent analysis of the spin-up cycles (before the year)"})
+        coords["spinup_time"] = result["times"][:first]
     if models.space.rotation is not None:
         data["rotation"] = (("latent", "mode"), models.space.rotation.cpu().numpy(),
                             {"long_name": "update coordinates w = V^T z (columns of V)"})

@@ -49,9 +49,10 @@ def method_settings(name: str, assimilation: dict) -> dict:
 def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibration, observations, output, *,
                assimilation: dict, forecast: dict, interval_hours: float, spinup_days: float,
                world_qg: dict | None = None, emulator=None, tuning=None, oi_covariance=None,
-               progress: bool = True) -> xr.Dataset:
+               progress: bool = True, feedback_output=None) -> xr.Dataset:
     """Run one compared method from ``spinup_days`` before Jan 1 of ``year`` for ``days`` and
-    write its analyses, per-stage seconds and analysis memory to ``output``."""
+    write its analyses, per-stage seconds and analysis memory to ``output`` (and, with
+    ``feedback_output``, the feedback table of the compared period as parquet)."""
     settings = method_settings(name, {**assimilation, "spinup_days": spinup_days})
     cfg = StreamConfig(**settings)
     interval = pd.Timedelta(hours=interval_hours)
@@ -82,6 +83,14 @@ def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibrati
                "device": str(models.device)},
     )
     write_netcdf(ds, output)
+    if feedback_output is not None:
+        from hloba.assim.stream import feedback_table
+        from hloba.io import atomic_path
+
+        fb = feedback_table(result, year)
+        fb = fb[pd.DatetimeIndex(fb["time"]) < times[first + n_days - 1] + interval / 2]
+        with atomic_path(feedback_output) as tmp:
+            fb.to_parquet(tmp, index=False)
     log.info("%s: %d cycles, analysis %.1f ms per cycle, peak analysis memory %.1f MiB", name, cycles,
              1e3 * ds.attrs["analysis_seconds_per_cycle"], ds.attrs["analysis_peak_memory_mib"])
     return ds

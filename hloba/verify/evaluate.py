@@ -106,11 +106,31 @@ def observation_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def withheld_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
+    """Background and analysis against the withheld observations (``qc == 3``, never assimilated)
+    per variable, level and platform: count, RMSE and bias of O-B and O-A, and O-A/O-B RMSE."""
+    from hloba.obs.withhold import QC_WITHHELD
+
+    fb = feedback[feedback["qc"] == QC_WITHHELD]
+    fb = fb.assign(omb=fb["value"] - fb["background"], oma=fb["value"] - fb["analysis"], level=fb["level"].fillna(-1))
+    groups = fb.groupby(["variable", "level", "platform"])
+    out = pd.DataFrame({"n": groups.size(), "n_stations": groups["station_id"].nunique()})
+    for col in ("omb", "oma"):
+        out[f"{col}_rmse"] = groups[col].apply(lambda d: float(np.sqrt(np.mean(np.square(d)))))
+        out[f"{col}_bias"] = groups[col].mean()
+    out["oma_over_omb"] = out["oma_rmse"] / out["omb_rmse"]
+    out = out.reset_index()
+    out["level"] = out["level"].where(out["level"] >= 0)
+    return out
+
+
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
                   forecast: dict | None = None, world_qg: dict | None = None, emulator=None,
-                  forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth") -> pd.DataFrame:
+                  forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth",
+                  withheld_path=None, withheld_figure=None) -> pd.DataFrame:
     """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
-    ``forecast`` model section) also the forecast skill from the analyses."""
+    ``forecast`` model section) also the forecast skill from the analyses; with ``withheld_path``
+    the scores against the withheld observations (:func:`withheld_statistics`, and a figure)."""
     mean, std, times, channels, grid = archive_states(reanalysis)
     with xr.open_dataset(reference) as ref:
         missing = times.difference(pd.DatetimeIndex(ref["time"].values))
@@ -126,9 +146,21 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     scores = gridded_scores(mean, std, truth, clim, times, grid.area_weights(), names)
     with atomic_path(scores_path) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6g")
-    obs = observation_statistics(pd.read_parquet(feedback))
+    fb = pd.read_parquet(feedback)
+    obs = observation_statistics(fb)
     with atomic_path(obs_path) as tmp:
         obs.to_csv(tmp, index=False, float_format="%.6g")
+    if withheld_path is not None:
+        withheld = withheld_statistics(fb)
+        with atomic_path(withheld_path) as tmp:
+            withheld.to_csv(tmp, index=False, float_format="%.6g")
+        if len(withheld):
+            log.info("withheld observations (O-B and O-A RMSE):\n%s",
+                     withheld[["variable", "level", "platform", "n", "omb_rmse", "oma_rmse"]].to_string(index=False))
+        if withheld_figure is not None:
+            from hloba.archive.figures import plot_withheld
+
+            plot_withheld(withheld, withheld_figure)
     if forecast_path is not None:
         from hloba.forecast import build_forecast_model
 

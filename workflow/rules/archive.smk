@@ -26,7 +26,7 @@ rule calibrate_uncertainty:
         gpu=assimilation_gpus(),
     params:
         year=TUNING_YEAR,
-        assimilation=config.get("assimilation", {}),
+        assimilation=assimilation_params(),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
         interval_hours=INTERVAL_HOURS,

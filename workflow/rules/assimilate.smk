@@ -25,7 +25,7 @@ rule tune_stream:
         gpu=assimilation_gpus(),
     params:
         year=TUNING_YEAR,
-        assimilation=config.get("assimilation", {}),
+        assimilation=assimilation_params(),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
         interval_hours=INTERVAL_HOURS,
@@ -67,7 +67,7 @@ rule assimilate_year:
         runtime=360,
         gpu=assimilation_gpus(),
     params:
-        assimilation=config.get("assimilation", {}),
+        assimilation=assimilation_params(),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
         interval_hours=INTERVAL_HOURS,

@@ -29,7 +29,9 @@ except ConfigError as _err:
 
 YEARS = year_sets(config)
 REFERENCE = config.get("reference", {"source": "builtin"})
-REFERENCE_ROLE = reference_role(config)  # "truth" (built-in world) or "reference" (files)
+REFERENCE_ROLE = reference_role(
+    config
+)  # "truth" (built-in world) or "reference" (files)
 try:
     INTERVAL_HOURS = reference_interval_hours(config)
 except (OSError, ValueError) as _err:
@@ -121,6 +123,19 @@ def forecast_model_inputs(wildcards):
     return {}
 
 
+def assimilation_params():
+    """The assimilation section, with the withheld observations of evaluation.withhold (every
+    stream and method keeps the same ones out of assimilation)."""
+    withhold = config.get("evaluation", {}).get("withhold", {})
+    extra = {f"withhold_{k}": v for k, v in withhold.items()}
+    return {**config.get("assimilation", {}), **extra}
+
+
+def evaluation_params():
+    """The forecast-skill settings of rule evaluate_year (withholding reaches it through the streams)."""
+    return {k: v for k, v in config.get("evaluation", {}).items() if k != "withhold"}
+
+
 def cold_start_input(wildcards):
     """The cold-start state file, when the streams start from one (a change reruns them)."""
     cold = config.get("assimilation", {}).get("cold_start", "climatology")
@@ -190,6 +205,17 @@ def uncertainty_factor_input(wildcards):
 
 COMPARISON = config.get("comparison", {})
 COMPARISON_YEAR = COMPARISON.get("year") or YEARS.reanalysis[-1]
+
+
+def seam_years():
+    """Reanalysis years whose previous year is also reanalysed: their spin-up meets its archive."""
+    return [y for y in YEARS.reanalysis if y - 1 in YEARS.reanalysis]
+
+
+def seam_files():
+    if not seam_years():
+        return []
+    return ["results/evaluation/seams.csv", "results/evaluation/seams.png"]
 
 
 def comparison_files():

@@ -27,6 +27,18 @@ rule evaluate_year:
             category="Verification",
             labels={"year": "{year}", "table": "forecast skill from the analyses"},
         ),
+        withheld=report(
+            "results/evaluation/{year}/withheld.csv",
+            caption="../report/withheld.rst",
+            category="Verification",
+            labels={"year": "{year}", "table": "withheld observations"},
+        ),
+        withheld_figure=report(
+            "results/evaluation/{year}/withheld.png",
+            caption="../report/withheld.rst",
+            category="Verification",
+            labels={"year": "{year}", "figure": "withheld observations"},
+        ),
     log:
         "results/logs/evaluate_year/{year}.log",
     benchmark:
@@ -40,7 +52,7 @@ rule evaluate_year:
     params:
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
-        evaluation=config.get("evaluation", {}),
+        evaluation=evaluation_params(),
         reference_role=REFERENCE_ROLE,
     script:
         "../scripts/evaluate_year.py"
@@ -72,7 +84,7 @@ rule compare_method:
         year=COMPARISON_YEAR,
         days=COMPARISON.get("days", 20),
         spinup_days=COMPARISON.get("spinup_days", 10),
-        assimilation=config.get("assimilation", {}),
+        assimilation=assimilation_params(),
         forecast=config["forecast"],
         world_qg=config["world"].get("qg", {}),
         interval_hours=INTERVAL_HOURS,
@@ -116,3 +128,36 @@ rule compare_methods:
         runtime=30,
     script:
         "../scripts/compare_methods.py"
+
+
+rule report_seams:
+    input:
+        latent=latent_files(seam_years()),
+        previous=reanalysis_files([y - 1 for y in seam_years()]),
+        autoencoder="results/models/autoencoder.pt",
+        normalization="results/prep/normalization.nc",
+    output:
+        table=report(
+            "results/evaluation/seams.csv",
+            caption="../report/seams.rst",
+            category="Verification",
+            labels={"table": "seams between yearly streams"},
+        ),
+        figure=report(
+            "results/evaluation/seams.png",
+            caption="../report/seams.rst",
+            category="Verification",
+            labels={"figure": "seams between yearly streams"},
+        ),
+    log:
+        "results/logs/report_seams.log",
+    benchmark:
+        "results/benchmarks/report_seams.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/report_seams.py"

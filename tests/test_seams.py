@@ -1,0 +1,36 @@
+"""The seam between yearly streams (DESIGN section 3): the spin-up converges to the previous archive."""
+
+import numpy as np
+import pandas as pd
+from conftest import merged_config
+
+
+def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, tiny_stream, tmp_path):
+    from hloba.archive.year import decode_year
+    from hloba.assim.stream import assimilate_year
+    from hloba.verify.seams import seam_report
+
+    config = merged_config(tiny_models, "config/test.yaml")
+    r = tiny_models / "results"
+    paths = [tmp_path / name for name in ("2001.nc", "2001.parquet", "2001.csv")]
+    assimilate_year(2001, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
+                    [r / "obs/2001.parquet"], *paths, assimilation=config["assimilation"], forecast=config["forecast"],
+                    interval_hours=6, world_qg=config["world"]["qg"], tuning=r / "ensemble/stream_tuning.nc",
+                    progress=False)
+    archive = tmp_path / "reanalysis_2001.nc"
+    decode_year(paths[0], r / "models/autoencoder.pt", archive, samples=2, workers=1, progress=False)
+    table = seam_report([(tiny_stream["latent"], archive)], r / "models/autoencoder.pt", r / "prep/normalization.nc",
+                        tmp_path / "seams.csv", tmp_path / "seams.png")
+    assert (tmp_path / "seams.png").stat().st_size > 10_000
+    assert set(table["year"]) == {2002} and table["channel"].nunique() == 8
+    days = sorted(table["days_before_start"].unique())
+    assert days[0] == 0.25 and days[-1] == 10.0 and len(days) == 40  # 10 days of 6-hourly spin-up
+    by_day = table.groupby("days_before_start")["rms_difference_normalised"].mean()
+    # the cold start (climatology, then O2Lnet's estimate) is far from the archive (tiny world: 0.77
+    # anomaly std, mean over channels); from the first day on the two streams differ by about their
+    # own analysis errors (0.37-0.42), and 0.37 is left at Jan 1
+    assert by_day[10.0] > 0.6 and by_day[0.25] < 0.6 * by_day[10.0], by_day
+    first_day, last_day = by_day[by_day.index > 9].mean(), by_day[by_day.index <= 1].mean()
+    assert last_day < first_day
+    assert np.isfinite(table["rms_difference"]).all()
+    assert pd.read_csv(tmp_path / "seams.csv").shape == table.shape

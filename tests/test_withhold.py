@@ -1,0 +1,79 @@
+"""Verification against withheld observations (issue 17): the same set kept out of every stream."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import merged_config
+
+from hloba.obs.withhold import QC_WITHHELD, fixed_stations, withheld_mask
+
+
+def _table():
+    """Two fixed stations (4 times each), a satellite (one id, moving) and aircraft (one id per report)."""
+    times = pd.date_range("2002-01-01", periods=4, freq="6h")
+    rows = []
+    for k, t in enumerate(times):
+        for s, (lat, lon) in enumerate([(40.0, 10.0), (45.0, 12.0)]):
+            rows.append(("radiosonde", f"radiosonde-{s:04d}", t, lat, lon))
+        rows += [("satellite", "satellite", t, 30.0 + j, 5.0 + k) for j in range(50)]
+        rows += [("aircraft", f"aircraft-{k * 50 + j:06d}", t, 50.0, 1.0 + 0.1 * j) for j in range(50)]
+    df = pd.DataFrame(rows, columns=["platform", "station_id", "time", "latitude", "longitude"])
+    return df.assign(variable="temperature", level=np.nan, value=250.0, error_std=1.0)
+
+
+def test_stations_are_withheld_whole_and_moving_platforms_by_report():
+    table = _table()
+    assert fixed_stations(table).groupby(table["platform"]).all().to_dict() == {
+        "aircraft": False, "radiosonde": True, "satellite": False}
+    masks = {seed: withheld_mask(table, 0.3, seed) for seed in range(40)}
+    for mask in masks.values():  # a station is all in or all out
+        per_station = pd.Series(mask[table["platform"] == "radiosonde"]).groupby(
+            table.loc[table["platform"] == "radiosonde", "station_id"].to_numpy()).nunique()
+        assert (per_station == 1).all()
+    moving = np.array([m[(table["platform"] != "radiosonde").to_numpy()].mean() for m in masks.values()])
+    assert 0.27 < moving.mean() < 0.33  # reports of moving platforms: about the fraction, row by row
+    assert np.array_equal(withheld_mask(table, 0.3, 5), masks[5])  # the same set every time
+    assert np.array_equal(withheld_mask(table.iloc[::-1].reset_index(drop=True), 0.3, 5), masks[5][::-1])
+    assert not withheld_mask(table, 0.0, 5).any()
+
+
+def test_a_stream_never_uses_withheld_observations_and_its_analysis_fits_them(tiny_models):
+    from hloba.assim.stream import StreamConfig, load_stream_models, run_stream
+    from hloba.verify.evaluate import withheld_statistics
+
+    config = merged_config(tiny_models, "config/test.yaml")
+    r = tiny_models / "results"
+    interval = pd.Timedelta(hours=6)
+    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
+                                config["forecast"], interval, config["world"]["qg"])
+    cfg = StreamConfig(**dict(config["assimilation"], withhold_fraction=0.2, withhold_seed=1))
+    result = run_stream(2002, models, [r / "obs/2001.parquet", r / "obs/2002.parquet"], cfg, interval,
+                        progress=False, max_cycles=40 + 4 * 30)
+    fb = result["observations"].assign(background=result["background"].numpy(), analysis=result["analysis"].numpy(),
+                                       qc=result["qc"].numpy())
+    fb = fb[fb["time"] >= "2002-01-01"].iloc[: int(np.isfinite(fb["analysis"]).sum())]
+    fb = fb[np.isfinite(fb["analysis"])]
+    withheld = fb["qc"] == QC_WITHHELD
+    assert 0.1 < withheld.mean() < 0.3
+    assert set(fb.loc[withheld & (fb["platform"] == "radiosonde"), "station_id"]).isdisjoint(
+        fb.loc[~withheld & (fb["platform"] == "radiosonde"), "station_id"])
+    used = result["diagnostics"][:, 1].numpy()  # n_used per cycle excludes the withheld rows
+    n_obs = result["diagnostics"][:, 0].numpy()
+    assert (used[40:160] < n_obs[40:160]).all()
+    table = withheld_statistics(fb)
+    assert set(table["platform"]) == {"radiosonde", "surface", "satellite", "aircraft"}
+    one = fb[withheld & (fb["variable"] == "temperature") & (fb["platform"] == "aircraft")]
+    row = table[(table["variable"] == "temperature") & (table["platform"] == "aircraft")].iloc[0]
+    assert row["n"] == len(one)
+    assert row["oma_rmse"] == pytest.approx(np.sqrt(np.mean((one["value"] - one["analysis"]) ** 2)))
+    assert row["omb_bias"] == pytest.approx(np.mean(one["value"] - one["background"]))
+
+    def fit(rows):  # analysis over background mean squared departure, pooled
+        return ((rows["value"] - rows["analysis"]) ** 2 / rows["error_std"] ** 2).mean() / (
+            (rows["value"] - rows["background"]) ** 2 / rows["error_std"] ** 2).mean()
+
+    # the analysis draws towards what it used, not towards what it never saw (tiny world, 30 days:
+    # 0.917 for the used ones, 1.024 for the withheld ones; its backgrounds are already within the
+    # observation errors, normalised O-B rms 0.96; scripts/check_withheld.py measures the default world)
+    assert fit(fb[fb["qc"] == 0]) < fit(fb[withheld]) - 0.05
+    assert fit(fb[withheld]) < 1.05
