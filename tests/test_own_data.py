@@ -169,6 +169,10 @@ def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, world, re
         obs = pd.read_parquet(r / "obs/2002.parquet")
         assert set(obs["platform"]) == {"radiosonde", "surface", "aircraft"}  # satellite switched off
         assert set(pd.DatetimeIndex(obs["time"]).hour) == {12}
+        withheld = pd.read_csv(r / "evaluation/2002/withheld.csv")  # evaluation.withhold of the example
+        feedback = pd.read_parquet(r / "feedback/2002.parquet")
+        assert withheld["n"].sum() == (feedback["qc"] == 3).sum() > 0
+        assert 0.03 < (feedback["qc"] == 3).mean() < 0.2
 
 
 def test_observation_files_are_validated_per_year(era5, tmp_path):

@@ -692,7 +692,8 @@ def latent_dataset(result: dict, year: int, cfg: StreamConfig, models: StreamMod
 
 def feedback_table(result: dict, year: int) -> pd.DataFrame:
     """Every observation of the year with ``background = H(x_b)``, ``analysis = H(x_a)`` and ``qc``
-    (0 used, 1 rejected by the first-guess check, 2 not assimilated: the ``free`` method)."""
+    (0 used, 1 rejected by the first-guess check, 2 not assimilated: the ``free`` method, 3 withheld
+    for verification: ``evaluation.withhold``)."""
     table = result["observations"]
     t = pd.DatetimeIndex(table["time"])
     inside = np.asarray(t.year == year)

@@ -2,7 +2,8 @@
 
 Columns: ``time``, ``latitude``, ``longitude``, ``level`` (hPa; NaN for single-level variables),
 ``variable``, ``value``, ``error_std`` (same units as ``value``), ``platform``, ``station_id``.
-Feedback files add ``background``, ``analysis`` and ``qc`` (0 used, non-zero = reason code).
+Feedback files add ``background``, ``analysis`` and ``qc`` (0 used, 1 rejected by the first-guess
+check, 2 not assimilated, 3 withheld for verification).
 Simulated files may add ``gross_error`` (True where a gross error was planted).
 """
 
