@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.assim.stream import STAGES, StreamConfig, cycle_times, load_stream_models, run_stream  # noqa: E402
 from hloba.assim.tuning import apply_tuning  # noqa: E402
-from hloba.config import load_config, stream_years, year_sets  # noqa: E402
+from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)
     cfg = StreamConfig(**dict(config.get("assimilation", {}), checkpoint_every=10**9, log_every=10**9))
-    interval = pd.Timedelta(hours=config["world"].get("output_interval_hours", 6))
+    interval = pd.Timedelta(hours=reference_interval_hours(config))
     times, first = cycle_times(year, interval, cfg.spinup_days)
     cycles = first + int(args.days * pd.Timedelta(days=1) / interval)
     obs = [r / f"obs/{y}.parquet" for y in stream_years(year, cfg.spinup_days, years.all)]

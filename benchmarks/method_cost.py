@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 def run_one(args, method: str, out: str) -> None:
     import torch
 
-    from hloba.config import load_config, stream_years, year_sets
+    from hloba.config import load_config, reference_interval_hours, stream_years, year_sets
     from hloba.verify.compare import run_method
 
     torch.set_num_threads(args.threads)
@@ -44,7 +44,7 @@ def run_one(args, method: str, out: str) -> None:
     tuning = r / "ensemble/stream_tuning.nc"
     run_method(method, args.year, args.days, r / "models/autoencoder.pt", r / "models/o2lnet.pt",
                r / "ensemble/calibration.nc", obs, out, assimilation=assimilation, forecast=cfg["forecast"],
-               interval_hours=cfg["world"].get("output_interval_hours", 6), spinup_days=0.0,
+               interval_hours=reference_interval_hours(cfg), spinup_days=0.0,
                world_qg=cfg["world"].get("qg", {}), emulator=emulator, tuning=tuning if tuning.exists() else None,
                oi_covariance=r / "ensemble/oi_covariance.nc", progress=False)
 

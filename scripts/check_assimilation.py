@@ -22,7 +22,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.assim.stream import StreamConfig, assimilate_year  # noqa: E402
-from hloba.config import load_config, stream_years, year_sets  # noqa: E402
+from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
 from hloba.models.checkpoint import grid_from_state, load_checkpoint  # noqa: E402
 from hloba.verify.latent import stream_scores  # noqa: E402
 
@@ -50,7 +50,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         assimilate_year(year, ae, o2l, cal, obs, t / "free.nc", t / "fb.parquet", t / "diag.csv", assimilation=assim,
-                        forecast=config["forecast"], interval_hours=config["world"].get("output_interval_hours", 6),
+                        forecast=config["forecast"], interval_hours=reference_interval_hours(config),
                         world_qg=config["world"].get("qg", {}), progress=False)
         free = stream_scores(t / "free.nc", refs, ae, weights)
     table = pd.DataFrame({

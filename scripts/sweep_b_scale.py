@@ -25,7 +25,7 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hloba.config import load_config, stream_years, year_sets  # noqa: E402
+from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
 from hloba.verify.compare import run_method, scorecard  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main() -> None:
                 assimilation[key] = scale
             run_method(method, year, args.days, r / "models/autoencoder.pt", r / "models/o2lnet.pt",
                        r / "ensemble/calibration.nc", obs, f"{tmp}/run.nc", assimilation=assimilation,
-                       forecast=cfg["forecast"], interval_hours=cfg["world"].get("output_interval_hours", 6),
+                       forecast=cfg["forecast"], interval_hours=reference_interval_hours(cfg),
                        spinup_days=args.spinup, world_qg=cfg["world"].get("qg", {}), emulator=emulator,
                        tuning=r / "ensemble/stream_tuning.nc", oi_covariance=r / "ensemble/oi_covariance.nc",
                        progress=False)
