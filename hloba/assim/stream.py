@@ -57,7 +57,6 @@ from hloba.assim.var import latent_var, window_observer
 from hloba.channels import Channel, stack_channels
 from hloba.forecast import build_forecast_model, check_forecast_model
 from hloba.grid import Grid
-from hloba.timeaxis import year_times
 from hloba.io import atomic_path, write_netcdf
 from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
 from hloba.models.data import resolve_device
@@ -69,6 +68,7 @@ from hloba.obs.gridded import grid_observations, nearest_cycle
 from hloba.obs.operator import apply_operator, interpolation_weights
 from hloba.obs.schema import OBS_COLUMNS, load_observations
 from hloba.obs.withhold import QC_WITHHELD, withheld_mask
+from hloba.timeaxis import year_times
 
 log = logging.getLogger(__name__)
 
