@@ -97,7 +97,8 @@ def plot_withheld(table: pd.DataFrame, path) -> None:
         ax.bar(x + 0.2, a / b, 0.4, label="analysis (O-A)")
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("RMSE / background RMSE")
-        ax.legend(fontsize=8)
+        ax.set_ylim(0.0, 1.3)  # room above the bars for the legend
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
         ax.set_title(f"against {int(g['n'].sum())} withheld observations")
     else:
         ax.text(0.5, 0.5, "no observation withheld (evaluation.withhold.fraction: 0)", ha="center", va="center")
