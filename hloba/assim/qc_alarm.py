@@ -18,7 +18,9 @@ observations rejected on the first day with observations after a free spin-up, a
 the next day on; after a cold start with a barely trained emulator, a sparse channel (24
 observations a day) had 25-54 % rejected on the second and third days of the spin-up and at
 most 12 % after it, while observations in other units are rejected at 100 % every day. A stream
-resumed from a checkpoint counts its days, warm-up included, from the resume point.
+resumed from a checkpoint counts its days, warm-up included, from the resume point. Latent
+4D-Var's later window cycles are checked against the window's forecast trajectory (a longer lead
+than the check's background variance describes) and are not counted.
 """
 
 from __future__ import annotations

@@ -476,14 +476,16 @@ def run_stream(
             w_k = obs.weights.select(s)
             hx_b = apply_operator(x_b, w_k)[0]
             b2_obs = b2_channel[ch]
-            if k in window_reject:  # decided at the start of this l4dvar window
+            from_window = k in window_reject
+            if from_window:  # decided at the start of this l4dvar window, against its trajectory
                 reject = window_reject.pop(k)
             else:
                 reject = first_guess_check(obs.value[s], hx_b, obs.r2[s], b2_obs, cfg.qc_threshold)
             if cold and k == 0:
                 reject = torch.zeros_like(reject)  # no background to check against
             ok = ~reject & ~obs.withheld[s]  # withheld observations are checked, never used
-            alarm.add(t, ch, reject, obs.value[s] - hx_b, obs.r2[s] + b2_obs)
+            if not from_window:  # the alarm judges checks against each cycle's own background
+                alarm.add(t, ch, reject, obs.value[s] - hx_b, obs.r2[s] + b2_obs)
             if cfg.adaptive_inflation and not (cold and k == 0):
                 b2_channel = observation_background_variance(
                     b2_channel, ch[ok], (obs.value[s] - hx_b)[ok], obs.r2[s][ok], cfg.inflation_smoothing,
