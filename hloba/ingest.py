@@ -111,11 +111,6 @@ def _open(files: list[str], coords: dict | None = None, variables=()) -> xr.Data
             return xr.open_zarr(files[0])
         except Exception as err:  # noqa: BLE001 - any backend error becomes one line naming the store
             raise ReferenceFilesError(unreadable_file_message(files[0], err, "reference store")) from None
-    for f in files:  # name the file a backend cannot read (xarray's message does not)
-        try:
-            xr.open_dataset(f).close()
-        except Exception as err:  # noqa: BLE001
-            raise ReferenceFilesError(unreadable_file_message(f, err)) from None
     check_file_steps(files, coords or {}, variables)
     if len(files) == 1:
         return xr.open_dataset(files[0])
@@ -225,12 +220,15 @@ def fill_missing_times(ds: xr.Dataset, missing: pd.DatetimeIndex) -> xr.Dataset:
 
 
 def check_file_steps(files: list[str], coords: dict, variables: dict) -> None:
-    """Files of one reference must share one time step: an error names two that differ."""
+    """Each file opens (an error names the one a backend cannot read: xarray's message does not),
+    and the files of one reference share one time step (an error names two that differ)."""
     steps = {}
     for f in files:
-        if f.rstrip("/").endswith(".zarr"):
-            return
-        with xr.open_dataset(f) as one:
+        try:
+            one = xr.open_dataset(f)
+        except Exception as err:  # noqa: BLE001 - any backend error becomes one line naming the file
+            raise ReferenceFilesError(unreadable_file_message(f, err)) from None
+        with one:
             times = _rename_coords(one, coords, variables)["time"].values
         if len(times) > 1:
             steps[f] = time_step(pd.DatetimeIndex(np.unique(times)))[0]
@@ -338,7 +336,7 @@ def year_of_reference(ds: xr.Dataset, year: int, missing: pd.DatetimeIndex) -> x
     return out
 
 
-def files_of(files: list[str], year: int, names: set) -> list[str]:
+def files_of(files: list[str], year: int, names: set, spec: ReferenceSpec) -> list[str]:
     """The files among ``files`` that hold times of ``year`` and one of the variable ``names``
     (their or our name); all of ``files`` when none can be told apart."""
     held = []
@@ -346,10 +344,8 @@ def files_of(files: list[str], year: int, names: set) -> list[str]:
         if f.rstrip("/").endswith(".zarr"):
             return list(files)
         with xr.open_dataset(f) as ds:
-            if not names & set(map(str, ds.data_vars)):
-                continue
-            time = next((ds[a] for a in COORD_ALIASES["time"] if a in ds.variables and a not in ds.data_vars), None)
-            if time is None or pd.DatetimeIndex(time.values).year.isin([year]).any():
+            if names & set(map(str, ds.data_vars)) and pd.DatetimeIndex(
+                    _rename_coords(ds, spec.coords, spec.variables)["time"].values).year.isin([year]).any():
                 held.append(f)
     return held or list(files)
 
@@ -377,16 +373,17 @@ def prepare_reference(section: dict, outputs: dict, min_size: int = 1, quality: 
     for year in years:  # check every year's times before writing any
         year_of_reference(ds[[]].assign_coords(time=ds["time"]), year, missing)
     files = reference_paths(spec.path)
+    quality = {int(y): p for y, p in (quality or {}).items()}
     for year, path in sorted(years.items()):
         out = year_of_reference(ds, year, missing).load()
         table = reference_quality(out, year, missing[missing.year == year])
-        if quality is not None and year in {int(y) for y in quality}:
-            with atomic_path(dict((int(y), p) for y, p in quality.items())[year]) as tmp:
+        if year in quality:
+            with atomic_path(quality[year]) as tmp:
                 table.to_csv(tmp, index=False, float_format="%.6g")
         bad = table[table["status"] == "error"]
         if len(bad):
             theirs = {k for k, v in {**ERA5_NAMES, **spec.variables}.items() if v == bad.iloc[0]["variable"]}
-            held = files_of(files, year, theirs | {str(bad.iloc[0]["variable"])})
+            held = files_of(files, year, theirs | {str(bad.iloc[0]["variable"])}, spec)
             raise_on_errors(table, f"reference {', '.join(held[:3])}{' ...' if len(held) > 3 else ''}, year {year}")
         for row in table[table["status"] == "warning"].itertuples():
             log.warning("reference %d, %s %s: %s", year, row.variable, "" if pd.isna(row.level) else row.level, row.note)

@@ -22,7 +22,7 @@ import xarray as xr
 
 from hloba.config import load_config, reference_interval_hours, stream_years, year_sets
 from hloba.verify.compare import run_method, scorecard
-from hloba.verify.evaluate import withheld_statistics
+from hloba.verify.evaluate import pooled_withheld, withheld_statistics
 
 
 def main() -> None:
@@ -63,13 +63,9 @@ def main() -> None:
                     if name == "oi" else None, feedback_output=fb, **common)
                 if fraction > 0:
                     table = withheld_statistics(pd.read_parquet(fb))
-                    table = table.assign(sq_b=table["n"] * table["omb_rmse"] ** 2, sq_a=table["n"] * table["oma_rmse"] ** 2)
-                    g = table.groupby("variable")[["n", "sq_b", "sq_a"]].sum()
-                    withheld.append(pd.DataFrame({"method": name, "n": g["n"], "omb_rmse": (g["sq_b"] / g["n"]) ** 0.5,
-                                                  "oma_rmse": (g["sq_a"] / g["n"]) ** 0.5}).reset_index())
+                    withheld.append(pooled_withheld(table, "variable").reset_index().assign(method=name))
             cards[fraction] = scorecard(runs, [r / f"reference/{year}.nc"], std)
-    w = pd.concat(withheld, ignore_index=True)
-    w["oma_over_omb"] = w["oma_rmse"] / w["omb_rmse"]
+    w = pd.concat(withheld, ignore_index=True)[["variable", "method", "n", "omb_rmse", "oma_rmse", "oma_over_omb"]]
     print(f"against {args.fraction:.0%} withheld observations, {year}, {days} days after {spinup} days of spin-up:")
     print(w.round(4).to_string(index=False))
     both = cards[0.0].merge(cards[args.fraction], on=["method", "channel"], suffixes=("", "_withheld"))

@@ -87,14 +87,13 @@ def plot_withheld(table: pd.DataFrame, path) -> None:
     (pooled over platforms), as a fraction of the background's; an empty table gives a note."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if len(table):
-        t = table.assign(level=table["level"].fillna(-1), sq_b=table["n"] * table["omb_rmse"] ** 2,
-                         sq_a=table["n"] * table["oma_rmse"] ** 2)
-        g = t.groupby(["variable", "level"])[["n", "sq_b", "sq_a"]].sum()
+        from hloba.verify.evaluate import pooled_withheld
+
+        g = pooled_withheld(table, ["variable", "level"])
         labels = [v if lev < 0 else f"{v} {lev:g}" for v, lev in g.index]
-        b, a = np.sqrt(g["sq_b"] / g["n"]), np.sqrt(g["sq_a"] / g["n"])
         x = np.arange(len(g))
         ax.bar(x - 0.2, np.ones(len(g)), 0.4, label="background (O-B)")
-        ax.bar(x + 0.2, a / b, 0.4, label="analysis (O-A)")
+        ax.bar(x + 0.2, g["oma_over_omb"], 0.4, label="analysis (O-A)")
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("RMSE / background RMSE")
         ax.set_ylim(0.0, 1.3)  # room above the bars for the legend

@@ -124,6 +124,16 @@ def withheld_statistics(feedback: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def pooled_withheld(table: pd.DataFrame, by) -> pd.DataFrame:
+    """The rows of :func:`withheld_statistics` pooled over the columns not in ``by``: count and
+    RMSE of O-B and O-A (count-weighted mean squares), and their ratio."""
+    t = table.assign(level=table["level"].fillna(-1), sq_b=table["n"] * table["omb_rmse"] ** 2,
+                     sq_a=table["n"] * table["oma_rmse"] ** 2)
+    g = t.groupby(by)[["n", "sq_b", "sq_a"]].sum()
+    out = pd.DataFrame({"n": g["n"], "omb_rmse": np.sqrt(g["sq_b"] / g["n"]), "oma_rmse": np.sqrt(g["sq_a"] / g["n"])})
+    return out.assign(oma_over_omb=out["oma_rmse"] / out["omb_rmse"])
+
+
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
                   forecast: dict | None = None, world_qg: dict | None = None, emulator=None,
                   forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth",
