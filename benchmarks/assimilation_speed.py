@@ -26,9 +26,11 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hloba.assim.stream import STAGES, StreamConfig, cycle_times, load_stream_models, run_stream  # noqa: E402
-from hloba.assim.tuning import apply_tuning  # noqa: E402
-from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
+from hloba.assim.models import method_models  # noqa: E402
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
+from hloba.assim.stream import STAGES, run_stream  # noqa: E402
+from hloba.config import load_config, stream_years, year_sets  # noqa: E402
+from hloba.timeaxis import cycle_times  # noqa: E402
 
 
 def main() -> None:
@@ -46,35 +48,31 @@ def main() -> None:
     years = year_sets(config)
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)
-    cfg = StreamConfig(**dict(config.get("assimilation", {}), checkpoint_every=10**9, log_every=10**9))
-    interval = pd.Timedelta(hours=reference_interval_hours(config))
+    cfg = StreamConfig.from_config(config)
+    inputs = StreamInputs.from_results(r, config, stream_years(year, cfg.spinup_days, years.all),
+                                       tuning=(r / "ensemble/stream_tuning.nc").exists() and cfg.tuning_days > 0)
+    interval = inputs.forecast.interval
     times, first = cycle_times(year, interval, cfg.spinup_days)
     cycles = first + int(args.days * pd.Timedelta(days=1) / interval)
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(year, cfg.spinup_days, years.all)]
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     if "cuda" in args.devices and "cuda" not in devices:
         print("no CUDA device here: CPU only")
     analyses = {}
     for device in devices:
-        models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                                    config["forecast"], interval, config["world"].get("qg", {}),
-                                    r / "models/emulator.pt" if config["forecast"]["model"] == "emulator" else None,
-                                    device, cfg.rotation)
-        tuning = r / "ensemble/stream_tuning.nc"
-        if tuning.exists() and cfg.tuning_days > 0:
-            apply_tuning(models, tuning)
+        models = method_models(cfg, inputs, device)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        result = run_stream(year, models, obs, cfg, interval, max_cycles=cycles, progress=False)
+        run = RunSettings(checkpoint_every=10**9, log_every=10**9, device=device, progress=False)
+        result = run_stream(year, models, inputs.observations, cfg, run, max_cycles=cycles)
         wall = time.perf_counter() - start
-        split = {k: 1e3 * v / cycles for k, v in result["timers"].items()}
+        split = {k: 1e3 * v / cycles for k, v in result.timers.items()}
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         line = ", ".join(f"{k} {split[k]:.1f}" for k in STAGES)
         print(f"{device}: {cycles} cycles in {wall:.1f} s = {cycles / wall:.2f} cycles/s; ms per cycle: {line}; "
               f"peak RSS {peak:.0f} MiB" + (f", peak CUDA {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
                                              if device == "cuda" else ""))
-        analyses[device] = (result["out"]["z_a"][first:cycles], models)
+        analyses[device] = (result.fields["z_a"][first:cycles], models)
     if len(analyses) == 2:
         (za_c, m_c), (za_g, _) = analyses["cpu"], analyses["cuda"]
         with torch.no_grad():

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.archive.cluster import dask_client  # noqa: E402
 from hloba.archive.decode import decode_latent, preload_decoder  # noqa: E402
-from hloba.assim.stream import file_sha256  # noqa: E402
+from hloba.runtime import file_sha256  # noqa: E402
 
 
 def main() -> None:

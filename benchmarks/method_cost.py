@@ -30,23 +30,19 @@ sys.path.insert(0, str(REPO))
 def run_one(args, method: str, out: str) -> None:
     import torch
 
-    from hloba.config import load_config, reference_interval_hours, stream_years, year_sets
+    from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+    from hloba.config import load_config, stream_years, year_sets
     from hloba.verify.compare import run_method
 
     torch.set_num_threads(args.threads)
     cfg = load_config(REPO / args.configfile)
     r = Path(args.results)
     years = year_sets(cfg).all
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(args.year, 0, years)]
-    emulator = r / "models/emulator.pt" if cfg["forecast"]["model"] == "emulator" else None
-    assimilation = {**cfg.get("assimilation", {}), "cold_start": str(r / f"reference/{args.year}.nc"),
-                    "device": args.device, "log_every": 10 ** 6}
-    tuning = r / "ensemble/stream_tuning.nc"
-    run_method(method, args.year, args.days, r / "models/autoencoder.pt", r / "models/o2lnet.pt",
-               r / "ensemble/calibration.nc", obs, out, assimilation=assimilation, forecast=cfg["forecast"],
-               interval_hours=reference_interval_hours(cfg), spinup_days=0.0,
-               world_qg=cfg["world"].get("qg", {}), emulator=emulator, tuning=tuning if tuning.exists() else None,
-               oi_covariance=r / "ensemble/oi_covariance.nc", progress=False)
+    inputs = StreamInputs.from_results(r, cfg, stream_years(args.year, 0, years), oi_covariance=True,
+                                       tuning=(r / "ensemble/stream_tuning.nc").exists())
+    settings = StreamConfig.from_config(cfg).with_(cold_start=str(r / f"reference/{args.year}.nc"))
+    run_method(method, args.year, args.days, inputs, out, settings, spinup_days=0.0,
+               run=RunSettings(device=args.device, log_every=10 ** 6, progress=False))
 
 
 def main() -> None:

@@ -85,6 +85,35 @@ def cmd_train_o2lnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage(args: argparse.Namespace):
+    from hloba.config import load_config
+
+    return load_config(*args.config), args.results, args.year, args.out
+
+
+def cmd_assimilate(args: argparse.Namespace) -> int:
+    from hloba.stages import assimilate
+
+    assimilate(*_stage(args), method=args.method)
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from hloba.stages import decode
+
+    decode(*_stage(args))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hloba.stages import evaluate
+
+    scores = evaluate(*_stage(args))
+    print(scores[scores.period == "year"][["channel", "rmse", "bias", "acc", "crps", "spread_skill"]]
+          .to_string(index=False))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     import xarray as xr
 
@@ -152,6 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint to write (.pt)")
     training_options(p)
     p.set_defaults(func=cmd_train_o2lnet)
+
+    def stage_options(p):
+        p.add_argument("--config", nargs="+", required=True, metavar="YAML",
+                       help="config files, each updating the previous (e.g. config.yaml config/test.yaml)")
+        p.add_argument("--year", type=int, required=True)
+        p.add_argument("--results", default="results", help="the pipeline's results folder (default: %(default)s)")
+        p.add_argument("--out", default=None, help="write the outputs here instead of into --results")
+
+    p = sub.add_parser("assimilate", help="one year's stream, as rule assimilate_year (latent, feedback, "
+                       "diagnostics)")
+    stage_options(p)
+    p.add_argument("--method", default=None, help="override assimilation.method (hloba, free, l3dvar, l4dvar, oi)")
+    p.set_defaults(func=cmd_assimilate)
+
+    p = sub.add_parser("decode", help="one year's archive file from its latent analyses, as rule decode_year")
+    stage_options(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("evaluate", help="one year's scores, as rule evaluate_year")
+    stage_options(p)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("info", help="print a summary of a netCDF file the pipeline wrote")
     p.add_argument("path")

@@ -239,3 +239,18 @@ def reference_interval_hours(config: Mapping) -> float | int:
     from hloba.ingest import data_interval_hours
 
     return data_interval_hours(reference)
+
+
+def forecast_params(config: Mapping, interval_hours: float) -> dict:
+    """The forecast model as every forecasting rule's ``params.forecast`` (a
+    :class:`hloba.forecast.ForecastSpec` less the emulator file, which is a rule input): the
+    ``forecast`` section, the data's step, and ``world.qg`` only for the built-in world's model."""
+    forecast = dict(config["forecast"])
+    world_qg = dict((config.get("world") or {}).get("qg") or {}) if forecast.get("model", "qg") == "qg" else None
+    return {"settings": forecast, "interval_hours": interval_hours, "world_qg": world_qg}
+
+
+def evaluation_params(config: Mapping) -> dict:
+    """The forecast-skill settings of rule evaluate_year (``evaluation`` less ``withhold``, which
+    reaches the verification through the streams' feedback)."""
+    return {k: v for k, v in (config.get("evaluation") or {}).items() if k != "withhold"}

@@ -200,3 +200,81 @@ def cds_style_files(out_dir, world: dict | None = None, years=(2001, 2002), seed
             user.to_netcdf(path)
             paths.append(path)
     return paths
+
+
+TINY_NETWORKS = {
+    "seed": 7,
+    "error_std": {"geopotential": 50.0, "temperature": 0.8, "u_component_of_wind": 1.5,
+                  "v_component_of_wind": 1.5, "specific_humidity": 0.0005},
+    "networks": {
+        "radiosonde": {"kind": "fixed", "count": 12, "channels": "all", "interval_hours": 12},
+        "surface": {"kind": "fixed", "count": 20, "channels": ["geopotential_750", "temperature"]},
+    },
+}
+TINY_FORECAST = {"model": "qg", "perturb": {"drag_timescale_days": 2.5, "shear_m_s": 6.6}, "seed": 11}
+
+
+def untrained_checkpoints(reference_path, normalization_path, out_dir, seed: int = 0,
+                          latent_channels: int = 4, patch: int = 2) -> tuple:
+    """An autoencoder and an O2Lnet with seeded random weights, saved as checkpoints of the
+    reference's channels and grid: the stream's mechanics in seconds (no skill is expected)."""
+    from pathlib import Path
+
+    import torch
+
+    from hloba.channels import list_channels
+    from hloba.grid import Grid
+    from hloba.models.autoencoder import Autoencoder, AutoencoderConfig
+    from hloba.models.checkpoint import save_checkpoint
+    from hloba.models.o2lnet import O2Lnet, O2LnetConfig
+    from hloba.normalization import Normalizer
+
+    out = Path(out_dir)
+    with xr.open_dataset(reference_path) as ds:
+        channels, grid = list_channels(ds), Grid.from_dataset(ds)
+    with xr.open_dataset(normalization_path) as norm:
+        normalizer = Normalizer.from_dataset(norm.load())
+    torch.manual_seed(seed)
+    cfg = AutoencoderConfig(len(channels), *grid.shape, latent_channels=latent_channels, patch=patch, width=16,
+                            blocks=1, periodic_lat=grid.latitude_period is not None,
+                            periodic_lon=grid.longitude_period is not None)
+    ae = Autoencoder(cfg)
+    o2l_cfg = O2LnetConfig(cfg.to_dict(), width=16, blocks=1)
+    o2l = O2Lnet(o2l_cfg)
+    paths = out / "autoencoder.pt", out / "o2lnet.pt"
+    save_checkpoint(paths[0], "autoencoder", cfg.to_dict(), ae.state_dict(), channels, grid, normalizer.state())
+    save_checkpoint(paths[1], "o2lnet", o2l_cfg.to_dict(), o2l.state_dict(), channels, grid, normalizer.state(),
+                    tensors={"static_sigma_o2": torch.ones(cfg.n_latent)})
+    return paths
+
+
+def tiny_stream_inputs(out_dir, year: int = 2002, seed: int = 3, networks: dict | None = None):
+    """Everything a stream of ``year`` reads, built in-process in seconds: one tiny-world year,
+    its normalisation and simulated observations, untrained networks (:func:`untrained_checkpoints`)
+    and the lagged-ensemble calibration of the built-in forecast model. Returns
+    ``(StreamInputs, {name: path})`` with the reference and normalisation among the paths."""
+    from pathlib import Path
+
+    from hloba.assim.settings import StreamInputs
+    from hloba.ensemble.generate import generate_lagged_ensemble
+    from hloba.forecast import ForecastSpec
+    from hloba.normalization import write_normalization
+    from hloba.obs.networks import write_simulated_observations
+    from hloba.world.reference import write_reference_years
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    world = tiny_world_config(spinup_days=10.0, seed=seed)
+    paths = {"reference": out / f"reference-{year}.nc", "normalization": out / "normalization.nc",
+             "observations": out / f"obs-{year}.parquet", "calibration": out / "calibration.nc"}
+    write_reference_years(world, {year: paths["reference"]}, progress=False)
+    write_normalization([paths["reference"]], paths["normalization"], n_harmonics=1)
+    write_simulated_observations(paths["reference"], paths["observations"], networks or TINY_NETWORKS, year)
+    paths["autoencoder"], paths["o2lnet"] = untrained_checkpoints(paths["reference"], paths["normalization"], out)
+    forecast = ForecastSpec(TINY_FORECAST, world.output_interval_hours,
+                            {"nx": world.qg.nx, "ny": world.qg.ny, "dt_minutes": world.qg.dt_minutes})
+    generate_lagged_ensemble([paths["reference"]], paths["autoencoder"], paths["calibration"], forecast, members=3,
+                             max_lead_days=1.0, lead_starts=4, progress=False)
+    inputs = StreamInputs(str(paths["autoencoder"]), str(paths["o2lnet"]), str(paths["calibration"]),
+                          (str(paths["observations"]),), forecast)
+    return inputs, paths

@@ -8,6 +8,8 @@ calibration file, which records it from the reference's times).
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 
@@ -27,3 +29,18 @@ def year_times(year: int, step: pd.Timedelta, phase: pd.Timedelta = pd.Timedelta
     start = pd.Timestamp(year=year, month=1, day=1) + pd.Timedelta(phase)
     return pd.date_range(start, pd.Timestamp(year=year + 1, month=1, day=1), freq=pd.Timedelta(step),
                          inclusive="left")
+
+
+def cycle_times(year: int, interval: pd.Timedelta, spinup_days: float,
+                phase: pd.Timedelta = pd.Timedelta(0)) -> tuple[pd.DatetimeIndex, int]:
+    """All cycle times of the stream for ``year`` and the index of its first cycle of ``year``:
+    ``spinup_days`` (whole steps, rounded up) before Jan 1 at ``phase`` after 00 UTC, to Dec 31."""
+    times = year_times(year, interval, phase)
+    n_spin = int(math.ceil(pd.Timedelta(days=spinup_days) / interval))
+    return pd.date_range(times[0] - n_spin * interval, times[-1], freq=interval), n_spin
+
+
+def period_cycles(times: pd.DatetimeIndex, first: int, days: float) -> int:
+    """Cycles of ``times`` up to ``days`` after the cycle ``first`` (clipped to the stream's end)."""
+    interval = times[1] - times[0]
+    return min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))

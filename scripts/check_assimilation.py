@@ -21,8 +21,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hloba.assim.stream import StreamConfig, assimilate_year  # noqa: E402
-from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
+from hloba.assim.year import assimilate_year  # noqa: E402
+from hloba.config import load_config, stream_years, year_sets  # noqa: E402
 from hloba.models.checkpoint import grid_from_state, load_checkpoint  # noqa: E402
 from hloba.verify.latent import stream_scores  # noqa: E402
 
@@ -39,19 +40,17 @@ def main() -> int:
     years = year_sets(config)
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)
-    ae, o2l, cal = r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc"
+    ae = r / "models/autoencoder.pt"
     grid = grid_from_state(load_checkpoint(ae, "autoencoder")["grid"])
     weights = grid.area_weights()
     refs = [r / f"reference/{year}.nc"]
     hloba = stream_scores(r / f"latent/{year}.nc", refs, ae, weights)
-    assim = dict(config.get("assimilation", {}), method="free", device="cpu")
-    spin = StreamConfig(**assim).spinup_days
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(year, spin, years.all)]
+    cfg = StreamConfig.from_config(config).with_(method="free")
+    inputs = StreamInputs.from_results(r, config, stream_years(year, cfg.spinup_days, years.all), tuning=False)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        assimilate_year(year, ae, o2l, cal, obs, t / "free.nc", t / "fb.parquet", t / "diag.csv", assimilation=assim,
-                        forecast=config["forecast"], interval_hours=reference_interval_hours(config),
-                        world_qg=config["world"].get("qg", {}), progress=False)
+        assimilate_year(year, inputs, cfg, t / "free.nc", t / "fb.parquet", t / "diag.csv",
+                        RunSettings(device="cpu", progress=False))
         free = stream_scores(t / "free.nc", refs, ae, weights)
     table = pd.DataFrame({
         "analysis": hloba["analysis_rmse"], "background": hloba["background_rmse"], "free": free["background_rmse"],

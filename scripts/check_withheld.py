@@ -20,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from hloba.config import load_config, reference_interval_hours, stream_years, year_sets
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.config import load_config, stream_years, year_sets
 from hloba.verify.compare import run_method, scorecard
 from hloba.verify.evaluate import pooled_withheld, withheld_statistics
+from hloba.verify.settings import ComparisonSettings
 
 
 def main() -> None:
@@ -37,15 +39,13 @@ def main() -> None:
     base = Path(__file__).resolve().parents[1] / "config.yaml"
     config = load_config(*([base] + ([Path(args.configfile)] if args.configfile else [])))
     years = year_sets(config)
-    comparison = config.get("comparison", {})
-    year = comparison.get("year") or years.reanalysis[-1]
-    spinup, days = comparison.get("spinup_days", 10), comparison.get("days", 20)
-    methods = args.methods.split(",") if args.methods else comparison["methods"]
+    comparison = ComparisonSettings.from_config(config)
+    year = comparison.year or years.reanalysis[-1]
+    spinup, days = comparison.spinup_days, comparison.days
+    methods = args.methods.split(",") if args.methods else comparison.methods
     r = Path(args.results)
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(year, spinup, years.all)]
-    common = dict(forecast=config["forecast"], interval_hours=reference_interval_hours(config), spinup_days=spinup,
-                  world_qg=config["world"].get("qg", {}), progress=False,
-                  emulator=r / "models/emulator.pt" if config["forecast"]["model"] == "emulator" else None)
+    inputs = StreamInputs.from_results(r, config, stream_years(year, spinup, years.all), oi_covariance=True)
+    cfg = StreamConfig.from_config(config)
     with xr.open_dataset(r / "prep/normalization.nc") as norm:
         std = norm["anomaly_std"].values
     cards, withheld = {}, []
@@ -54,13 +54,9 @@ def main() -> None:
             runs = {}
             for name in methods:
                 out, fb = Path(tmp) / f"{name}-{fraction}.nc", Path(tmp) / f"{name}-{fraction}.parquet"
-                assimilation = {**config.get("assimilation", {}), "withhold_fraction": fraction,
-                                "withhold_seed": args.seed}
                 runs[name] = run_method(
-                    name, year, days, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                    obs, out, assimilation=assimilation, tuning=r / "ensemble/stream_tuning.nc"
-                    if name.startswith("hloba") else None, oi_covariance=r / "ensemble/oi_covariance.nc"
-                    if name == "oi" else None, feedback_output=fb, **common)
+                    name, year, days, inputs, out, cfg.with_(withhold_fraction=fraction, withhold_seed=args.seed),
+                    spinup_days=spinup, run=RunSettings(progress=False), feedback_output=fb)
                 if fraction > 0:
                     table = withheld_statistics(pd.read_parquet(fb))
                     withheld.append(pooled_withheld(table, "variable").reset_index().assign(method=name))

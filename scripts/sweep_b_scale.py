@@ -25,7 +25,8 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hloba.config import load_config, reference_interval_hours, stream_years, year_sets  # noqa: E402
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
+from hloba.config import load_config, stream_years, year_sets  # noqa: E402
 from hloba.verify.compare import run_method, scorecard  # noqa: E402
 
 
@@ -46,24 +47,19 @@ def main() -> None:
     years = year_sets(cfg)
     year = args.year or years.reanalysis[-1]
     r = Path(args.results)
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(year, args.spinup, years.all)]
+    inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, years.all), oi_covariance=True)
     key = "oi_b_scale" if args.method == "oi" else "var_b_scale"
-    emulator = r / "models/emulator.pt" if cfg["forecast"]["model"] == "emulator" else None
     runs = {}
     todo = [(f"{args.method} {key}={s}", args.method, float(s)) for s in args.scales.split(",")]
     if args.reference_method:
         todo.append((args.reference_method, args.reference_method, None))
     with tempfile.TemporaryDirectory() as tmp:
         for label, method, scale in todo:
-            assimilation = dict(cfg.get("assimilation", {}), log_every=10 ** 6)
+            settings = StreamConfig.from_config(cfg)
             if scale is not None:
-                assimilation[key] = scale
-            run_method(method, year, args.days, r / "models/autoencoder.pt", r / "models/o2lnet.pt",
-                       r / "ensemble/calibration.nc", obs, f"{tmp}/run.nc", assimilation=assimilation,
-                       forecast=cfg["forecast"], interval_hours=reference_interval_hours(cfg),
-                       spinup_days=args.spinup, world_qg=cfg["world"].get("qg", {}), emulator=emulator,
-                       tuning=r / "ensemble/stream_tuning.nc", oi_covariance=r / "ensemble/oi_covariance.nc",
-                       progress=False)
+                settings = settings.with_(**{key: scale})
+            run_method(method, year, args.days, inputs, f"{tmp}/run.nc", settings, spinup_days=args.spinup,
+                       run=RunSettings(log_every=10 ** 6, progress=False))
             with xr.open_dataset(f"{tmp}/run.nc") as ds:
                 runs[label] = ds.load()
             print(f"{label}: analysis {1e3 * runs[label].attrs['analysis_seconds_per_cycle']:.0f} ms per cycle",

@@ -53,19 +53,34 @@ def tiny_models(repo, tmp_path_factory) -> Path:
     return work
 
 
+def tiny_settings(work: Path, **changes):
+    """``(StreamConfig, RunSettings)`` of the tiny configuration in ``work``, with ``changes``."""
+    from hloba.assim.settings import RunSettings, StreamConfig
+
+    config = merged_config(work, "config/test.yaml")
+    return StreamConfig.from_config(config).with_(**changes), RunSettings(progress=False)
+
+
+def tiny_inputs(work: Path, years=(2001, 2002), tuning: bool = True, oi_covariance=None):
+    """The stream inputs of the tiny configuration's results in ``work``."""
+    from dataclasses import replace
+
+    from hloba.assim.settings import StreamInputs
+
+    config = merged_config(work, "config/test.yaml")
+    inputs = StreamInputs.from_results(work / "results", config, years, tuning=tuning)
+    return replace(inputs, oi_covariance=str(oi_covariance)) if oi_covariance else inputs
+
+
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_models) -> dict:
     """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session."""
-    from hloba.assim.stream import assimilate_year
+    from hloba.assim.year import assimilate_year
 
-    config = merged_config(tiny_models, "config/test.yaml")
     r = tiny_models / "results"
     paths = {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
              "diagnostics": r / "diagnostics/2002.csv"}
-    result = assimilate_year(
-        2002, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-        [r / "obs/2001.parquet", r / "obs/2002.parquet"], *paths.values(), assimilation=config["assimilation"],
-        forecast=config["forecast"], interval_hours=6, world_qg=config["world"]["qg"],
-        tuning=r / "ensemble/stream_tuning.nc", resume_dir=r / "checkpoints/assimilate", progress=False,
-    )
+    cfg, run = tiny_settings(tiny_models)
+    result = assimilate_year(2002, tiny_inputs(tiny_models), cfg, *paths.values(), run,
+                             resume_dir=r / "checkpoints/assimilate")
     return {"result": result, **paths}

@@ -57,7 +57,7 @@ def test_dask_workers_give_the_same_archive_and_load_the_decoder_once_each(tiny_
     from distributed import Client, LocalCluster
 
     from hloba.archive.decode import LOADS, decode_latent
-    from hloba.assim.stream import file_sha256
+    from hloba.runtime import file_sha256
 
     ae = tiny_models / "results/models/autoencoder.pt"
     with xr.open_dataset(tiny_stream["latent"]) as latent:

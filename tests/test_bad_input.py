@@ -16,7 +16,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
-from conftest import copy_workflow, merged_config
+from conftest import copy_workflow, merged_config, tiny_inputs, tiny_settings
 
 from hloba.config import ConfigError, check_config, check_paths
 from hloba.ingest import ReferenceFilesError, prepare_observations, prepare_reference
@@ -166,29 +166,26 @@ def test_a_channel_rejected_over_a_day_stops_the_stream(tiny_models, tmp_path):
     """Observations that passed no gate (e.g. simulated with a wrong offset) are rejected by the
     first-guess check: above the configured fraction over a day the stream stops, naming them."""
     from hloba.assim.qc_alarm import QCAlarmError
-    from hloba.assim.stream import StreamConfig, load_stream_models, run_stream
+    from hloba.assim.models import load_stream_models
+    from hloba.assim.stream import run_stream
 
-    config = merged_config(tiny_models, "config/test.yaml")
     r = tiny_models / "results"
     obs = pd.read_parquet(r / "obs/2002.parquet")
     obs.loc[obs["variable"] == "temperature", "value"] -= 273.15
     obs.to_parquet(tmp_path / "2002.parquet")
-    interval = pd.Timedelta(hours=6)
-    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                                config["forecast"], interval, config["world"]["qg"])
+    models = load_stream_models(tiny_inputs(tiny_models, tuning=False))
     # a day of spin-up on the clean 2001 observations: the background is warm when 2002 begins
     paths = [r / "obs/2001.parquet", tmp_path / "2002.parquet"]
-    cfg = StreamConfig(**dict(config["assimilation"], spinup_days=1))
+    cfg, run = tiny_settings(tiny_models, spinup_days=1)
     with pytest.raises(QCAlarmError, match=r"^temperature: the first-guess check rejected \d+ % of its \d+ observations "
                                            r"on 2002-01-01 \(limit 50 %, assimilation.max_rejected_fraction\); mean O-B "
                                            r"-2\d\d\.?\d* against an expected spread of \d"):
-        run_stream(2002, models, paths, cfg, interval, progress=False, max_cycles=12)
+        run_stream(2002, models, paths, cfg, run, max_cycles=12)
     # the same observations pass with the alarm off, and the feedback shows the rejections
-    cfg = StreamConfig(**dict(config["assimilation"], spinup_days=1, max_rejected_fraction=1.0))
-    result = run_stream(2002, models, paths, cfg, interval, progress=False, max_cycles=12)
-    table = result["observations"]
+    result = run_stream(2002, models, paths, cfg.with_(max_rejected_fraction=1.0), run, max_cycles=12)
+    table = result.observations
     day = ((table["time"] >= "2002-01-01") & (table["time"] < "2002-01-03")).to_numpy()
-    qc = result["qc"].numpy()
+    qc = result.qc.numpy()
     assert (qc[day & (table["variable"] == "temperature").to_numpy()] == 1).mean() > 0.9
     assert (qc[day & (table["variable"] != "temperature").to_numpy()] == 1).mean() < 0.15
 
@@ -223,19 +220,19 @@ def test_the_alarm_judges_whole_days_after_the_spin_up_and_the_warm_up():
 
 
 def test_models_from_other_grids_name_both_files(tiny_models, tmp_path):
-    from hloba.assim.stream import load_stream_models
+    from dataclasses import replace
+
+    from hloba.assim.models import load_stream_models
     from hloba.models.checkpoint import CheckpointError
 
     r = tiny_models / "results"
     payload = torch.load(r / "models/autoencoder.pt", weights_only=True)
     payload["grid"]["latitude"] = [v + 10.0 for v in payload["grid"]["latitude"]]
     torch.save(payload, tmp_path / "autoencoder.pt")
-    config = merged_config(tiny_models, "config/test.yaml")
     with pytest.raises(CheckpointError, match=r"autoencoder.pt and .*o2lnet.pt were trained on different data: "
                                               r".*autoencoder.pt on a 16 x 16 grid \(12.84\.\..*o2lnet.pt on a "
                                               r"16 x 16 grid \(2.84\.\."):
-        load_stream_models(tmp_path / "autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                           config["forecast"], pd.Timedelta(hours=6), config["world"]["qg"])
+        load_stream_models(replace(tiny_inputs(tiny_models), autoencoder=str(tmp_path / "autoencoder.pt")))
 
 
 def test_write_failures_name_the_file_and_the_cause(tmp_path, monkeypatch):

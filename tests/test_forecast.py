@@ -13,7 +13,7 @@ from hloba.ensemble.calibration import LaggedForecasts, calibrate, nnls_two
 from hloba.forecast import ForecastModelError, build_forecast_model, check_forecast_model
 from hloba.forecast.emulator import EmulatorConfig, EmulatorForecast, EmulatorNet
 from hloba.forecast.qg import QGForecast, world_channels
-from hloba.models.normalizer import Normalizer
+from hloba.normalization import Normalizer
 from hloba.testing import tiny_world_config
 from hloba.world.simulate import simulate_years
 

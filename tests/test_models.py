@@ -10,7 +10,7 @@ from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruct
 from hloba.models.checkpoint import CheckpointError, check_matches_data, load_checkpoint, save_checkpoint
 from hloba.models.diagnostics import latent_decorrelation
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
-from hloba.models.train_autoencoder import load_autoencoder
+from hloba.models.autoencoder import load_autoencoder
 from hloba.models.training import TrainingConfig, fit
 
 TINY = dict(latent_channels=4, patch=4, width=16, blocks=1)

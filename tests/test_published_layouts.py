@@ -111,13 +111,13 @@ def test_files_whose_steps_differ_are_named(grib, tmp_path):
 
 def test_an_alias_never_renames_a_mapped_variable():
     """ERA5's `t` is temperature, not a time axis; an alias serves only where `time` is absent."""
-    from hloba.ingest import _rename_coords
+    from hloba.ingest.layout import rename_coords
 
     times = pd.date_range("2001-01-01", periods=3, freq="D")
     ds = xr.Dataset({"t": (("time", "lat", "lon"), np.zeros((3, 2, 2)))},
                     coords={"time": times, "lat": [0.0, 1.0], "lon": [0.0, 1.0]})
-    out = _rename_coords(ds, {}, {"t": "temperature"})
+    out = rename_coords(ds, {}, {"t": "temperature"})
     assert "t" in out.data_vars and list(out.dims) == ["time", "latitude", "longitude"]
     no_time = xr.Dataset({"x": (("t", "lat", "lon"), np.zeros((3, 2, 2)))},
                          coords={"t": times, "lat": [0.0, 1.0], "lon": [0.0, 1.0]})
-    assert "time" in _rename_coords(no_time, {}).dims
+    assert "time" in rename_coords(no_time, {}).dims

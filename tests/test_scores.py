@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hloba.verify.evaluate import gridded_scores, observation_statistics
-from hloba.verify.scores import anomaly_correlation, bias, gaussian_crps, latent_calibration, rmse, spread_skill
+from hloba.scores import anomaly_correlation, bias, gaussian_crps, latent_calibration, rmse, spread_skill
 
 W = np.array([0.5, 1.0, 1.5])  # area weights of 3 latitudes
 
@@ -76,7 +76,7 @@ def test_gridded_scores_by_period_and_observation_statistics():
 
 
 def test_uncertainty_factor_is_rmse_over_rms_std():
-    from hloba.archive.calibrate import uncertainty_factors
+    from hloba.assim.uncertainty import uncertainty_factors
 
     truth = np.zeros((5, 2, 3, 4))
     mean = truth + np.array([2.0, 0.5])[None, :, None, None]

@@ -2,21 +2,18 @@
 
 import numpy as np
 import pandas as pd
-from conftest import merged_config
+from conftest import tiny_inputs, tiny_settings
 
 
 def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, tiny_stream, tmp_path):
     from hloba.archive.year import decode_year
-    from hloba.assim.stream import assimilate_year
+    from hloba.assim.year import assimilate_year
     from hloba.verify.seams import seam_report
 
-    config = merged_config(tiny_models, "config/test.yaml")
     r = tiny_models / "results"
     paths = [tmp_path / name for name in ("2001.nc", "2001.parquet", "2001.csv")]
-    assimilate_year(2001, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                    [r / "obs/2001.parquet"], *paths, assimilation=config["assimilation"], forecast=config["forecast"],
-                    interval_hours=6, world_qg=config["world"]["qg"], tuning=r / "ensemble/stream_tuning.nc",
-                    progress=False)
+    cfg, run = tiny_settings(tiny_models)
+    assimilate_year(2001, tiny_inputs(tiny_models, years=(2001,)), cfg, *paths, run)
     archive = tmp_path / "reanalysis_2001.nc"
     decode_year(paths[0], r / "models/autoencoder.pt", archive, samples=2, workers=1, progress=False)
     table = seam_report([(tiny_stream["latent"], archive)], r / "models/autoencoder.pt", r / "prep/normalization.nc",

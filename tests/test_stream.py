@@ -5,10 +5,13 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from conftest import merged_config
+from conftest import merged_config, tiny_inputs, tiny_settings
 
-from hloba.assim.stream import StreamError, assimilate_year, cycle_times
+from hloba.assim.models import StreamError
+from hloba.assim.settings import RunSettings
+from hloba.assim.year import assimilate_year
 from hloba.config import stream_years
+from hloba.timeaxis import cycle_times
 
 YEAR = 2002
 
@@ -17,18 +20,13 @@ def _config(tiny_models):
     return merged_config(tiny_models, "config/test.yaml")
 
 
-def _run(tiny_models, out, tuned=True, **overrides):
-    config = _config(tiny_models)
-    assim = dict(config["assimilation"], **overrides)
-    r = tiny_models / "results"
-    obs = [r / f"obs/{y}.parquet" for y in stream_years(YEAR, assim["spinup_days"], [2001, 2002])]
+def _run(tiny_models, out, tuned=True, checkpoint_every=120, **overrides):
+    cfg, _ = tiny_settings(tiny_models, **overrides)
+    inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=tuned)
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / "latent.nc", out / "feedback.parquet", out / "diagnostics.csv")
-    result = assimilate_year(
-        YEAR, r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc", obs, *paths,
-        assimilation=assim, forecast=config["forecast"], interval_hours=6, world_qg=config["world"]["qg"],
-        tuning=r / "ensemble/stream_tuning.nc" if tuned else None, resume_dir=out / "checkpoints", progress=False,
-    )
+    run = RunSettings(checkpoint_every=checkpoint_every, progress=False)
+    result = assimilate_year(YEAR, inputs, cfg, *paths, run, resume_dir=out / "checkpoints")
     return result, paths
 
 
@@ -96,7 +94,7 @@ def test_kill_and_resume_gives_identical_outputs(tiny_models, tmp_path, stream, 
     assert torch.load(checkpoint, weights_only=True)["cycle"] == 600
     monkeypatch.setattr(QGForecast, "step", original)
     result, paths = _run(tiny_models, tmp_path, checkpoint_every=300)
-    assert result["n_cycles_run"] == 365 * 4 + 40 - 600
+    assert result.n_cycles_run == 365 * 4 + 40 - 600
     assert not checkpoint.exists()
     with xr.open_dataset(paths[0]) as a, xr.open_dataset(stream[1][0]) as b:
         for name in ("z_a", "z_b", "sigma_a2", "sigma_b2"):
@@ -111,7 +109,7 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_models, tmp_path, 
     with caplog.at_level("WARNING"):
         result, _ = _run(tiny_models, tmp_path, method="free")
     assert "from other inputs" in caplog.text
-    assert result["n_cycles_run"] == 365 * 4 + 40
+    assert result.n_cycles_run == 365 * 4 + 40
 
 
 @pytest.fixture(scope="module")
@@ -172,23 +170,18 @@ def test_analysis_beats_the_free_run_without_diverging_and_is_calibrated(tiny_mo
 
 
 def test_latent_3dvar_method_fits_the_observations(tiny_models):
-    from hloba.assim.stream import DIAGNOSTICS, StreamConfig, load_stream_models, run_stream
+    from hloba.assim.models import method_models
+    from hloba.assim.stream import run_stream
 
-    config = _config(tiny_models)
-    r = tiny_models / "results"
-    cfg = StreamConfig(**dict(config["assimilation"], method="l3dvar"))
-    interval = pd.Timedelta(hours=6)
-    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                                config["forecast"], interval, config["world"]["qg"], rotation=False)
-    result = run_stream(YEAR, models, [r / "obs/2001.parquet", r / "obs/2002.parquet"], cfg, interval,
-                        progress=False, max_cycles=60)
-    diag = result["diagnostics"][:60]
-    assert (diag[1:, DIAGNOSTICS.index("iterations")] > 1).all()  # L-BFGS iterated every cycle
-    table = result["observations"]
-    used = (result["qc"].numpy() == 0) & ~np.isnan(result["analysis"].numpy())
+    cfg, run = tiny_settings(tiny_models, method="l3dvar")
+    inputs = tiny_inputs(tiny_models)
+    result = run_stream(YEAR, method_models(cfg, inputs), inputs.observations, cfg, run, max_cycles=60)
+    assert (result.diagnostic("iterations")[1:60] > 1).all()  # L-BFGS iterated every cycle
+    table = result.observations
+    used = (result.qc.numpy() == 0) & ~np.isnan(result.analysis.numpy())
     y, err = table["value"].to_numpy()[used], table["error_std"].to_numpy()[used]
-    oma = (y - result["analysis"].numpy()[used]) / err
-    omb = (y - result["background"].numpy()[used]) / err
+    oma = (y - result.analysis.numpy()[used]) / err
+    omb = (y - result.background.numpy()[used]) / err
     # (B = var_b_scale * sigma_clim2 of the tiny config)
     assert np.mean(oma ** 2) < 0.95 * np.mean(omb ** 2), (np.mean(oma ** 2), np.mean(omb ** 2))
 
@@ -197,37 +190,33 @@ def test_latent_3dvar_method_fits_the_observations(tiny_models):
 def test_l4dvar_and_oi_baselines_fit_the_observations(tiny_models, tmp_path, method):
     """l4dvar minimises once per window (its other cycles are the window's forecast); oi analyses
     every cycle in model space; both fit the used observations better than the background."""
+    from hloba.assim.models import method_models
     from hloba.assim.oi import oi_covariance_file
-    from hloba.assim.stream import DIAGNOSTICS, StreamConfig, load_stream_models, run_stream
+    from hloba.assim.stream import run_stream
 
-    config = _config(tiny_models)
     r = tiny_models / "results"
     cov = None
+    inputs = tiny_inputs(tiny_models)
     if method == "oi":
         cov = tmp_path / "oi_covariance.nc"
-        oi_covariance_file([r / "reference/2002.nc"], cov, config["forecast"], world_qg=config["world"]["qg"],
-                           samples=24)
-    cfg = StreamConfig(**dict(config["assimilation"], method=method, window_hours=24))
-    interval = pd.Timedelta(hours=6)
-    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                                config["forecast"], interval, config["world"]["qg"], rotation=False,
-                                oi_covariance=cov, oi_b_scale=cfg.oi_b_scale)
-    result = run_stream(YEAR, models, [r / "obs/2001.parquet", r / "obs/2002.parquet"], cfg, interval,
-                        progress=False, max_cycles=24, keep_analyses=False)
-    iterations = result["diagnostics"][:24, DIAGNOSTICS.index("iterations")].numpy()
+        oi_covariance_file([r / "reference/2002.nc"], cov, inputs.forecast, samples=24)
+        inputs = tiny_inputs(tiny_models, oi_covariance=cov)
+    cfg, run = tiny_settings(tiny_models, method=method, window_hours=24)
+    result = run_stream(YEAR, method_models(cfg, inputs), inputs.observations, cfg, run, max_cycles=24)
+    iterations = result.diagnostic("iterations")[:24]
     if method == "l4dvar":
         starts = np.arange(24) % 4 == 0
         assert (iterations[starts] > 1).all() and (iterations[~starts] == 0).all()
     else:
         assert (iterations == 0).all()
-    run = (result["qc"].numpy() == 0) & ~np.isnan(result["analysis"].numpy())
-    table = result["observations"]
+    run = (result.qc.numpy() == 0) & ~np.isnan(result.analysis.numpy())
+    table = result.observations
     if method == "l4dvar":  # the window starts: background from the last window, analysis from this one
         from hloba.obs.gridded import nearest_cycle
 
-        cycle, _ = nearest_cycle(result["times"], table["time"])
+        cycle, _ = nearest_cycle(result.times, table["time"])
         run &= cycle % 4 == 0
     y, err = table["value"].to_numpy()[run], table["error_std"].to_numpy()[run]
-    oma = np.mean(((y - result["analysis"].numpy()[run]) / err) ** 2)
-    omb = np.mean(((y - result["background"].numpy()[run]) / err) ** 2)
+    oma = np.mean(((y - result.analysis.numpy()[run]) / err) ** 2)
+    omb = np.mean(((y - result.background.numpy()[run]) / err) ** 2)
     assert oma < 0.9 * omb, (oma, omb)

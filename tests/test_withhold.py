@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import merged_config
+from conftest import tiny_inputs, tiny_settings
 
 from hloba.obs.withhold import QC_WITHHELD, fixed_stations, withheld_mask
 
@@ -38,27 +38,23 @@ def test_stations_are_withheld_whole_and_moving_platforms_by_report():
 
 
 def test_a_stream_never_uses_withheld_observations_and_its_analysis_fits_them(tiny_models):
-    from hloba.assim.stream import StreamConfig, load_stream_models, run_stream
+    from hloba.assim.models import load_stream_models
+    from hloba.assim.stream import run_stream
     from hloba.verify.evaluate import withheld_statistics
 
-    config = merged_config(tiny_models, "config/test.yaml")
-    r = tiny_models / "results"
-    interval = pd.Timedelta(hours=6)
-    models = load_stream_models(r / "models/autoencoder.pt", r / "models/o2lnet.pt", r / "ensemble/calibration.nc",
-                                config["forecast"], interval, config["world"]["qg"])
-    cfg = StreamConfig(**dict(config["assimilation"], withhold_fraction=0.2, withhold_seed=1))
-    result = run_stream(2002, models, [r / "obs/2001.parquet", r / "obs/2002.parquet"], cfg, interval,
-                        progress=False, max_cycles=40 + 4 * 30)
-    fb = result["observations"].assign(background=result["background"].numpy(), analysis=result["analysis"].numpy(),
-                                       qc=result["qc"].numpy())
+    inputs = tiny_inputs(tiny_models, tuning=False)
+    cfg, run = tiny_settings(tiny_models, withhold_fraction=0.2, withhold_seed=1)
+    result = run_stream(2002, load_stream_models(inputs), inputs.observations, cfg, run, max_cycles=40 + 4 * 30)
+    fb = result.observations.assign(background=result.background.numpy(), analysis=result.analysis.numpy(),
+                                       qc=result.qc.numpy())
     fb = fb[fb["time"] >= "2002-01-01"].iloc[: int(np.isfinite(fb["analysis"]).sum())]
     fb = fb[np.isfinite(fb["analysis"])]
     withheld = fb["qc"] == QC_WITHHELD
     assert 0.1 < withheld.mean() < 0.3
     assert set(fb.loc[withheld & (fb["platform"] == "radiosonde"), "station_id"]).isdisjoint(
         fb.loc[~withheld & (fb["platform"] == "radiosonde"), "station_id"])
-    used = result["diagnostics"][:, 1].numpy()  # n_used per cycle excludes the withheld rows
-    n_obs = result["diagnostics"][:, 0].numpy()
+    used = result.diagnostic("n_used")  # per cycle, excludes the withheld rows
+    n_obs = result.diagnostic("n_obs")
     assert (used[40:160] < n_obs[40:160]).all()
     table = withheld_statistics(fb)
     assert set(table["platform"]) == {"radiosonde", "surface", "satellite", "aircraft"}

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import copy_workflow
 
-from hloba.models.train_o2lnet import load_o2lnet
+from hloba.models.o2lnet import load_o2lnet
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 

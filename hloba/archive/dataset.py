@@ -7,7 +7,7 @@ import pandas as pd
 import xarray as xr
 
 from hloba import __version__
-from hloba.channels import Channel, unstack_channels
+from hloba.channels import Channel, list_channels, stack_channels, unstack_channels
 from hloba.grid import Grid
 from hloba.variables import COORD_ATTRS, CF_ATTRS
 
@@ -60,3 +60,14 @@ def reanalysis_dataset(mean: np.ndarray, std: np.ndarray, times, channels: list[
     if grid.latitude_period is not None:
         attrs["latitude_periodic"] = 1
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def archive_states(path) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex, list, Grid]:
+    """``(mean, std, times, channels, grid)`` of an archive file, ``(time, C, ny, nx)``."""
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    channels = [c for c in list_channels(ds) if not c.variable.endswith("_std")]
+    mean = stack_channels(ds, channels)
+    std_ds = ds[[f"{c.variable}_std" for c in channels]].rename({f"{c.variable}_std": c.variable for c in channels})
+    std = stack_channels(std_ds, channels)
+    return mean, std, pd.DatetimeIndex(ds["time"].values), channels, Grid.from_dataset(ds)

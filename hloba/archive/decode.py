@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.models.normalizer import Normalizer
-from hloba.models.train_autoencoder import load_autoencoder
+from hloba.normalization import Normalizer
+from hloba.models.autoencoder import load_autoencoder
 
 log = logging.getLogger(__name__)
 

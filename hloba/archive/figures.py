@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hloba.ensemble.figures import _save  # noqa: E402
-from hloba.verify.archive import archive_states  # noqa: E402
+from hloba.archive.dataset import archive_states  # noqa: E402
 
 
 def plot_maps(archive_path, reference_path, date, path, channel_names=None, reference_name: str = "truth") -> None:

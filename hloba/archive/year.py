@@ -10,14 +10,17 @@ import xarray as xr
 from hloba.archive.cluster import dask_client
 from hloba.archive.dataset import reanalysis_dataset
 from hloba.archive.decode import decode_latent
-from hloba.assim.stream import file_sha256
+from hloba.archive.settings import DecodeSettings, UncertaintySettings
+from hloba.runtime import file_sha256
 from hloba.io import write_netcdf
+from hloba.latent import open_latent
 from hloba.models.checkpoint import channels_from_state, grid_from_state, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, seed: int = 0, time_chunk: int = 40,
+def decode_year(latent_path, autoencoder_path, output, *, samples: int = UncertaintySettings.samples,
+                seed: int = UncertaintySettings.seed, time_chunk: int = DecodeSettings.time_chunk,
                 workers: int = 1, scheduler_address: str | None = None, std_factors=None,
                 progress: bool = True) -> xr.Dataset:
     """Decode the year's analyses and uncertainty and write the archive file atomically.
@@ -27,8 +30,7 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = 16, see
     payload = load_checkpoint(autoencoder_path, "autoencoder")
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     sha = file_sha256(autoencoder_path)
-    with xr.open_dataset(latent_path) as latent:
-        latent = latent.load()
+    latent = open_latent(latent_path)
     want = latent.attrs.get("autoencoder_sha256")
     if want and want != sha:
         raise ValueError(f"{latent_path} was made with another autoencoder than {autoencoder_path} "

@@ -152,22 +152,21 @@ def nmc_differences(model, x: torch.Tensor, times, long_lead: int, short_lead: i
     return torch.cat(out)
 
 
-def oi_covariance_file(reference_paths, output, forecast: dict, *, world_qg: dict | None = None, emulator_path=None,
-                       long_lead_hours: float = 48.0, short_lead_hours: float = 24.0, samples: int = 120) -> xr.Dataset:
-    """Rule oi_covariance: NMC statistics of the forecast model on the calibration year."""
+def oi_covariance_file(reference_paths, output, forecast, *, long_lead_hours: float = 48.0, short_lead_hours: float = 24.0, samples: int = 120) -> xr.Dataset:
+    """Rule oi_covariance: NMC statistics of the forecast model (a :class:`hloba.forecast.ForecastSpec`)
+    on the calibration year."""
     import logging
 
     import pandas as pd
 
     from hloba.channels import channel_coords
-    from hloba.forecast import build_forecast_model
     from hloba.io import write_netcdf
-    from hloba.models.data import load_years
+    from hloba.states import load_years
 
     log = logging.getLogger(__name__)
     x, times, channels, grid = load_years(reference_paths)
     interval = times[1] - times[0]
-    model = build_forecast_model(forecast, channels, interval, world=world_qg, emulator_path=emulator_path)
+    model = forecast.build(channels)
     leads = [pd.Timedelta(hours=h) / interval for h in (long_lead_hours, short_lead_hours)]
     if any(abs(v - round(v)) > 1e-9 for v in leads):
         raise ValueError(f"NMC leads {long_lead_hours} h and {short_lead_hours} h are not whole cycles of {interval}")

@@ -26,10 +26,13 @@ import xarray as xr
 
 from hloba import __version__
 from hloba.assim.cycle import mode_groups
-from hloba.assim.stream import StreamConfig, StreamModels, cycle_times, run_stream
+from hloba.assim.models import StreamModels, load_stream_models
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.year import run_period
 from hloba.io import write_netcdf
-from hloba.models.data import load_years
-from hloba.models.train_autoencoder import encode_all
+from hloba.models.autoencoder import encode_all
+from hloba.states import load_years
+from hloba.timeaxis import cycle_times, period_cycles
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,10 @@ def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex
 
 
 def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg: StreamConfig,
-                interval: pd.Timedelta, days: float = 60.0, progress: bool = True) -> dict:
-    """Run the two tuning streams on ``year`` (``days`` after the spin-up) and return the factors."""
-    times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
-    stop = min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))
+                run: RunSettings = RunSettings()) -> dict:
+    """Run the two tuning streams on ``year`` (``cfg.tuning_days`` after the spin-up); return the factors."""
+    times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
+    stop = period_cycles(times, first, cfg.tuning_days)
     n = int(models.sigma_clim2.numel())
     groups = mode_groups(n, cfg.inflation_groups)
     n_groups = int(groups.max()) + 1
@@ -66,13 +69,13 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     models.analysis_variance_factor = None
     models.error_correlation = None
     log.info("tuning pass 1 on %d: %d cycles after %d spin-up cycles", year, stop - first, first)
-    r1 = run_stream(year, models, obs_paths, cfg, interval, max_cycles=stop, progress=progress)
+    r1 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
     sl = slice(first, stop)
-    w_b = models.space.forward(r1["out"]["z_b"][sl].to(models.device)).cpu()
-    correction = group_mean((w_b - w_t).square(), groups, n_groups) / group_mean(r1["out"]["sigma_b2_update"][sl], groups, n_groups)
+    w_b = models.space.forward(r1.fields["z_b"][sl].to(models.device)).cpu()
+    correction = group_mean((w_b - w_t).square(), groups, n_groups) / group_mean(r1.fields["sigma_b2_update"][sl], groups, n_groups)
     correction = correction.clamp(1e-2, 1e4)
-    w_o = models.space.forward(r1["out"]["z_o"][sl].to(models.device)).cpu()
-    observed = torch.isfinite(r1["out"]["sigma_o2"][sl]).all(dim=1)
+    w_o = models.space.forward(r1.fields["z_o"][sl].to(models.device)).cpu()
+    observed = torch.isfinite(r1.fields["sigma_o2"][sl]).all(dim=1)
     eb, eo = (w_b - w_t)[observed], (w_o - w_t)[observed]
     rho = group_mean(eb * eo, groups, n_groups) / (
         group_mean(eb.square(), groups, n_groups) * group_mean(eo.square(), groups, n_groups)).sqrt()
@@ -82,16 +85,16 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     log.info("background/O2Lnet error correlation per group: %s", np.array2string(rho.numpy(), precision=2))
     log.info("inflation correction per group: %s", np.array2string(correction.numpy(), precision=3))
     log.info("tuning pass 2 with the correction")
-    r2 = run_stream(year, models, obs_paths, cfg, interval, max_cycles=stop, progress=progress)
-    w_a = models.space.forward(r2["out"]["z_a"][sl].to(models.device)).cpu()
-    sa2 = r2["out"]["sigma_a2_update"][sl]
+    r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
+    w_a = models.space.forward(r2.fields["z_a"][sl].to(models.device)).cpu()
+    sa2 = r2.fields["sigma_a2_update"][sl]
     alpha = group_mean((w_a - w_t).square(), groups, n_groups) / group_mean(sa2, groups, n_groups)
     mean_ratio = float(((w_a - w_t).square() / sa2).mean())
     models.analysis_variance_factor = alpha
     log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
 
     def rms(result, key):
-        return float((result["out"][key][sl] - z_t).square().mean().sqrt())
+        return float((result.fields[key][sl] - z_t).square().mean().sqrt())
 
     return {
         "inflation_correction": correction, "analysis_variance_factor": alpha, "error_correlation": rho,
@@ -118,29 +121,14 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
     )
 
 
-def apply_tuning(models: StreamModels, path) -> StreamModels:
-    """Set the tuned factors of ``path`` (rule tune_stream's output) on ``models``."""
-    with xr.open_dataset(path) as ds:
-        models.inflation_correction = torch.as_tensor(ds["inflation_correction"].values)
-        models.analysis_variance_factor = torch.as_tensor(ds["analysis_variance_factor"].values)
-        models.error_correlation = torch.as_tensor(ds["error_correlation"].values)
-    return models
-
-
-def tune_stream_file(
-    year: int, autoencoder, o2lnet, calibration, observations, references, output, *, assimilation: dict,
-    forecast: dict, interval_hours: float, world_qg: dict | None = None, emulator=None, progress: bool = True,
-) -> xr.Dataset:
-    """Rule tune_stream: the two tuning streams on ``year``, written to ``output``."""
-    from hloba.assim.stream import load_stream_models
-
-    cfg = StreamConfig(**dict(assimilation, method="hloba"))
+def tune_stream_file(year: int, inputs: StreamInputs, references, output, cfg: StreamConfig,
+                     run: RunSettings = RunSettings()) -> xr.Dataset:
+    """Rule tune_stream: the two tuning streams of HLOBA on ``year``, written to ``output``."""
+    cfg = cfg.with_(method="hloba")
     if cfg.tuning_days <= 0:
         raise ValueError("assimilation.tuning_days is 0: tuning is switched off, nothing should ask for it")
-    interval = pd.Timedelta(hours=interval_hours)
-    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
-                                cfg.device, cfg.rotation)
-    tuning = tune_stream(year, models, observations, references, cfg, interval, cfg.tuning_days, progress)
+    models = load_stream_models(inputs, run.device, cfg.rotation)
+    tuning = tune_stream(year, models, inputs.observations, references, cfg, run)
     ds = tuning_dataset(tuning, year, cfg)
     write_netcdf(ds, output)
     log.info("tuning written to %s: latent analysis rmse %.4f (pass 1) -> %.4f (pass 2)", output,

@@ -11,13 +11,13 @@ import xarray as xr
 
 from hloba import __version__
 from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
-from hloba.forecast import build_forecast_model, check_forecast_model
+from hloba.forecast import ForecastSpec, check_forecast_model
 from hloba.io import write_netcdf
 from hloba.models.checkpoint import check_matches_data
 from hloba.timeaxis import cycle_phase
-from hloba.models.data import load_years
-from hloba.models.normalizer import Normalizer
-from hloba.models.train_autoencoder import load_autoencoder
+from hloba.states import load_years
+from hloba.normalization import Normalizer
+from hloba.models.autoencoder import load_autoencoder
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def latent_encoder(ae, normalizer: Normalizer, batch: int = 64):
 
 
 def generate_lagged_ensemble(
-    reference_paths, autoencoder_path, output_path, forecast: dict, world_qg: dict | None = None,
-    emulator_path=None, members: int = 4, max_lead_days: float = 5.0, lead_starts: int = 40,
+    reference_paths, autoencoder_path, output_path, forecast: ForecastSpec, members: int = 4,
+    max_lead_days: float = 5.0, lead_starts: int = 40,
     figures: dict | None = None, progress: bool = True,
 ) -> xr.Dataset:
     ae, payload = load_autoencoder(autoencoder_path)
@@ -47,12 +47,13 @@ def generate_lagged_ensemble(
     x, times, channels, grid = load_years(reference_paths)
     check_matches_data(payload, channels, grid, autoencoder_path)
     interval = times[1] - times[0]
-    model = build_forecast_model(forecast, channels, interval, world=world_qg, emulator_path=emulator_path)
+    model = forecast.build(channels)
     check_forecast_model(model, channels, x[:2], times[:2])
     if model.interval != interval:
         raise ValueError(f"forecast step {model.interval} differs from the data's cycle interval {interval}")
     encode = latent_encoder(ae, normalizer)
-    log.info("lagged ensemble: %d times, K = %d members, forecast model %s", len(times), members, forecast["model"])
+    log.info("lagged ensemble: %d times, K = %d members, forecast model %s", len(times), members,
+             forecast.settings["model"])
     lagged = lagged_forecasts(model, encode, x, times, members, progress=progress)
     cal = calibrate(lagged)
     max_lead = int(round(pd.Timedelta(days=max_lead_days) / interval))
@@ -61,7 +62,7 @@ def generate_lagged_ensemble(
     log.info("hybrid weights a = %.3f, b = %.3f; corr(s2, e2) = %.3f", cal["hybrid_a"], cal["hybrid_b"], cal["corr_s2_e2"])
     log.info("decorrelation before rotation %s", cal["decorrelation_before"])
     log.info("decorrelation after rotation %s", cal["decorrelation_after_rotation"])
-    ds = calibration_dataset(cal, err, pers, interval, channels, lagged.times, forecast, members)
+    ds = calibration_dataset(cal, err, pers, interval, channels, lagged.times, forecast.settings, members)
     write_netcdf(ds, output_path)
     if figures:
         from hloba.ensemble.figures import plot_error_growth, plot_sigma_clim_map

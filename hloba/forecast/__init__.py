@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import pandas as pd
 
 from hloba.channels import Channel
@@ -10,7 +12,32 @@ from hloba.world.qg import QGParams
 
 KINDS = ("qg", "emulator", "torchscript", "python")
 
-__all__ = ["KINDS", "ForecastModel", "ForecastModelError", "build_forecast_model", "check_forecast_model"]
+__all__ = ["KINDS", "ForecastModel", "ForecastModelError", "ForecastSpec", "build_forecast_model",
+           "check_forecast_model"]
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    """A forecast model as the rules name it, in one record: the config's ``forecast`` section,
+    the data's step in hours, the built-in world's dynamics (``world.qg``, used by ``qg`` only) and
+    the trained emulator's file (``emulator`` only)."""
+
+    settings: dict
+    interval_hours: float
+    world_qg: dict | None = None
+    emulator: str | None = None
+
+    @property
+    def interval(self) -> pd.Timedelta:
+        return pd.Timedelta(hours=self.interval_hours)
+
+    def build(self, channels: list[Channel]) -> ForecastModel:
+        return build_forecast_model(self.settings, channels, self.interval, world=self.world_qg,
+                                    emulator_path=self.emulator)
+
+    def identity(self) -> dict:
+        """What the forecasts depend on besides files (a stream's resume fingerprint)."""
+        return {k: v for k, v in asdict(self).items() if k != "emulator"}
 
 
 def build_forecast_model(

@@ -25,8 +25,9 @@ from hloba.forecast.base import as_times
 from hloba.io import atomic_path
 from hloba.models.autoencoder import AutoencoderConfig, Decoder, Encoder
 from hloba.models.checkpoint import channels_from_state, load_module, save_checkpoint
-from hloba.models.data import load_years, resolve_device
-from hloba.models.normalizer import Normalizer
+from hloba.states import load_years
+from hloba.runtime import resolve_device
+from hloba.normalization import Normalizer
 from hloba.models.training import TrainingConfig, fit
 
 log = logging.getLogger(__name__)

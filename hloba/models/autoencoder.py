@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hloba.models.checkpoint import load_module
 from hloba.models.layers import ResidualBlock, pad_domain, padded_size
 
 
@@ -138,3 +139,20 @@ class Autoencoder(nn.Module):
 def reconstruction_loss(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean squared error in standardised-anomaly units (every channel weighs the same)."""
     return F.mse_loss(x_hat, x)
+
+
+@torch.no_grad()
+def encode_all(model: Autoencoder, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def decode_all(model: Autoencoder, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.decode(z[i:i + batch].to(device)).cpu() for i in range(0, len(z), batch)])
+
+
+def load_autoencoder(path, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
+    """Rebuild the autoencoder from its checkpoint file alone."""
+    return load_module(path, "autoencoder", lambda cfg: Autoencoder(AutoencoderConfig(**cfg)), device)

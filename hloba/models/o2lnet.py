@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from hloba.models.checkpoint import load_module
 from hloba.models.autoencoder import AutoencoderConfig, Encoder
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
@@ -81,3 +82,8 @@ def render_observations(
     mean = total / count.clamp(min=1.0)
     shape = (batch, n_channels, ny, nx)
     return torch.cat((mean.view(shape), (count > 0).to(value.dtype).view(shape)), dim=1)
+
+
+def load_o2lnet(path, device: str | torch.device = "cpu") -> tuple[O2Lnet, dict]:
+    """Rebuild O2Lnet from its checkpoint file alone."""
+    return load_module(path, "o2lnet", lambda cfg: O2Lnet(O2LnetConfig(**cfg)), device)

@@ -16,31 +16,15 @@ import torch
 import xarray as xr
 
 from hloba.io import atomic_path
-from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
-from hloba.models.checkpoint import load_module, save_checkpoint
-from hloba.models.data import load_years, resolve_device
+from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, decode_all, encode_all, reconstruction_loss
+from hloba.models.checkpoint import save_checkpoint
+from hloba.states import load_years
+from hloba.runtime import resolve_device
 from hloba.models.diagnostics import latent_decorrelation, rmse_per_channel
-from hloba.models.normalizer import Normalizer
+from hloba.normalization import Normalizer
 from hloba.models.training import TrainingConfig, fit
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def encode_all(model: Autoencoder, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
-
-
-@torch.no_grad()
-def decode_all(model: Autoencoder, z: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    device = next(model.parameters()).device
-    return torch.cat([model.decode(z[i:i + batch].to(device)).cpu() for i in range(0, len(z), batch)])
-
-
-def load_autoencoder(path, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
-    """Rebuild the autoencoder from its checkpoint file alone."""
-    return load_module(path, "autoencoder", lambda cfg: Autoencoder(AutoencoderConfig(**cfg)), device)
 
 
 def train_autoencoder(

@@ -26,13 +26,13 @@ from hloba.models.checkpoint import (
     channels_from_state,
     check_matches_data,
     grid_from_state,
-    load_module,
     save_checkpoint,
 )
-from hloba.models.data import load_years, resolve_device
-from hloba.models.normalizer import Normalizer
+from hloba.states import load_years
+from hloba.runtime import resolve_device
+from hloba.normalization import Normalizer
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
-from hloba.models.train_autoencoder import encode_all, load_autoencoder
+from hloba.models.autoencoder import encode_all, load_autoencoder
 from hloba.models.training import TrainingConfig, fit
 from hloba.obs.gridded import GriddedObservations, batch_observations, grid_observations
 from hloba.obs.schema import load_observations
@@ -48,11 +48,6 @@ class O2LnetTraining:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def load_o2lnet(path, device: str | torch.device = "cpu") -> tuple[O2Lnet, dict]:
-    """Rebuild O2Lnet from its checkpoint file alone."""
-    return load_module(path, "o2lnet", lambda cfg: O2Lnet(O2LnetConfig(**cfg)), device)
 
 
 def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):

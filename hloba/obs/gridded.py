@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from hloba.grid import Grid
-from hloba.models.normalizer import Normalizer
+from hloba.normalization import Normalizer
 from hloba.normalization import fractional_day_of_year, harmonic_design
 from hloba.obs.operator import apply_operator, interpolation_weights
 

@@ -7,23 +7,12 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from hloba.channels import list_channels, stack_channels
-from hloba.grid import Grid
+from hloba.archive.dataset import archive_states
+from hloba.channels import stack_channels
 from hloba.obs.gridded import nearest_cycle
 from hloba.obs.operator import apply_operator, interpolation_weights
 from hloba.obs.schema import channel_of_observations
-from hloba.verify.scores import rmse
-
-
-def archive_states(path) -> tuple[np.ndarray, np.ndarray, pd.DatetimeIndex, list, Grid]:
-    """``(mean, std, times, channels, grid)`` of an archive file, ``(time, C, ny, nx)``."""
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
-    channels = [c for c in list_channels(ds) if not c.variable.endswith("_std")]
-    mean = stack_channels(ds, channels)
-    std_ds = ds[[f"{c.variable}_std" for c in channels]].rename({f"{c.variable}_std": c.variable for c in channels})
-    std = stack_channels(std_ds, channels)
-    return mean, std, pd.DatetimeIndex(ds["time"].values), channels, Grid.from_dataset(ds)
+from hloba.scores import rmse
 
 
 def uncertainty_scores(archive_path, reference_path) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The method comparison (rule compare_methods): the same year, observations and forecast model.
 
-Each compared method is a configuration of the one cycle loop (:func:`hloba.assim.stream.run_stream`),
+Each compared method is a method of the one cycle loop (:func:`hloba.assim.stream.run_stream`),
 named in ``comparison.methods``:
 
 =====================  ============================================================
@@ -25,56 +25,52 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.assim.stream import DIAGNOSTICS, METHODS, StreamConfig, cycle_times, method_models, run_stream
+from hloba.assim.models import method_models
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.year import feedback_table, run_period
 from hloba.channels import channel_coords, channels_from_coords
 from hloba.grid import Grid
-from hloba.io import write_netcdf
+from hloba.io import atomic_path, write_netcdf
 from hloba.verify.latent import truth_on
-from hloba.verify.scores import rmse
+from hloba.scores import rmse
+from hloba.timeaxis import cycle_times
+from hloba.verify.settings import COMPARABLE, VARIANTS
 
 log = logging.getLogger(__name__)
 
-VARIANTS = {"hloba_norotation": ("hloba", {"rotation": False})}
-COMPARABLE = tuple(METHODS) + tuple(VARIANTS)
 
 
-def method_settings(name: str, assimilation: dict) -> dict:
-    """The ``assimilation`` settings of a compared method (``hloba_norotation``: hloba without rotation)."""
+def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
+    """The settings of a compared method (``hloba_norotation``: hloba without rotation)."""
     if name not in COMPARABLE:
         raise ValueError(f"comparison.methods: {name!r} is not one of {COMPARABLE}")
     method, extra = VARIANTS.get(name, (name, {}))
-    return {**assimilation, "method": method, **extra}
+    return cfg.with_(method=method, **extra)
 
 
-def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibration, observations, output, *,
-               assimilation: dict, forecast: dict, interval_hours: float, spinup_days: float,
-               world_qg: dict | None = None, emulator=None, tuning=None, oi_covariance=None,
-               progress: bool = True, feedback_output=None) -> xr.Dataset:
+def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, cfg: StreamConfig, *,
+               spinup_days: float, run: RunSettings = RunSettings(), feedback_output=None) -> xr.Dataset:
     """Run one compared method from ``spinup_days`` before Jan 1 of ``year`` for ``days`` and
     write its analyses, per-stage seconds and analysis memory to ``output`` (and, with
     ``feedback_output``, the feedback table of the compared period as parquet)."""
-    settings = method_settings(name, {**assimilation, "spinup_days": spinup_days})
-    cfg = StreamConfig(**settings)
-    interval = pd.Timedelta(hours=interval_hours)
-    models = method_models(cfg, autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator, tuning,
-                           oi_covariance)
+    cfg = method_settings(name, cfg.with_(spinup_days=spinup_days))
+    models = method_models(cfg, inputs, run.device)
+    interval = models.interval
     times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
     n_days = int(round(pd.Timedelta(days=days) / interval))
     if n_days < 1 or first + n_days > len(times):
         raise ValueError(f"comparison.days {days} must cover at least one cycle and stay inside {year}")
-    result = run_stream(year, models, observations, cfg, interval, progress=progress, max_cycles=first + n_days,
-                        keep_analyses=True)
-    diag = result["diagnostics"][: first + n_days]
+    result = run_period(year, models, inputs.observations, cfg, days, run, keep_analyses=True)
     cycles = first + n_days
-    seconds = {k: v / cycles for k, v in result["timers"].items()}
-    memory = diag[:, DIAGNOSTICS.index("analysis_memory_mb")].numpy()
-    iterations = diag[first:, DIAGNOSTICS.index("iterations")].numpy().astype(np.int64)
+    seconds = {k: v / cycles for k, v in result.timers.items()}
+    memory = result.diagnostic("analysis_memory_mb")[:cycles]
+    iterations = result.diagnostic("iterations")[first:cycles].astype(np.int64)
     grid = models.grid
     ds = xr.Dataset(
-        {"analysis": (("time", "channel", "latitude", "longitude"), result["analyses"].numpy(),
+        {"analysis": (("time", "channel", "latitude", "longitude"), result.analyses.numpy(),
                       {"long_name": f"model-space analysis of method {name}"}),
          "iterations": (("time",), iterations)},
-        coords={"time": times[first:first + n_days], **channel_coords(models.channels),
+        coords={"time": times[first:cycles], **channel_coords(models.channels),
                 "latitude": np.asarray(grid.latitude), "longitude": np.asarray(grid.longitude)},
         attrs={"method": name, "year": year, "days": days, "spinup_days": spinup_days, "hloba_version": __version__,
                **{f"seconds_per_cycle_{k}": v for k, v in seconds.items()},
@@ -84,11 +80,8 @@ def run_method(name: str, year: int, days: float, autoencoder, o2lnet, calibrati
     )
     write_netcdf(ds, output)
     if feedback_output is not None:
-        from hloba.assim.stream import feedback_table
-        from hloba.io import atomic_path
-
         fb = feedback_table(result, year)
-        fb = fb[pd.DatetimeIndex(fb["time"]) < times[first + n_days - 1] + interval / 2]
+        fb = fb[pd.DatetimeIndex(fb["time"]) < times[cycles - 1] + interval / 2]
         with atomic_path(feedback_output) as tmp:
             fb.to_parquet(tmp, index=False)
     log.info("%s: %d cycles, analysis %.1f ms per cycle, peak analysis memory %.1f MiB", name, cycles,
@@ -160,8 +153,6 @@ def plot_scorecard(card: pd.DataFrame, path) -> None:
 
 def compare_methods(run_paths, reference_paths, normalization, scorecard_path, cost_path, figure_path) -> pd.DataFrame:
     """Rule compare_methods: scorecard CSV and figure, and the cost table, of the compared runs."""
-    from hloba.io import atomic_path
-
     runs = {}
     for p in run_paths:
         with xr.open_dataset(p) as ds:

@@ -20,8 +20,8 @@ import xarray as xr
 from hloba.channels import stack_channels
 from hloba.io import atomic_path
 from hloba.normalization import climatology_at
-from hloba.verify.archive import archive_states
-from hloba.verify.scores import anomaly_correlation, bias, gaussian_crps, rmse, spread_skill
+from hloba.archive.dataset import archive_states
+from hloba.scores import anomaly_correlation, bias, gaussian_crps, rmse, spread_skill
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,11 @@ def pooled_withheld(table: pd.DataFrame, by) -> pd.DataFrame:
 
 
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
-                  forecast: dict | None = None, world_qg: dict | None = None, emulator=None,
+                  forecast=None,
                   forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth",
                   withheld_path=None, withheld_figure=None) -> pd.DataFrame:
     """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
-    ``forecast`` model section) also the forecast skill from the analyses; with ``withheld_path``
+    ``forecast`` model, a :class:`hloba.forecast.ForecastSpec`) also the forecast skill from the analyses; with ``withheld_path``
     the scores against the withheld observations (:func:`withheld_statistics`, and a figure)."""
     mean, std, times, channels, grid = archive_states(reanalysis)
     with xr.open_dataset(reference) as ref:
@@ -172,9 +172,7 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
 
             plot_withheld(withheld, withheld_figure)
     if forecast_path is not None:
-        from hloba.forecast import build_forecast_model
-
-        model = build_forecast_model(forecast, channels, times[1] - times[0], world=world_qg, emulator_path=emulator)
+        model = forecast.build(channels)
         skill = forecast_skill(model, mean, truth, clim, times, grid.area_weights(), names, forecast_days,
                                forecast_starts, reference_name=reference_name)
         with atomic_path(forecast_path) as tmp:

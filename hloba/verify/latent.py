@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-import xarray as xr
 
-from hloba.models.data import load_years
-from hloba.models.normalizer import Normalizer
-from hloba.models.train_autoencoder import decode_all, encode_all, load_autoencoder
-from hloba.verify.scores import latent_calibration, rmse
+from hloba.latent import open_latent
+from hloba.states import load_years
+from hloba.normalization import Normalizer
+from hloba.models.autoencoder import decode_all, encode_all, load_autoencoder
+from hloba.scores import latent_calibration, rmse
 
 
 def decode_physical(ae, normalizer: Normalizer, z: torch.Tensor, times) -> torch.Tensor:
@@ -38,8 +38,7 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
     from hloba.models.checkpoint import channels_from_state
 
     channels = channels_from_state(payload["channels"])
-    with xr.open_dataset(latent_path) as ds:
-        ds = ds.load()
+    ds = open_latent(latent_path, need=("z_a", "z_b", "sigma_a2"))
     times = pd.DatetimeIndex(ds["time"].values)
     truth = truth_on(reference_paths, times, channels)
     z_a = torch.as_tensor(ds["z_a"].values)

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
 
 from hloba.archive.figures import plt, _save
+from hloba.latent import open_latent
 from hloba.models.checkpoint import channels_from_state
-from hloba.models.normalizer import Normalizer
-from hloba.models.train_autoencoder import load_autoencoder
-from hloba.verify.archive import archive_states
+from hloba.normalization import Normalizer
+from hloba.models.autoencoder import load_autoencoder
+from hloba.archive.dataset import archive_states
 from hloba.verify.latent import decode_physical
-from hloba.verify.scores import rmse
+from hloba.scores import rmse
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,11 @@ log = logging.getLogger(__name__)
 def seam_differences(latent_path, previous_archive, autoencoder_path, anomaly_std: dict) -> pd.DataFrame:
     """Per spin-up cycle of ``latent_path`` that the previous year's archive holds, and channel:
     the RMS difference of the decoded spin-up analysis from the archive."""
-    with xr.open_dataset(latent_path) as latent:
-        if "z_a_spinup" not in latent:
-            raise ValueError(f"{latent_path} holds no spin-up analyses (z_a_spinup): rerun assimilate_year")
-        year = int(latent.attrs["year"])
-        z = torch.as_tensor(latent["z_a_spinup"].values)
-        spin_times = pd.DatetimeIndex(latent["spinup_time"].values)
-        start = pd.Timestamp(latent["time"].values[0])
+    latent = open_latent(latent_path, need=("z_a_spinup",))
+    year = int(latent.attrs["year"])
+    z = torch.as_tensor(latent["z_a_spinup"].values)
+    spin_times = pd.DatetimeIndex(latent["spinup_time"].values)
+    start = pd.Timestamp(latent["time"].values[0])
     mean, _, times, channels, grid = archive_states(previous_archive)
     common = spin_times.intersection(times)
     if not len(common):

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 
 from hloba.io import write_netcdf
-from hloba.models.data import resolve_device
+from hloba.runtime import resolve_device
 from hloba.world.simulate import WorldConfig, simulate_years
 
 log = logging.getLogger(__name__)

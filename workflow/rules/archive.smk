@@ -24,14 +24,16 @@ rule calibrate_uncertainty:
         mem_mb=8000,
         runtime=60,
         gpu=assimilation_gpus(),
+        # how the stream runs, not what it makes: resources, so that a change reruns nothing
+        log_every=RUN.log_every,
+        checkpoint_every=RUN.checkpoint_every,
+        device=RUN.device,
     params:
         year=TUNING_YEAR,
-        assimilation=assimilation_params(),
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        interval_hours=INTERVAL_HOURS,
-        uncertainty=config.get("uncertainty", {}),
-        days=config.get("assimilation", {}).get("tuning_days", 60) or 60,
+        assimilation=ASSIMILATION.to_dict(),
+        forecast=FORECAST,
+        uncertainty=UNCERTAINTY.sampling(),
+        days=ASSIMILATION.calibration_days,
     script:
         "../scripts/calibrate_uncertainty.py"
 
@@ -55,8 +57,8 @@ rule decode_year:
         mem_mb=8000,
         runtime=120,
     params:
-        uncertainty=config.get("uncertainty", {}),
-        dask=config.get("dask", {}),
+        uncertainty=UNCERTAINTY.sampling(),
+        dask=DECODE.to_dict(),
     script:
         "../scripts/decode_year.py"
 

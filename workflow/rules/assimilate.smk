@@ -23,12 +23,14 @@ rule tune_stream:
         mem_mb=8000,
         runtime=120,
         gpu=assimilation_gpus(),
+        # how the stream runs, not what it makes: resources, so that a change reruns nothing
+        log_every=RUN.log_every,
+        checkpoint_every=RUN.checkpoint_every,
+        device=RUN.device,
     params:
         year=TUNING_YEAR,
-        assimilation=assimilation_params(),
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        interval_hours=INTERVAL_HOURS,
+        assimilation=ASSIMILATION.to_dict(),
+        forecast=FORECAST,
     script:
         "../scripts/tune_stream.py"
 
@@ -66,11 +68,13 @@ rule assimilate_year:
         mem_mb=8000,
         runtime=360,
         gpu=assimilation_gpus(),
+        # how the stream runs, not what it makes: resources, so that a change reruns nothing
+        log_every=RUN.log_every,
+        checkpoint_every=RUN.checkpoint_every,
+        device=RUN.device,
     params:
-        assimilation=assimilation_params(),
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        interval_hours=INTERVAL_HOURS,
+        assimilation=ASSIMILATION.to_dict(),
+        forecast=FORECAST,
         resume_dir="results/checkpoints/assimilate",
     script:
         "../scripts/assimilate_year.py"

@@ -7,16 +7,21 @@ import yaml
 # Make the package importable when the workflow runs from a source checkout without an install.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
+from hloba.archive.settings import DecodeSettings, UncertaintySettings
+from hloba.assim.settings import RunSettings, StreamConfig
 from hloba.config import (
     ConfigError,
     check_config,
     check_paths,
+    evaluation_params,
+    forecast_params,
     forecast_source_file,
     reference_interval_hours,
     reference_role,
     stream_years,
     year_sets,
 )
+from hloba.verify.settings import ComparisonSettings
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -34,10 +39,23 @@ REFERENCE_ROLE = reference_role(
 )  # "truth" (built-in world) or "reference" (files)
 try:
     INTERVAL_HOURS = reference_interval_hours(config)
-except (OSError, ValueError) as _err:
+    # typed settings, built once; their dataclasses hold the only defaults
+    ASSIMILATION = StreamConfig.from_config(config)
+    RUN = RunSettings.from_config(config)
+    UNCERTAINTY = UncertaintySettings.from_config(config)
+    DECODE = DecodeSettings.from_config(config)
+    COMPARISON = ComparisonSettings.from_config(config)
+except (OSError, ValueError, TypeError) as _err:
     raise WorkflowError(str(_err)) from None
+FORECAST = forecast_params(config, INTERVAL_HOURS)
 ALL_YEARS = YEARS.all
 ENV = "../../envs/hloba.yaml"
+
+
+def method_class(name):
+    from hloba.assim.methods import REGISTRY
+
+    return REGISTRY[name]
 
 
 wildcard_constraints:
@@ -123,33 +141,21 @@ def forecast_model_inputs(wildcards):
     return {}
 
 
-def assimilation_params():
-    """The assimilation section, with the withheld observations of evaluation.withhold (every
-    stream and method keeps the same ones out of assimilation)."""
-    withhold = config.get("evaluation", {}).get("withhold", {})
-    extra = {f"withhold_{k}": v for k, v in withhold.items()}
-    return {**config.get("assimilation", {}), **extra}
-
-
-def evaluation_params():
-    """The forecast-skill settings of rule evaluate_year (withholding reaches it through the streams)."""
-    return {k: v for k, v in config.get("evaluation", {}).items() if k != "withhold"}
-
-
 def cold_start_input(wildcards):
     """The cold-start state file, when the streams start from one (a change reruns them)."""
-    cold = config.get("assimilation", {}).get("cold_start", "climatology")
+    cold = ASSIMILATION.cold_start
     return {} if cold == "climatology" else {"cold_start": cold}
 
 
 def stream_observation_files(wildcards):
     """Observation files a year's stream reads: its spin-up's years and its own."""
-    spinup = config.get("assimilation", {}).get("spinup_days", 30)
-    return observation_files(stream_years(int(wildcards.year), spinup, ALL_YEARS))
+    return observation_files(
+        stream_years(int(wildcards.year), ASSIMILATION.spinup_days, ALL_YEARS)
+    )
 
 
 def assimilation_gpus():
-    return 1 if config.get("assimilation", {}).get("device") == "cuda" else 0
+    return 1 if RUN.device == "cuda" else 0
 
 
 def latent_files(years):
@@ -160,26 +166,31 @@ TUNING_YEAR = YEARS.calibration[-1]
 
 
 def stream_tuning_input(wildcards):
-    """The tuning file, when the stream assimilates and tuning is on."""
-    assimilation = config.get("assimilation", {})
-    if (
-        assimilation.get("method", "hloba") != "hloba"
-        or assimilation.get("tuning_days", 60) <= 0
-    ):
+    """The tuning file, when the stream's method is tuned and tuning is on."""
+    return method_tuning_input(ASSIMILATION.method)
+
+
+def method_tuning_input(method):
+    if not (method_class(method).tuned and ASSIMILATION.tuning_days > 0):
         return {}
     return {"tuning": "results/ensemble/stream_tuning.nc"}
 
 
-def oi_covariance_input(wildcards):
-    """The static covariance, when the streams run the oi baseline."""
-    if config.get("assimilation", {}).get("method", "hloba") != "oi":
+def method_covariance_input(method):
+    if not method_class(method).needs_static_covariance:
         return {}
     return {"oi_covariance": "results/ensemble/oi_covariance.nc"}
 
 
+def oi_covariance_input(wildcards):
+    """The static covariance, when the streams' method needs it."""
+    return method_covariance_input(ASSIMILATION.method)
+
+
 def tuning_observation_files(wildcards):
-    spinup = config.get("assimilation", {}).get("spinup_days", 30)
-    return observation_files(stream_years(TUNING_YEAR, spinup, ALL_YEARS))
+    return observation_files(
+        stream_years(TUNING_YEAR, ASSIMILATION.spinup_days, ALL_YEARS)
+    )
 
 
 def reanalysis_files(years):
@@ -195,16 +206,13 @@ def evaluation_files(years):
 
 
 def uncertainty_factor_input(wildcards):
-    """Per-channel std factors for decoding, when the streams assimilate with HLOBA."""
-    if config.get("assimilation", {}).get("method", "hloba") != "hloba":
-        return {}
-    if config.get("uncertainty", {}).get("calibrate", True) is False:
+    """Per-channel std factors for decoding, when the streams' method is tuned (HLOBA)."""
+    if not (method_class(ASSIMILATION.method).tuned and UNCERTAINTY.calibrate):
         return {}
     return {"std_factors": "results/ensemble/uncertainty_factors.nc"}
 
 
-COMPARISON = config.get("comparison", {})
-COMPARISON_YEAR = COMPARISON.get("year") or YEARS.reanalysis[-1]
+COMPARISON_YEAR = COMPARISON.year or YEARS.reanalysis[-1]
 
 
 def seam_years():
@@ -220,27 +228,22 @@ def seam_files():
 
 def comparison_files():
     """The comparison's outputs, when methods are configured."""
-    if not COMPARISON.get("methods"):
+    if not COMPARISON.methods:
         return []
     return [f"results/comparison/{name}" for name in ("scorecard.csv", "cost.csv")]
 
 
 def compared_runs(wildcards):
-    return [f"results/comparison/runs/{m}.nc" for m in COMPARISON.get("methods", [])]
+    return [f"results/comparison/runs/{m}.nc" for m in COMPARISON.methods]
 
 
 def compare_method_inputs(wildcards):
     """What one compared method needs besides the models: its tuning or its static covariance."""
-    if wildcards.method == "oi":
-        return {"oi_covariance": "results/ensemble/oi_covariance.nc"}
-    if (
-        wildcards.method.startswith("hloba")
-        and config.get("assimilation", {}).get("tuning_days", 60) > 0
-    ):
-        return {"tuning": "results/ensemble/stream_tuning.nc"}
-    return {}
+    method = ComparisonSettings.base_method(wildcards.method)
+    return method_tuning_input(method) | method_covariance_input(method)
 
 
 def comparison_observation_files(wildcards):
-    spinup = COMPARISON.get("spinup_days", 10)
-    return observation_files(stream_years(COMPARISON_YEAR, spinup, ALL_YEARS))
+    return observation_files(
+        stream_years(COMPARISON_YEAR, COMPARISON.spinup_days, ALL_YEARS)
+    )

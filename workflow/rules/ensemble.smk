@@ -57,8 +57,7 @@ rule generate_lagged_ensemble:
         mem_mb=8000,
         runtime=120,
     params:
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
+        forecast=FORECAST,
         ensemble=config.get("ensemble", {}),
     script:
         "../scripts/generate_lagged_ensemble.py"
@@ -81,8 +80,7 @@ rule oi_covariance:
         mem_mb=6000,
         runtime=60,
     params:
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        nmc=COMPARISON.get("nmc", {}),
+        forecast=FORECAST,
+        nmc=COMPARISON.nmc,
     script:
         "../scripts/oi_covariance.py"

@@ -50,9 +50,8 @@ rule evaluate_year:
         mem_mb=6000,
         runtime=60,
     params:
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        evaluation=evaluation_params(),
+        forecast=FORECAST,
+        evaluation=evaluation_params(config),
         reference_role=REFERENCE_ROLE,
     script:
         "../scripts/evaluate_year.py"
@@ -80,14 +79,16 @@ rule compare_method:
         mem_mb=8000,
         runtime=240,
         gpu=assimilation_gpus(),
+        # how the stream runs, not what it makes: resources, so that a change reruns nothing
+        log_every=RUN.log_every,
+        checkpoint_every=RUN.checkpoint_every,
+        device=RUN.device,
     params:
         year=COMPARISON_YEAR,
-        days=COMPARISON.get("days", 20),
-        spinup_days=COMPARISON.get("spinup_days", 10),
-        assimilation=assimilation_params(),
-        forecast=config["forecast"],
-        world_qg=config["world"].get("qg", {}),
-        interval_hours=INTERVAL_HOURS,
+        days=COMPARISON.days,
+        spinup_days=COMPARISON.spinup_days,
+        assimilation=ASSIMILATION.to_dict(),
+        forecast=FORECAST,
     script:
         "../scripts/compare_method.py"
 

@@ -35,3 +35,28 @@ def setup(snakemake) -> logging.Logger:
 
     check_writable(snakemake.output)  # a read-only results folder fails now, not after the work
     return log
+
+
+def forecast_spec(snakemake):
+    """The rule's forecast model: ``params.forecast`` and the trained emulator when it is an input."""
+    from hloba.forecast import ForecastSpec
+
+    return ForecastSpec(**snakemake.params.forecast, emulator=snakemake.input.get("emulator"))
+
+
+def stream_inputs(snakemake):
+    """The stream inputs of a stream rule (assimilate_year, tune_stream, calibrate_uncertainty, compare_method)."""
+    from hloba.assim.settings import StreamInputs
+
+    i = snakemake.input
+    return StreamInputs(i.autoencoder, i.o2lnet, i.calibration, list(i.observations), forecast_spec(snakemake),
+                        tuning=i.get("tuning"), oi_covariance=i.get("oi_covariance"))
+
+
+def stream_settings(snakemake):
+    """``(StreamConfig, RunSettings)``: the science from ``params.assimilation``, how it runs from
+    the rule's resources (so that changing a log or checkpoint cadence reruns nothing)."""
+    from hloba.assim.settings import RUN_KEYS, RunSettings, StreamConfig
+
+    run = {k: snakemake.resources[k] for k in RUN_KEYS if k in snakemake.resources.keys()}
+    return StreamConfig.from_params(snakemake.params.assimilation), RunSettings(**run)

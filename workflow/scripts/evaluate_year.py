@@ -1,6 +1,6 @@
 """Adapter for rule evaluate_year."""
 
-from _common import setup
+from _common import forecast_spec, setup
 
 log = setup(snakemake)  # noqa: F821
 
@@ -8,6 +8,6 @@ from hloba.verify.evaluate import evaluate_year  # noqa: E402
 
 sm = snakemake  # noqa: F821
 evaluate_year(sm.input.reanalysis, sm.input.reference, sm.input.feedback, sm.input.normalization, sm.output.scores,
-              sm.output.observations, sm.output.forecast, forecast=sm.params.forecast, world_qg=sm.params.world_qg,
-              emulator=sm.input.get("emulator"), reference_name=sm.params.reference_role,
-              withheld_path=sm.output.withheld, withheld_figure=sm.output.withheld_figure, **sm.params.evaluation)
+              sm.output.observations, sm.output.forecast, forecast=forecast_spec(sm),
+              reference_name=sm.params.reference_role, withheld_path=sm.output.withheld,
+              withheld_figure=sm.output.withheld_figure, **sm.params.evaluation)

@@ -1,11 +1,10 @@
 """Adapter for rule oi_covariance."""
 
-from _common import setup
+from _common import forecast_spec, setup
 
 log = setup(snakemake)  # noqa: F821
 
 from hloba.assim.oi import oi_covariance_file  # noqa: E402
 
 sm = snakemake  # noqa: F821
-oi_covariance_file(list(sm.input.references), sm.output[0], sm.params.forecast, world_qg=sm.params.world_qg,
-                   emulator_path=sm.input.get("emulator"), **sm.params.nmc)
+oi_covariance_file(list(sm.input.references), sm.output[0], forecast_spec(sm), **sm.params.nmc)

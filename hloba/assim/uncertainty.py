@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 
 from hloba import __version__
 from hloba.archive.decode import decode_latent
-from hloba.assim.stream import StreamConfig, cycle_times, file_sha256, load_stream_models, run_stream
-from hloba.assim.tuning import apply_tuning
+from hloba.archive.settings import UncertaintySettings
+from hloba.assim.models import method_models
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.year import run_period
 from hloba.channels import stack_channels
 from hloba.io import write_netcdf
-from hloba.verify.scores import rmse
+from hloba.latent import latent_dataset
+from hloba.runtime import file_sha256
+from hloba.scores import rmse
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +39,22 @@ def uncertainty_factors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, we
     return (err / spread.clamp(min=1e-30)).numpy()
 
 
-def calibrate_uncertainty(
-    year: int, autoencoder, o2lnet, calibration, tuning, observations, reference, output, *, assimilation: dict,
-    forecast: dict, interval_hours: float, world_qg: dict | None = None, emulator=None, samples: int = 16,
-    seed: int = 0, days: float = 60.0, every: int = 4, progress: bool = True,
-) -> xr.Dataset:
-    cfg = StreamConfig(**dict(assimilation, method="hloba"))
-    interval = pd.Timedelta(hours=interval_hours)
-    models = load_stream_models(autoencoder, o2lnet, calibration, forecast, interval, world_qg, emulator,
-                                cfg.device, cfg.rotation)
-    if tuning:
-        apply_tuning(models, tuning)
-    times, first = cycle_times(year, interval, cfg.spinup_days, models.phase)
-    stop = min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))
-    result = run_stream(year, models, observations, cfg, interval, max_cycles=stop, progress=progress)
+def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cfg: StreamConfig, *,
+                          samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
+                          days: float = StreamConfig.tuning_days, every: int = 4,
+                          run: RunSettings = RunSettings()) -> xr.Dataset:
+    """Rule calibrate_uncertainty: a tuned HLOBA stream over ``days`` of ``year``, every
+    ``every``-th cycle decoded with ``samples`` Monte-Carlo draws, scored against ``reference``."""
+    cfg = cfg.with_(method="hloba")
+    models = method_models(cfg, inputs, run.device)
+    result = run_period(year, models, inputs.observations, cfg, days, run)
+    first, stop, times = result.first, result.stop, result.times
     sel = slice(first, stop, every)
-    latent = xr.Dataset(
-        {"z_a": (("time", "latent"), result["out"]["z_a"][sel].numpy()),
-         "sigma_a2_update": (("time", "latent"), result["out"]["sigma_a2_update"][sel].numpy())},
-        coords={"time": times[sel]},
-    )
-    if models.space.rotation is not None:
-        latent["rotation"] = (("latent", "mode"), models.space.rotation.cpu().numpy())
-    mean, std = decode_latent(latent, autoencoder, file_sha256(autoencoder), samples, seed, 32, None, False)
+    rotation = models.space.rotation
+    latent = latent_dataset({k: result.fields[k][sel].numpy() for k in ("z_a", "sigma_a2_update")}, times[sel],
+                            rotation=None if rotation is None else rotation.cpu().numpy())
+    mean, std = decode_latent(latent, inputs.autoencoder, file_sha256(inputs.autoencoder), samples, seed, 32, None,
+                              False)
     with xr.open_dataset(reference) as ref:
         truth = stack_channels(ref.sel(time=times[sel]).load(), models.channels)
     factors = uncertainty_factors(mean, std, truth, models.grid.area_weights())

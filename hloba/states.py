@@ -1,4 +1,4 @@
-"""Loading reference years as tensors (physical or standardised anomalies) for training and encoding."""
+"""Reference years as tensors (physical or standardised anomalies) for training, encoding and scoring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import xarray as xr
 
 from hloba.channels import Channel, list_channels, stack_channels
 from hloba.grid import Grid
-from hloba.models.normalizer import Normalizer
+from hloba.normalization import Normalizer
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,3 @@ def load_years(paths, normalizer: Normalizer | None = None, channels: list[Chann
     if not arrays:
         raise ValueError("no reference files given")
     return torch.cat(arrays), times[0].append(times[1:]) if len(times) > 1 else times[0], channels, grid
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no CUDA GPU is available: use 'cpu' or 'auto'")
-    return torch.device(device)

@@ -1,0 +1,178 @@
+"""The protocol between the cycle loop and an analysis method.
+
+At each cycle the loop forecasts, encodes the members, checks the observations against the
+background, and hands the method a :class:`Cycle`. The method returns an :class:`Analysis`: a
+latent analysis (decoded by the loop), a model-space analysis (encoded by the loop), or neither
+(the forecast goes on), with the latent variances it reports. A method keeps its own state across
+cycles (:meth:`Method.state`, saved in the stream's checkpoints), may decide the quality control of
+later cycles itself (:meth:`Method.qc_decisions`: latent 4D-Var checks a window's observations
+against the window's trajectory) and says at which cycles a checkpoint may be taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+
+from hloba.assim.cycle import ensemble_variance, mode_groups
+
+if TYPE_CHECKING:
+    from hloba.assim.models import StreamModels
+    from hloba.assim.observations import StreamObservations
+    from hloba.obs.operator import InterpolationWeights
+
+
+class MethodError(RuntimeError):
+    """A method's inputs do not fit it (a missing covariance, tuning of another shape)."""
+
+
+@dataclass
+class Cycle:
+    """What a method sees at cycle ``k``."""
+
+    k: int
+    times: pd.DatetimeIndex
+    zs: torch.Tensor  # (members, n) encoded forecasts, the background first
+    x_b: torch.Tensor  # (1, C, ny, nx) physical background
+    obs: "StreamObservations"
+    s: slice  # this cycle's rows of ``obs``
+    ok: torch.Tensor  # bool, rows used (passed the check, not withheld)
+    weights: "InterpolationWeights"  # of this cycle's rows
+    hx_b: torch.Tensor  # background at this cycle's observations
+    b2_channel: torch.Tensor  # (C,) background error variance at the observations, per channel
+    cold_first: bool  # first cycle of a cold start from climatology: no background worth weighing
+    lap: Callable[[str], None]  # the stream's stage clock
+
+    @property
+    def time(self) -> pd.Timestamp:
+        return self.times[self.k]
+
+    @property
+    def z_b(self) -> torch.Tensor:
+        return self.zs[:1]
+
+    @property
+    def n_used(self) -> int:
+        return int(self.ok.sum())
+
+
+@dataclass
+class Analysis:
+    """One cycle's analysis and the latent variances reported for it.
+
+    ``z_a`` (latent, decoded by the loop) or ``x_a`` (physical, encoded by the loop) or neither
+    (no analysis: the forecast goes on). Variances ``*_update`` are in the method's update
+    coordinates, the others latent; ``sigma_a2_raw_mean`` is the update's own mean analysis
+    variance before any calibration factor."""
+
+    z_o: torch.Tensor
+    sigma_o2: torch.Tensor
+    sigma_b2: torch.Tensor
+    sigma_a2: torch.Tensor
+    sigma_b2_update: torch.Tensor
+    sigma_a2_update: torch.Tensor
+    innovation: torch.Tensor  # z_o - z_b in update coordinates where z_o is informative
+    sigma_b2_mean: float
+    sigma_o2_mean: float
+    sigma_a2_raw_mean: float
+    z_a: torch.Tensor | None = None
+    x_a: torch.Tensor | None = None
+    iterations: int = 0
+
+
+def _finite_mean(x: torch.Tensor) -> float:
+    fin = torch.isfinite(x)
+    return x[fin].mean().item() if bool(fin.any()) else float("inf")
+
+
+class Method:
+    """Base of the analysis methods: the hybrid background variance, the tuned factors, and the
+    bookkeeping of what a method reports. Subclasses set the class attributes and :meth:`analyse`."""
+
+    name = ""
+    assimilates = True  # False: observations are checked and kept in the feedback, never used
+    rotates = False  # updates in the calibration's decorrelating coordinates (assimilation.rotation)
+    tuned = False  # reads rule tune_stream's factors
+    needs_static_covariance = False  # reads rule oi_covariance's file
+    lagged_members = False  # forecasts the time-lagged members alongside the background
+
+    def __init__(self, models: "StreamModels", cfg) -> None:
+        self.models, self.cfg = models, cfg
+        dev, n = models.device, int(models.sigma_clim2.numel())
+        self.groups = mode_groups(n, cfg.inflation_groups, dev)
+        self.n_groups = int(self.groups.max()) + 1
+        self.correction = self._per_group(models.inflation_correction, "inflation_correction")
+        self.alpha = self._per_group(models.analysis_variance_factor, "analysis_variance_factor")[self.groups]
+        self.rho = None if models.error_correlation is None else (
+            self._per_group(models.error_correlation, "error_correlation")[self.groups].float())
+        self.inflation = torch.ones(self.n_groups, dtype=torch.float64, device=dev)
+
+    @property
+    def members(self) -> int:
+        return self.models.members if self.lagged_members else 1
+
+    @property
+    def window(self) -> int:
+        """Cycles per analysis window: checkpoints are taken at window boundaries only."""
+        return 1
+
+    def _per_group(self, values: torch.Tensor | None, name: str) -> torch.Tensor:
+        dev = self.models.device
+        if values is None:
+            return torch.ones(self.n_groups, dtype=torch.float64, device=dev)
+        if values.numel() != self.n_groups:
+            raise MethodError(f"the stream tuning has {values.numel()} {name} groups but assimilation.inflation_groups "
+                              f"gives {self.n_groups}: rerun rule tune_stream")
+        return values.to(dev, torch.float64)
+
+    def state(self) -> dict:
+        return {"inflation": self.inflation.cpu()}
+
+    def load_state(self, state: dict) -> None:
+        self.inflation = state["inflation"].to(self.models.device)
+
+    def qc_decisions(self, k: int) -> torch.Tensor | None:
+        """The rejections of cycle ``k`` when the method decided them earlier (else the loop checks)."""
+        return None
+
+    def analyse(self, c: Cycle) -> Analysis:
+        raise NotImplementedError
+
+    # -- shared pieces -------------------------------------------------------------------------
+    def hybrid_background_variance(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a sigma_clim2 + b s2`` in update coordinates, and that times the inflation ``lambda``
+        (``inf`` on a cold first cycle); ``s2`` from the lagged members once there are enough of
+        them, else the calibration's mean."""
+        m = self.models
+        zs = c.zs
+        s2_w = ensemble_variance(m.space.forward(zs)) if zs.shape[0] >= max(self.members, 2) else m.s2_fallback[None]
+        sb2_raw = m.hybrid_a * m.sigma_clim2[None] + m.hybrid_b * s2_w
+        if c.cold_first:
+            return sb2_raw, torch.full_like(sb2_raw, float("inf"))
+        return sb2_raw, (self.inflation * self.correction)[self.groups].to(sb2_raw.dtype) * sb2_raw
+
+    def static_background_variance(self) -> torch.Tensor:
+        """The variational and OI baselines' reported variance: ``var_b_scale * sigma_clim2``."""
+        return self.cfg.var_b_scale * self.models.sigma_clim2[None].clone()
+
+    def report(self, c: Cycle, sb2_w: torch.Tensor, sa2_w: torch.Tensor, *, z_o=None, sigma_o2=None, so2_w=None,
+               z_a=None, x_a=None, iterations: int = 0) -> Analysis:
+        """The :class:`Analysis` of an update with background/analysis variances ``sb2_w``/``sa2_w``
+        (update coordinates); without an observation estimate ``z_o`` it is uninformative (``inf``)."""
+        space, z_b = self.models.space, c.z_b
+        if z_o is None:
+            z_o, sigma_o2 = torch.zeros_like(z_b), torch.full_like(z_b, float("inf"))
+            so2_w = sigma_o2
+        innovation = (space.forward(z_o) - space.forward(z_b))[torch.isfinite(so2_w)]
+        sa2_reported = sa2_w * self.alpha.to(sa2_w.dtype)
+        sigma_b2 = torch.full_like(sb2_w, float("inf")) if c.cold_first else space.backward_variance(sb2_w)
+        return Analysis(
+            z_o=z_o, sigma_o2=sigma_o2, sigma_b2=sigma_b2, sigma_a2=space.backward_variance(sa2_reported),
+            sigma_b2_update=sb2_w, sigma_a2_update=sa2_reported, innovation=innovation,
+            sigma_b2_mean=_finite_mean(sb2_w), sigma_o2_mean=_finite_mean(so2_w), sigma_a2_raw_mean=sa2_w.mean().item(),
+            z_a=z_a, x_a=x_a, iterations=iterations,
+        )

@@ -1,0 +1,49 @@
+"""HLOBA: O2Lnet's latent estimate from the cycle's observations, weighed element-wise against the
+hybrid (static + time-lagged ensemble) background variance, with the inflation adapted online."""
+
+from __future__ import annotations
+
+import torch
+
+from hloba.assim.cycle import inflation_estimate, smooth_inflation
+from hloba.assim.methods.base import Analysis, Cycle, Method
+from hloba.assim.update import correlated_update, hybrid_update
+from hloba.models.o2lnet import render_observations
+
+
+class Hloba(Method):
+    name = "hloba"
+    rotates = True
+    tuned = True
+    lagged_members = True
+
+    def observation_estimate(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
+        """O2Lnet's ``(z_o, sigma_o2)`` from the cycle's used observations (``inf`` without any)."""
+        z_b = c.z_b
+        if c.n_used == 0:
+            return torch.zeros_like(z_b), torch.full_like(z_b, float("inf"))
+        m, ok, s = self.models, c.ok, c.s
+        (ny, nx), C = m.grid.shape, len(m.channels)
+        rendered = render_observations(
+            torch.zeros(c.n_used, dtype=torch.long, device=m.device), c.obs.channel[s][ok], c.obs.row[s][ok],
+            c.obs.col[s][ok], c.obs.value_std[s][ok], 1, C, ny, nx,
+        )
+        z_o, logvar = m.o2lnet(rendered)
+        return z_o, logvar.exp()
+
+    def analyse(self, c: Cycle) -> Analysis:
+        m, cfg = self.models, self.cfg
+        z_o, sigma_o2 = self.observation_estimate(c)
+        c.lap("o2lnet")
+        w_b, w_o = m.space.forward(c.z_b), m.space.forward(z_o)
+        so2_w = m.space.forward_variance(sigma_o2) if c.n_used else sigma_o2
+        sb2_raw, sb2_w = self.hybrid_background_variance(c)
+        if self.rho is None:
+            w_a, sa2_w = hybrid_update(w_b, sb2_w, w_o, so2_w)
+        else:
+            w_a, sa2_w = correlated_update(w_b, sb2_w, w_o, so2_w, self.rho, cfg.correlated_gain)
+        if cfg.adaptive_inflation and not c.cold_first and c.n_used:
+            est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
+            self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
+                                              cfg.inflation_max)
+        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, z_a=m.space.backward(w_a))

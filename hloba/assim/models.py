@@ -1,0 +1,135 @@
+"""Everything a stream needs on one device: networks, calibration, forecast model, the tuning.
+
+:func:`method_models` loads what one method uses (the rotation and the tuning for a tuned method
+that rotates, the static covariance for one that needs it), asking the method registry rather
+than naming methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+import xarray as xr
+
+from hloba.assim.cycle import UpdateSpace
+from hloba.assim.methods import REGISTRY
+from hloba.assim.oi import StaticCovariance
+from hloba.assim.settings import StreamConfig, StreamInputs
+from hloba.channels import Channel
+from hloba.grid import Grid
+from hloba.models.autoencoder import load_autoencoder
+from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
+from hloba.models.o2lnet import load_o2lnet
+from hloba.normalization import Normalizer
+from hloba.runtime import file_sha256, resolve_device
+
+
+class StreamError(RuntimeError):
+    """The stream cannot go on (non-finite forecast, inputs that do not fit)."""
+
+
+@dataclass
+class StreamModels:
+    """Everything the cycle needs, on one device."""
+
+    autoencoder: torch.nn.Module
+    o2lnet: torch.nn.Module | None
+    normalizer: Normalizer
+    forecast: object
+    channels: list[Channel]
+    grid: Grid
+    space: UpdateSpace
+    sigma_clim2: torch.Tensor  # (n,) in update coordinates
+    s2_fallback: torch.Tensor  # (n,) in update coordinates
+    hybrid_a: float
+    hybrid_b: float
+    members: int
+    model_error_var: torch.Tensor  # (C,) lead-1 forecast error variance, physical units
+    device: torch.device
+    interval: pd.Timedelta = pd.Timedelta(hours=6)  # the cycle step (the forecast model's)
+    hashes: dict = field(default_factory=dict)
+    # from the tuning stream on the calibration year (rule tune_stream), per inflation group
+    inflation_correction: torch.Tensor | None = None
+    error_correlation: torch.Tensor | None = None  # of background and O2Lnet errors
+    analysis_variance_factor: torch.Tensor | None = None
+    oi: StaticCovariance | None = None  # method oi: the static model-space covariance
+    phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
+
+
+def _calibration(path, n: int, names: list[str]) -> xr.Dataset:
+    with xr.open_dataset(path) as cal:
+        cal = cal.load()
+    if int(cal.sizes["latent"]) != n:
+        raise StreamError(f"{path} has {cal.sizes['latent']} latent elements, the autoencoder {n}: "
+                          "rerun generate_lagged_ensemble")
+    if list(cal["channel"].values) != names:
+        raise StreamError(f"{path} channels {list(cal['channel'].values)} differ from the models' {names}")
+    return cal
+
+
+def _static_covariance(path, names: list[str], grid: Grid, dev, scale: float) -> StaticCovariance:
+    with xr.open_dataset(path) as ds:
+        if list(ds["channel"].values) != names:
+            raise StreamError(f"{path} channels {list(ds['channel'].values)} differ from the models' "
+                              f"{names}: rerun rule oi_covariance")
+        return StaticCovariance.from_dataset(ds.load(), grid, dev, scale)
+
+
+def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: bool = True,
+                       static_covariance: bool = False, oi_b_scale: float = 1.0) -> StreamModels:
+    """Load the trained networks and the calibration; build the forecast model; check they fit.
+
+    ``static_covariance``: also load ``inputs.oi_covariance`` (the ``oi`` method's)."""
+    dev = resolve_device(device)
+    ae, payload = load_autoencoder(inputs.autoencoder, dev)
+    ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
+    channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
+    o2l, o2l_payload = load_o2lnet(inputs.o2lnet, dev)
+    check_models_agree(payload, inputs.autoencoder, o2l_payload, inputs.o2lnet)
+    names = [c.name for c in channels]
+    cal = _calibration(inputs.calibration, ae.cfg.n_latent, names)
+    suffix = "_rotated" if rotation else ""
+    space = UpdateSpace(torch.as_tensor(cal["rotation"].values, dtype=torch.float32) if rotation else None)
+    clim = torch.as_tensor(cal[f"sigma_clim2{suffix}"].values, dtype=torch.float32)
+    a, b = float(cal.attrs[f"hybrid_a{suffix}"]), float(cal.attrs[f"hybrid_b{suffix}"])
+    s2_mean = space.forward_variance(torch.as_tensor(cal["s2_mean"].values, dtype=torch.float32)[None])[0]
+    model_var = torch.as_tensor(cal["lead_rmse"].values[0], dtype=torch.float64).square()
+    interval = inputs.forecast.interval
+    model = inputs.forecast.build(channels)
+    if model.interval != interval:
+        raise StreamError(f"forecast model step {model.interval} differs from the cycle interval {interval}")
+    if hasattr(model, "to"):
+        model = model.to(dev)
+    oi_path = inputs.oi_covariance if static_covariance else None
+    if static_covariance and not oi_path:
+        raise StreamError("method oi needs the static covariance of rule oi_covariance (oi_covariance=...)")
+    hashes = {f"{k}_sha256": file_sha256(p) for k, p in
+              (("autoencoder", inputs.autoencoder), ("o2lnet", inputs.o2lnet), ("calibration", inputs.calibration),
+               ("emulator", inputs.forecast.emulator), ("oi_covariance", oi_path)) if p}
+    return StreamModels(
+        ae, o2l, Normalizer.from_state(payload["normalizer"]), model, channels, grid, space.to(dev),
+        clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, interval, hashes,
+        oi=_static_covariance(oi_path, names, grid, dev, oi_b_scale) if oi_path else None,
+        phase=pd.Timedelta(hours=float(cal.attrs.get("cycle_phase_hours", 0.0))),
+    )
+
+
+def apply_tuning(models: StreamModels, path) -> StreamModels:
+    """Set the tuned factors of ``path`` (rule tune_stream's output) on ``models``."""
+    with xr.open_dataset(path) as ds:
+        models.inflation_correction = torch.as_tensor(ds["inflation_correction"].values)
+        models.analysis_variance_factor = torch.as_tensor(ds["analysis_variance_factor"].values)
+        models.error_correlation = torch.as_tensor(ds["error_correlation"].values)
+    return models
+
+
+def method_models(cfg: StreamConfig, inputs: StreamInputs, device: str = "auto") -> StreamModels:
+    """The models a stream of ``cfg.method`` needs, with the tuning when the method is tuned."""
+    method = REGISTRY[cfg.method]
+    models = load_stream_models(inputs, device, cfg.rotation and method.rotates, method.needs_static_covariance,
+                                cfg.oi_b_scale)
+    if inputs.tuning and method.tuned:
+        apply_tuning(models, inputs.tuning)
+    return models

@@ -1,0 +1,143 @@
+"""Typed settings of the assimilation stage, built once at the boundary (rule adapters, the CLI).
+
+The dataclasses' defaults are the only defaults: the workflow builds :class:`StreamConfig` from
+the config once (``common.smk``) and reads ``spinup_days``, ``tuning_days`` and ``method`` from it.
+
+- :class:`StreamConfig`: what a stream's outputs depend on (the rule's ``params``, and the resume
+  fingerprint);
+- :class:`RunSettings`: how it runs (log and checkpoint cadence, device), which changes no output
+  and so reruns nothing;
+- :class:`StreamInputs`: the files and the forecast model every stream entry point reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+
+from hloba.assim.methods import NAMES
+from hloba.forecast import ForecastSpec
+
+RUN_KEYS = ("checkpoint_every", "log_every", "device")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """The config's ``assimilation`` section (less :data:`RUN_KEYS`) and ``evaluation.withhold``."""
+
+    method: str = "hloba"
+    spinup_days: float = 30.0
+    qc_threshold: float = 4.0  # kappa of the first-guess check
+    max_rejected_fraction: float = 0.5  # of a channel's observations over a day, else the stream stops
+    withhold_fraction: float = 0.0  # of stations/reports kept out of assimilation (evaluation.withhold)
+    withhold_seed: int = 0
+    rotation: bool = True  # update in the calibration's decorrelating coordinates
+    adaptive_inflation: bool = True
+    correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
+    inflation_groups: int = 32  # bands of update coordinates with their own inflation
+    inflation_smoothing: float = 0.05
+    inflation_min: float = 0.5
+    inflation_max: float = 1.0e4
+    cold_start: str = "climatology"  # or a netCDF file with one state of the data's channels
+    tuning_days: float = 60.0  # length of the tuning streams on the calibration year (0: no tuning)
+    var_tolerance: float = 1e-3  # l3dvar/l4dvar: relative gradient tolerance
+    var_max_iterations: int = 50  # l3dvar/l4dvar: cost evaluations per analysis
+    var_b_scale: float = 1.0  # l3dvar/l4dvar: B = var_b_scale * sigma_clim2
+    window_hours: float = 24.0  # l4dvar: length of the assimilation window (a whole number of cycle steps)
+    oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
+
+    def __post_init__(self) -> None:
+        if self.method not in NAMES:
+            raise ValueError(f"assimilation.method {self.method!r} is not one of {NAMES}")
+        if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
+            raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "StreamConfig":
+        """From the whole workflow config: ``assimilation`` and ``evaluation.withhold``."""
+        section = {k: v for k, v in (config.get("assimilation") or {}).items() if k not in RUN_KEYS}
+        withhold = (config.get("evaluation") or {}).get("withhold") or {}
+        return cls(**section, **{f"withhold_{k}": v for k, v in withhold.items()})
+
+    @classmethod
+    def from_params(cls, params: Mapping | None) -> "StreamConfig":
+        """From a rule's ``params.assimilation`` (or a plain section; run keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params or {}) - known - set(RUN_KEYS))
+        if unknown:
+            raise ValueError(f"assimilation settings {unknown} are not known; allowed: {sorted(known)}")
+        return cls(**{k: v for k, v in (params or {}).items() if k in known})
+
+    @property
+    def calibration_days(self) -> float:
+        """Days of the uncertainty calibration's stream: the tuning streams' length, or its default
+        when tuning is off."""
+        return self.tuning_days or StreamConfig.__dataclass_fields__["tuning_days"].default
+
+    def with_(self, **changes) -> "StreamConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a stream runs; none of it changes an output."""
+
+    checkpoint_every: int = 120  # cycles between resume checkpoints
+    log_every: int = 120  # cycles between progress lines in the log
+    device: str = "auto"
+    progress: bool = True  # a progress bar on stderr
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise ValueError("assimilation.checkpoint_every and log_every must be >= 1")
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "RunSettings":
+        section = config.get("assimilation") or {}
+        return cls(**{k: section[k] for k in RUN_KEYS if k in section})
+
+
+@dataclass(frozen=True)
+class StreamInputs:
+    """The files a stream reads and its forecast model: one record for every stream entry point
+    (``assimilate``, the tuning and uncertainty calibration streams, the method comparison)."""
+
+    autoencoder: str
+    o2lnet: str
+    calibration: str
+    observations: tuple[str, ...]
+    forecast: ForecastSpec
+    tuning: str | None = None  # rule tune_stream's factors (methods that are tuned)
+    oi_covariance: str | None = None  # rule oi_covariance's static covariance (method oi)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "observations", tuple(str(p) for p in self.observations))
+
+    @classmethod
+    def from_results(cls, results, config: Mapping, observation_years, *, tuning: bool = True,
+                     oi_covariance: bool = False) -> "StreamInputs":
+        """The inputs of a finished pipeline's ``results`` folder (scripts and benchmarks); the
+        forecast model as the workflow builds it from ``config``."""
+        from pathlib import Path
+
+        from hloba.config import forecast_params, reference_interval_hours
+
+        r = Path(results)
+        emulator = r / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None
+        return cls(
+            str(r / "models/autoencoder.pt"), str(r / "models/o2lnet.pt"), str(r / "ensemble/calibration.nc"),
+            tuple(str(r / f"obs/{y}.parquet") for y in observation_years),
+            ForecastSpec(**forecast_params(config, reference_interval_hours(config)),
+                         emulator=str(emulator) if emulator else None),
+            tuning=str(r / "ensemble/stream_tuning.nc") if tuning else None,
+            oi_covariance=str(r / "ensemble/oi_covariance.nc") if oi_covariance else None,
+        )
+
+    def files(self) -> list[str]:
+        """Every file whose content the stream's outputs depend on (the resume fingerprint)."""
+        optional = (self.forecast.emulator, self.tuning, self.oi_covariance)
+        return [str(p) for p in (self.autoencoder, self.o2lnet, self.calibration, *optional) if p] + list(
+            self.observations)
