@@ -230,17 +230,6 @@ def load_config(*paths) -> dict:
     return config
 
 
-def reference_interval_hours(config: Mapping) -> float | int:
-    """Hours between reference states (cycles): the built-in world's output interval, or the
-    time step of the user's reference files (``reference.source: files``)."""
-    reference = config.get("reference", {}) or {}
-    if reference.get("source", "builtin") == "builtin":
-        return config.get("world", {}).get("output_interval_hours", 6)  # as configured (a param: keep its type)
-    from hloba.ingest import data_interval_hours
-
-    return data_interval_hours(reference)
-
-
 def forecast_params(config: Mapping, interval_hours: float) -> dict:
     """The forecast model as every forecasting rule's ``params.forecast`` (a
     :class:`hloba.forecast.ForecastSpec` less the emulator file, which is a rule input): the

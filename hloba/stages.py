@@ -77,7 +77,8 @@ def decode(config: dict, results, year: int, out=None, progress: bool = True):
 
 def evaluate(config: dict, results, year: int, out=None):
     """Rule evaluate_year: gridded, observation-space, withheld and forecast scores of the year."""
-    from hloba.config import forecast_params, reference_interval_hours
+    from hloba.config import forecast_params
+    from hloba.ingest import reference_interval_hours
     from hloba.forecast import ForecastSpec
     from hloba.verify.evaluate import evaluate_year
 

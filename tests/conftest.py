@@ -40,17 +40,23 @@ def merged_config(work: Path, *overlays: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(repo, tmp_path_factory) -> Path:
-    """The tiny configuration's trained models, calibration and observations (one run per session)."""
+def tiny_pipeline(repo, tmp_path_factory) -> Path:
+    """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
+    copy of the workflow. Tests read its results and never write into them."""
     import subprocess
 
-    work = copy_workflow(repo, tmp_path_factory.mktemp("tiny_models"))
-    targets = ["results/ensemble/stream_tuning.nc", "results/obs/2001.parquet", "results/obs/2002.parquet",
-               "results/reference/2002.nc"]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile",
-                           "config/test.yaml"], cwd=work, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    work = copy_workflow(repo, tmp_path_factory.mktemp("tiny_pipeline"))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+                          cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_pipeline) -> Path:
+    """The tiny configuration's trained models, calibration, tuning and observations (the session's
+    tiny pipeline)."""
+    return tiny_pipeline
 
 
 def tiny_settings(work: Path, **changes):
@@ -74,13 +80,14 @@ def tiny_inputs(work: Path, years=(2001, 2002), tuning: bool = True, oi_covarian
 
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_models) -> dict:
-    """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session."""
+    """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session beside
+    the pipeline's results (it equals the pipeline's own stream of the year)."""
     from hloba.assim.year import assimilate_year
 
-    r = tiny_models / "results"
-    paths = {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
-             "diagnostics": r / "diagnostics/2002.csv"}
+    out = tiny_models / "stream"
+    out.mkdir(exist_ok=True)
+    paths = {"latent": out / "latent_2002.nc", "feedback": out / "feedback_2002.parquet",
+             "diagnostics": out / "diagnostics_2002.csv"}
     cfg, run = tiny_settings(tiny_models)
-    result = assimilate_year(2002, tiny_inputs(tiny_models), cfg, *paths.values(), run,
-                             resume_dir=r / "checkpoints/assimilate")
+    result = assimilate_year(2002, tiny_inputs(tiny_models), cfg, *paths.values(), run, resume_dir=out / "checkpoints")
     return {"result": result, **paths}

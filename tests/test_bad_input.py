@@ -20,7 +20,7 @@ from conftest import copy_workflow, merged_config, tiny_inputs, tiny_settings
 
 from hloba.config import ConfigError, check_config, check_paths
 from hloba.ingest import ReferenceFilesError, prepare_observations, prepare_reference
-from hloba.quality import DataQualityError
+from hloba.ingest.quality import DataQualityError
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 VARIABLES = {v: v for v in ("geopotential", "temperature", "u_component_of_wind", "v_component_of_wind",

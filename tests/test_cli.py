@@ -14,7 +14,8 @@ def test_help_lists_the_stages(capsys):
     except SystemExit as exit:
         assert exit.code == 0
     out = capsys.readouterr().out
-    for cmd in ("make-world", "compute-normalization", "simulate-observations", "train-autoencoder", "train-o2lnet", "info"):
+    for cmd in ("make-world", "compute-normalization", "simulate-observations", "train-autoencoder", "train-o2lnet",
+                "assimilate", "decode", "evaluate", "info"):
         assert cmd in out
 
 
@@ -44,3 +45,45 @@ def test_every_subpackage_is_a_regular_package(repo):
     for folder in (repo / "hloba").rglob("*"):
         if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py")):
             assert (folder / "__init__.py").exists(), folder
+
+
+def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models, tiny_stream, tmp_path):
+    """``hloba assimilate|decode|evaluate`` read the pipeline's results and write what the rules
+    write: the by-hand stream equals the session's stream of the same inputs."""
+    import numpy as np
+    import pandas as pd
+
+    stage = ["--config", str(tiny_models / "config.yaml"), str(tiny_models / "config/test.yaml"), "--year", "2002",
+             "--results", str(tiny_models / "results"), "--out", str(tmp_path)]
+    assert main(["assimilate", *stage]) == 0
+    with xr.open_dataset(tmp_path / "latent/2002.nc") as a, xr.open_dataset(tiny_stream["latent"]) as b:
+        np.testing.assert_array_equal(a["z_a"].values, b["z_a"].values)
+        assert a.attrs["config_sha256"] == b.attrs["config_sha256"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "feedback/2002.parquet"),
+                                  pd.read_parquet(tiny_stream["feedback"]))
+    # decode and evaluate read the by-hand stream from --results: point them at a copy of results
+    # that holds it
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_models / "results", results, ignore=shutil.ignore_patterns("checkpoints", "reanalysis"))
+    shutil.copy(tmp_path / "latent/2002.nc", results / "latent/2002.nc")
+    stage[stage.index("--results") + 1] = str(results)
+    stage[stage.index("--out") + 1] = str(results)
+    assert main(["decode", *stage]) == 0
+    with xr.open_dataset(results / "reanalysis/2002.nc") as ds:
+        assert ds.sizes["time"] == 365 * 4 and "temperature_std" in ds
+        assert "uncertainty_std_factors" in ds.attrs  # hloba: calibrated std, as rule decode_year
+    assert main(["evaluate", *stage]) == 0
+    scores = pd.read_csv(results / "evaluation/2002/scores.csv")
+    assert set(scores["channel"]) >= {"temperature", "geopotential_250"} and (scores["rmse"] > 0).all()
+    assert (results / "evaluation/2002/forecast_skill.csv").exists()
+
+
+def test_a_stage_without_its_inputs_names_them(tmp_path, repo, capsys):
+    rc = main(["assimilate", "--config", str(repo / "config.yaml"), str(repo / "config/test.yaml"), "--year",
+               "2002", "--results", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "autoencoder.pt" in err and "not found: run the pipeline up to this stage first" in err
+    assert not (tmp_path / "latent").exists()

@@ -6,7 +6,7 @@ import pytest
 import xarray as xr
 
 from hloba.ingest import ReferenceFilesError, ReferenceSpec, open_reference, prepare_reference
-from hloba.quality import DataQualityError
+from hloba.ingest.quality import DataQualityError
 from hloba.testing import cds_style_files, grib_to_netcdf_style_files, tiny_world_years
 
 GRIB_NAMES = {"msl": "mean_sea_level_pressure", "t": "temperature", "z": "geopotential"}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from hloba.ensemble.figures import _save  # noqa: E402
-from hloba.archive.dataset import archive_states  # noqa: E402
+from hloba.archive.dataset import archive_states
+from hloba.plotting import plt, save_figure
 
 
 def plot_maps(archive_path, reference_path, date, path, channel_names=None, reference_name: str = "truth") -> None:
@@ -54,7 +50,7 @@ def plot_maps(archive_path, reference_path, date, path, channel_names=None, refe
             ax.tick_params(labelsize=6)
     fig.suptitle(f"reanalysis {times[k]:%Y-%m-%d %H:%M}")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_uncertainty_series(archive_path, reference_path, path, reference_name: str = "truth") -> None:
@@ -79,28 +75,4 @@ def plot_uncertainty_series(archive_path, reference_path, path, reference_name: 
     ax.set_title(f"decoded uncertainty (solid) and |analysis - {reference_name}| / sqrt(2/pi) (dotted), daily means")
     ax.legend(fontsize=7, ncol=4)
     ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def plot_withheld(table: pd.DataFrame, path) -> None:
-    """RMSE of background and analysis against the withheld observations per variable and level
-    (pooled over platforms), as a fraction of the background's; an empty table gives a note."""
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    if len(table):
-        from hloba.verify.evaluate import pooled_withheld
-
-        g = pooled_withheld(table, ["variable", "level"])
-        labels = [v if lev < 0 else f"{v} {lev:g}" for v, lev in g.index]
-        x = np.arange(len(g))
-        ax.bar(x - 0.2, np.ones(len(g)), 0.4, label="background (O-B)")
-        ax.bar(x + 0.2, g["oma_over_omb"], 0.4, label="analysis (O-A)")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("RMSE / background RMSE")
-        ax.set_ylim(0.0, 1.3)  # room above the bars for the legend
-        ax.legend(fontsize=8, loc="upper center", ncol=2)
-        ax.set_title(f"against {int(g['n'].sum())} withheld observations")
-    else:
-        ax.text(0.5, 0.5, "no observation withheld (evaluation.withhold.fraction: 0)", ha="center", va="center")
-        ax.set_axis_off()
-    fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -152,7 +152,8 @@ def nmc_differences(model, x: torch.Tensor, times, long_lead: int, short_lead: i
     return torch.cat(out)
 
 
-def oi_covariance_file(reference_paths, output, forecast, *, long_lead_hours: float = 48.0, short_lead_hours: float = 24.0, samples: int = 120) -> xr.Dataset:
+def oi_covariance_file(reference_paths, output, forecast, *, long_lead_hours: float = 48.0,
+                       short_lead_hours: float = 24.0, samples: int = 120) -> xr.Dataset:
     """Rule oi_covariance: NMC statistics of the forecast model (a :class:`hloba.forecast.ForecastSpec`)
     on the calibration year."""
     import logging

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
-from hloba.assim.methods import NAMES
+from hloba.assim.methods import REGISTRY
 from hloba.forecast import ForecastSpec
 
 RUN_KEYS = ("checkpoint_every", "log_every", "device")
@@ -47,8 +47,8 @@ class StreamConfig:
     oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
 
     def __post_init__(self) -> None:
-        if self.method not in NAMES:
-            raise ValueError(f"assimilation.method {self.method!r} is not one of {NAMES}")
+        if self.method not in REGISTRY:
+            raise ValueError(f"assimilation.method {self.method!r} is not one of {tuple(REGISTRY)}")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 
@@ -123,7 +123,8 @@ class StreamInputs:
         forecast model as the workflow builds it from ``config``."""
         from pathlib import Path
 
-        from hloba.config import forecast_params, reference_interval_hours
+        from hloba.config import forecast_params
+        from hloba.ingest import reference_interval_hours
 
         r = Path(results)
         emulator = r / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from hloba.io import atomic_path  # noqa: E402
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+from hloba.plotting import plt, save_figure
 
 
 def plot_error_growth(ds, normalizer, path) -> None:
@@ -31,7 +21,7 @@ def plot_error_growth(ds, normalizer, path) -> None:
     ax.set_title(f"forecast error growth ({ds.attrs['forecast_model']}; dotted: persistence)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -55,4 +45,4 @@ def plot_sigma_clim_map(ae, ds, z_reference: torch.Tensor, grid, channels, path,
         ax.set_title(channels[i].name, fontsize=8)
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle("static background uncertainty decoded by sampling (anomaly-std units)")
-    _save(fig, path)
+    save_figure(fig, path)

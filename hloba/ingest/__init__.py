@@ -23,7 +23,9 @@ turns the user's observation files (parquet, CSV or netCDF in the table of
 
 from hloba.ingest.layout import ReferenceFilesError, subset_region, time_step
 from hloba.ingest.observations import prepare_observations
-from hloba.ingest.reference import ReferenceSpec, data_interval_hours, open_reference, prepare_reference
+from hloba.ingest.reference import (
+    ReferenceSpec, data_interval_hours, open_reference, prepare_reference, reference_interval_hours,
+)
 
 __all__ = ["ReferenceFilesError", "ReferenceSpec", "data_interval_hours", "open_reference", "prepare_observations",
-           "prepare_reference", "subset_region", "time_step"]
+           "prepare_reference", "reference_interval_hours", "subset_region", "time_step"]

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def _read_observation_file(path) -> pd.DataFrame:
     """One of the user's observation files, its required columns checked; errors name the file."""
     from hloba.obs.schema import OBS_COLUMNS, read_observations
-    from hloba.quality import DataQualityError
+    from hloba.ingest.quality import DataQualityError
 
     try:
         df = read_observations(path)
@@ -43,11 +43,11 @@ def prepare_observations(pattern: str, reference, year: int, output, quality=Non
     column; a file none of whose rows is usable (any time); a year without observations (the
     message lists each file's times); a variable whose rows of the year are all dropped or whose
     values do not fit the reference (units). Dropped rows and unobserved channels are warnings
-    counted in ``quality`` (CSV, :func:`hloba.quality.observation_quality`)."""
+    counted in ``quality`` (CSV, :func:`hloba.ingest.quality.observation_quality`)."""
     from hloba.channels import list_channels
     from hloba.grid import Grid
     from hloba.obs.schema import channel_of_observations, validate_observations, write_observations
-    from hloba.quality import DataQualityError, observation_quality, raise_on_errors
+    from hloba.ingest.quality import DataQualityError, observation_quality, raise_on_errors
 
     files = sorted(glob.glob(str(pattern)))
     if not files:

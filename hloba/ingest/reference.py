@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,12 +158,12 @@ def files_of(files: list[str], year: int, names: set, spec: ReferenceSpec) -> li
 def prepare_reference(section: dict, outputs: dict, min_size: int = 1, quality: dict | None = None,
                       interval_hours: float | None = None) -> None:
     """Rule prepare_reference: ``outputs`` ``{year: path}`` (one year per job in the workflow);
-    ``quality``: ``{year: path}`` of each year's quality table (CSV, :func:`hloba.quality.reference_quality`);
+    ``quality``: ``{year: path}`` of each year's quality table (CSV, :func:`hloba.ingest.quality.reference_quality`);
     ``interval_hours``: the cycle interval the workflow was configured with (checked against the data).
 
     Every year is checked whole (its times, then the quality gate) before its file is written, so
     a bad year never replaces a good file."""
-    from hloba.quality import raise_on_errors, reference_quality
+    from hloba.ingest.quality import raise_on_errors, reference_quality
 
     spec = ReferenceSpec.from_config({k: v for k, v in section.items() if k != "interval_hours"}, min_size)
     ds, missing = open_reference(spec)
@@ -210,3 +211,12 @@ def data_interval_hours(section: dict) -> float:
             break
     step, _ = time_step(pd.DatetimeIndex(sorted(set(times))))
     return step / pd.Timedelta(hours=1)
+
+
+def reference_interval_hours(config: Mapping) -> float | int:
+    """Hours between reference states (cycles): the built-in world's output interval, or the
+    time step of the user's reference files (``reference.source: files``)."""
+    reference = config.get("reference", {}) or {}
+    if reference.get("source", "builtin") == "builtin":
+        return config.get("world", {}).get("output_interval_hours", 6)  # as configured (a param: keep its type)
+    return data_interval_hours(reference)

@@ -129,12 +129,7 @@ def cost_table(runs: dict[str, xr.Dataset]) -> pd.DataFrame:
 
 def plot_scorecard(card: pd.DataFrame, path) -> None:
     """Analysis RMSE per channel relative to the free run (or normalised RMSE without one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hloba.ensemble.figures import _save
+    from hloba.plotting import plt, save_figure
 
     column = "ratio_to_free" if "ratio_to_free" in card else "rmse_normalised"
     table = card.pivot(index="method", columns="channel", values=column)
@@ -148,7 +143,7 @@ def plot_scorecard(card: pd.DataFrame, path) -> None:
     title = "analysis RMSE / free-run RMSE" if column == "ratio_to_free" else "analysis RMSE / anomaly std"
     ax.set_title(f"{title} (lower is better)")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def compare_methods(run_paths, reference_paths, normalization, scorecard_path, cost_path, figure_path) -> pd.DataFrame:

@@ -168,8 +168,6 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
             log.info("withheld observations (O-B and O-A RMSE):\n%s",
                      withheld[["variable", "level", "platform", "n", "omb_rmse", "oma_rmse"]].to_string(index=False))
         if withheld_figure is not None:
-            from hloba.archive.figures import plot_withheld
-
             plot_withheld(withheld, withheld_figure)
     if forecast_path is not None:
         model = forecast.build(channels)
@@ -184,3 +182,27 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     year = scores[scores.period == "year"].set_index("channel")
     log.info("year scores:\n%s", year[["rmse", "bias", "acc", "crps", "spread_skill"]].to_string())
     return scores
+
+
+def plot_withheld(table: pd.DataFrame, path) -> None:
+    """RMSE of background and analysis against the withheld observations per variable and level
+    (pooled over platforms), as a fraction of the background's; an empty table gives a note."""
+    from hloba.plotting import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if len(table):
+        g = pooled_withheld(table, ["variable", "level"])
+        labels = [v if lev < 0 else f"{v} {lev:g}" for v, lev in g.index]
+        x = np.arange(len(g))
+        ax.bar(x - 0.2, np.ones(len(g)), 0.4, label="background (O-B)")
+        ax.bar(x + 0.2, g["oma_over_omb"], 0.4, label="analysis (O-A)")
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("RMSE / background RMSE")
+        ax.set_ylim(0.0, 1.3)  # room above the bars for the legend
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
+        ax.set_title(f"against {int(g['n'].sum())} withheld observations")
+    else:
+        ax.text(0.5, 0.5, "no observation withheld (evaluation.withhold.fraction: 0)", ha="center", va="center")
+        ax.set_axis_off()
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from hloba.archive.figures import plt, _save
+from hloba.plotting import plt, save_figure
 from hloba.latent import open_latent
 from hloba.models.checkpoint import channels_from_state
 from hloba.normalization import Normalizer
@@ -80,5 +80,5 @@ def seam_report(pairs, autoencoder_path, normalization, csv_path, figure_path) -
     ax.legend(fontsize=6, ncol=3)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, figure_path)
+    save_figure(fig, figure_path)
     return table

@@ -16,11 +16,11 @@ from hloba.config import (
     evaluation_params,
     forecast_params,
     forecast_source_file,
-    reference_interval_hours,
     reference_role,
     stream_years,
     year_sets,
 )
+from hloba.ingest import reference_interval_hours
 from hloba.verify.settings import ComparisonSettings
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:

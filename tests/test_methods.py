@@ -1,0 +1,147 @@
+"""The analysis methods behind one protocol, on stream inputs built in-process (no Snakemake)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hloba.assim.methods import REGISTRY, Method
+from hloba.assim.models import method_models
+from hloba.assim.settings import RunSettings, StreamConfig
+from hloba.assim.stream import QC_NOT_ASSIMILATED, QC_USED, run_stream
+from hloba.assim.year import assimilate_year, run_period
+from hloba.latent import open_latent
+
+RUN = RunSettings(device="cpu", progress=False)
+DAYS = 3  # after 2 days of spin-up (8 cycles, before the observations' year)
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    from hloba.testing import tiny_stream_inputs
+
+    return tiny_stream_inputs(tmp_path_factory.mktemp("factory"))
+
+
+def _settings(method: str, **changes) -> StreamConfig:
+    return StreamConfig(method=method, spinup_days=2, max_rejected_fraction=1.0, inflation_groups=8, **changes)
+
+
+@pytest.fixture(scope="module")
+def runs(factory):
+    inputs, _ = factory
+    out = {}
+    for name in ("hloba", "free", "l3dvar", "l4dvar"):
+        cfg = _settings(name, window_hours=12)
+        out[name] = run_period(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, DAYS, RUN,
+                               keep_analyses=True)
+    return out
+
+
+def test_every_method_gives_finite_fields_and_its_own_feedback(runs):
+    for name, r in runs.items():
+        cycles = slice(1, r.stop)  # the cold start's first cycle has no background variance (inf)
+        assert r.stop == r.first + 4 * DAYS and r.analyses.shape[0] == 4 * DAYS
+        for field in ("z_b", "z_a", "sigma_a2"):
+            assert torch.isfinite(r.fields[field][cycles]).all(), (name, field)
+        observed = r.diagnostic("n_obs")[cycles] > 0
+        assert observed[r.first:].all() and not observed[: r.first].any()  # no observations before 2002
+        qc = r.qc.numpy()
+        if REGISTRY[name].assimilates:
+            assert (qc == QC_USED).mean() > 0.8 and (r.diagnostic("n_used")[r.first:r.stop] > 0).all()
+        else:
+            assert set(np.unique(qc)) <= {QC_NOT_ASSIMILATED, 1} and (r.diagnostic("n_used")[: r.stop] == 0).all()
+
+
+def test_what_each_method_changes(runs):
+    free, hloba, l3, l4 = (runs[k] for k in ("free", "hloba", "l3dvar", "l4dvar"))
+    sl = slice(free.first, free.stop)
+    torch.testing.assert_close(free.fields["z_a"][sl], free.fields["z_b"][sl])  # no analysis
+    assert (hloba.fields["z_a"][sl] - hloba.fields["z_b"][sl]).abs().max() > 1e-3
+    # HLOBA blends O2Lnet's estimate (finite where observed); the variational methods have none
+    assert torch.isfinite(hloba.fields["sigma_o2"][sl]).all() and torch.isinf(l3.fields["sigma_o2"][sl]).all()
+    assert (l3.diagnostic("iterations")[free.first:free.stop] > 1).all()
+    # latent 4D-Var: one minimisation per 12-hour window, the window's later cycle is its forecast
+    it = l4.diagnostic("iterations")[: l4.stop]
+    starts = np.arange(l4.stop) % 2 == 0
+    assert (it[starts & (np.arange(l4.stop) >= l4.first)] > 1).all() and (it[~starts] == 0).all()
+    later = ~starts & (np.arange(l4.stop) >= l4.first)
+    torch.testing.assert_close(l4.fields["z_a"][later], l4.fields["z_b"][later])
+    # the members each method forecasts: the lagged ensemble for HLOBA only
+    assert hloba.diagnostic("members")[: hloba.stop].max() == 3 and free.diagnostic("members")[: free.stop].max() == 1
+
+
+def test_a_new_method_is_one_class_and_one_registry_entry(factory, monkeypatch):
+    """The loop names no method: a method registered from outside runs with its own state."""
+    inputs, _ = factory
+
+    class Relax(Method):
+        name = "relax"
+
+        def analyse(self, c):
+            c.lap("o2lnet")
+            self.count = getattr(self, "count", 0) + 1
+            sb2 = self.static_background_variance()
+            return self.report(c, sb2, sb2.clone(), z_a=0.5 * c.z_b)
+
+        def state(self):
+            return {**super().state(), "count": torch.tensor(getattr(self, "count", 0))}
+
+    monkeypatch.setitem(REGISTRY, "relax", Relax)
+    cfg = _settings("relax")
+    models = method_models(cfg, inputs, RUN.device)
+    r = run_period(2002, models, inputs.observations, cfg, 1, RUN)
+    torch.testing.assert_close(r.fields["z_a"][: r.stop], 0.5 * r.fields["z_b"][: r.stop])
+    assert (r.qc.numpy()[: int(r.diagnostic("n_obs")[: r.stop].sum())] != QC_NOT_ASSIMILATED).all()
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(factory, tmp_path, monkeypatch):
+    """Every method's state (HLOBA's inflation, the lagged members, l4dvar's window) survives a
+    checkpoint: a stream killed after its checkpoint and rerun gives the same outputs."""
+    inputs, _ = factory
+    for method in ("hloba", "l4dvar"):
+        cfg = _settings(method, window_hours=12)
+        run = RunSettings(checkpoint_every=6, device="cpu", progress=False)
+        models = method_models(cfg, inputs, RUN.device)
+        whole = run_period(2002, models, inputs.observations, cfg, DAYS, run)
+        path = tmp_path / f"{method}.pt"
+        from hloba.timeaxis import cycle_times
+
+        times, first = cycle_times(2002, models.interval, cfg.spinup_days, models.phase)
+        stop = first + 4 * DAYS
+        step = type(models.forecast).step
+        calls = {"n": 0}
+
+        def dying(self, x, t, n=1):
+            calls["n"] += 1
+            if calls["n"] == 15:
+                raise KeyboardInterrupt
+            return step(self, x, t, n)
+
+        with monkeypatch.context() as mp:
+            mp.setattr(type(models.forecast), "step", dying)
+            with pytest.raises(KeyboardInterrupt):
+                run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, run,
+                           resume_path=path, fingerprint_value="same", max_cycles=stop)
+        assert torch.load(path, weights_only=True)["cycle"] == 12
+        resumed = run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, run,
+                             resume_path=path, fingerprint_value="same", max_cycles=stop)
+        assert resumed.n_cycles_run == stop - 12
+        for name in ("z_a", "z_b", "sigma_a2"):
+            torch.testing.assert_close(resumed.fields[name][:stop], whole.fields[name][:stop], rtol=0, atol=0)
+        torch.testing.assert_close(resumed.analysis, whole.analysis, rtol=0, atol=0, equal_nan=True)
+
+
+def test_the_year_writes_one_latent_file_that_its_reader_opens(factory, tmp_path):
+    inputs, _ = factory
+    cfg = _settings("hloba", spinup_days=1)
+    paths = tmp_path / "latent.nc", tmp_path / "feedback.parquet", tmp_path / "diagnostics.csv"
+    result = assimilate_year(2002, inputs, cfg, *paths, RUN)
+    ds = open_latent(paths[0], need=("z_a", "sigma_a2_update", "z_a_spinup", "rotation"))
+    assert ds.sizes["time"] == 365 * 4 and ds.sizes["spinup_time"] == 4 and ds.attrs["method"] == "hloba"
+    np.testing.assert_array_equal(ds["z_a"].values, result.fields["z_a"][result.first:].numpy())
+    diag = pd.read_csv(paths[2])
+    assert list(diag.columns[2:]) == list(result.diagnostics_table().columns[2:])
+    assert (diag["n_used"] + diag["n_rejected"] <= diag["n_obs"]).all()
+    with pytest.raises(ValueError, match=r"latent file .*feedback.parquet cannot be read"):
+        open_latent(paths[1])
