@@ -136,6 +136,13 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tiny_stream):
     # nothing left to do: a second run is a no-op
     again = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml"], workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # how a stream runs (rule resources) reruns nothing; what it makes (params) reruns the streams
+    (workdir / "run.yaml").write_text("assimilation: {log_every: 7, checkpoint_every: 13}\n")
+    same = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml", "run.yaml"], workdir)
+    assert "Nothing to be done" in same.stdout + same.stderr
+    (workdir / "science.yaml").write_text("assimilation: {qc_threshold: 3.5}\n")
+    plan = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml", "science.yaml"], workdir).stdout
+    assert "tune_stream" in plan and "assimilate_year" in plan and "train_o2lnet" not in plan
     # switching the forecast model through config alone trains the emulator and recalibrates,
     # and nothing upstream reruns
     switch = ["--configfile", "config/test.yaml", "--config", "forecast={'model': 'emulator'}"]
