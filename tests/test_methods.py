@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hloba.assim.methods import REGISTRY, Method
-from hloba.assim.models import method_models
+from hloba.assim.models import StreamError, method_models
 from hloba.assim.settings import RunSettings, StreamConfig
 from hloba.assim.stream import QC_NOT_ASSIMILATED, QC_USED, run_stream
 from hloba.assim.year import assimilate_year, run_period
@@ -145,3 +145,47 @@ def test_the_year_writes_one_latent_file_that_its_reader_opens(factory, tmp_path
     assert (diag["n_used"] + diag["n_rejected"] <= diag["n_obs"]).all()
     with pytest.raises(ValueError, match=r"latent file .*feedback.parquet cannot be read"):
         open_latent(paths[1])
+
+
+def test_a_checkpoint_from_other_inputs_or_unreadable_is_ignored(factory, tmp_path, caplog):
+    inputs, _ = factory
+    cfg = _settings("free")
+    models = method_models(cfg, inputs, RUN.device)
+    path = tmp_path / "free.pt"
+    torch.save({"format": 2, "fingerprint": "something else", "cycle": 5}, path)
+    with caplog.at_level("WARNING"):
+        r = run_stream(2002, models, inputs.observations, cfg, RUN, resume_path=path, fingerprint_value="mine",
+                       max_cycles=12)
+    assert "from other inputs or settings" in caplog.text and r.n_cycles_run == 12
+    path.write_bytes(b"half a checkpoint")
+    with caplog.at_level("WARNING"):
+        r = run_stream(2002, models, inputs.observations, cfg, RUN, resume_path=path, fingerprint_value="mine",
+                       max_cycles=12)
+    assert "unreadable" in caplog.text and r.n_cycles_run == 12
+
+
+def test_non_finite_forecast_stops_with_the_cycle_time_and_keeps_the_checkpoint(factory, tmp_path, monkeypatch):
+    inputs, _ = factory
+    cfg = _settings("hloba")
+    models = method_models(cfg, inputs, RUN.device)
+    step = type(models.forecast).step
+
+    def nan_step(self, x, t, n=1):
+        out = step(self, x, t, n)
+        return out * float("nan") if pd.Timestamp(t[0]) == pd.Timestamp("2002-01-01 06:00") else out
+
+    monkeypatch.setattr(type(models.forecast), "step", nan_step)
+    path = tmp_path / "hloba.pt"
+    run = RunSettings(checkpoint_every=4, device="cpu", progress=False)
+    with pytest.raises(StreamError, match=r"non-finite values in the forecast from 2002-01-01 06:00:00 \(cycle 9\); "
+                                          r"last checkpoint .*hloba.pt kept"):
+        run_stream(2002, models, inputs.observations, cfg, run, resume_path=path, fingerprint_value="x",
+                   max_cycles=20)
+    assert torch.load(path, weights_only=True)["cycle"] == 8
+
+
+def test_cold_start_from_a_missing_file_names_it(factory):
+    inputs, _ = factory
+    cfg = _settings("free", cold_start="nowhere.nc")
+    with pytest.raises(StreamError, match="cold_start 'nowhere.nc': no such file"):
+        run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, RUN, max_cycles=2)

@@ -3,11 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 from conftest import merged_config, tiny_inputs, tiny_settings
 
-from hloba.assim.models import StreamError
 from hloba.assim.settings import RunSettings
 from hloba.assim.year import assimilate_year
 from hloba.config import stream_years
@@ -74,44 +72,6 @@ def test_outputs_hold_the_year_with_feedback_and_diagnostics(stream):
     assert 0.7 < year.obs_innovation_rms.median() < 1.5  # O-B consistent with the assumed variances
 
 
-def test_kill_and_resume_gives_identical_outputs(tiny_models, tmp_path, stream, monkeypatch):
-    from hloba.forecast.qg import QGForecast
-
-    original = QGForecast.step
-    calls = {"n": 0}
-
-    def dying_step(self, x, times, n=1):
-        calls["n"] += 1
-        if calls["n"] == 700:
-            raise KeyboardInterrupt("killed")
-        return original(self, x, times, n)
-
-    monkeypatch.setattr(QGForecast, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tiny_models, tmp_path, checkpoint_every=300)
-    checkpoint = tmp_path / "checkpoints" / f"hloba-{YEAR}.pt"
-    assert checkpoint.exists() and not (tmp_path / "latent.nc").exists()
-    assert torch.load(checkpoint, weights_only=True)["cycle"] == 600
-    monkeypatch.setattr(QGForecast, "step", original)
-    result, paths = _run(tiny_models, tmp_path, checkpoint_every=300)
-    assert result.n_cycles_run == 365 * 4 + 40 - 600
-    assert not checkpoint.exists()
-    with xr.open_dataset(paths[0]) as a, xr.open_dataset(stream[1][0]) as b:
-        for name in ("z_a", "z_b", "sigma_a2", "sigma_b2"):
-            np.testing.assert_array_equal(a[name].values, b[name].values)
-    pd.testing.assert_frame_equal(pd.read_parquet(paths[1]), pd.read_parquet(stream[1][1]))
-
-
-def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_models, tmp_path, caplog):
-    ckpt = tmp_path / "checkpoints"
-    ckpt.mkdir(parents=True)
-    torch.save({"fingerprint": "something else", "cycle": 5}, ckpt / f"free-{YEAR}.pt")
-    with caplog.at_level("WARNING"):
-        result, _ = _run(tiny_models, tmp_path, method="free")
-    assert "from other inputs" in caplog.text
-    assert result.n_cycles_run == 365 * 4 + 40
-
-
 @pytest.fixture(scope="module")
 def free(tiny_models, tmp_path_factory):
     return _run(tiny_models, tmp_path_factory.mktemp("free"), method="free")
@@ -125,29 +85,6 @@ def test_free_run_does_not_assimilate(free):
     fb = pd.read_parquet(feedback)
     assert (fb.qc != 0).all()
     np.testing.assert_array_equal(fb.analysis.values, fb.background.values)
-
-
-def test_non_finite_forecast_stops_with_the_cycle_time_and_keeps_the_checkpoint(tiny_models, tmp_path, monkeypatch):
-    from hloba.forecast.qg import QGForecast
-
-    original = QGForecast.step
-    calls = {"n": 0}
-
-    def nan_step(self, x, times, n=1):
-        calls["n"] += 1
-        out = original(self, x, times, n)
-        return out * float("nan") if calls["n"] == 150 else out
-
-    monkeypatch.setattr(QGForecast, "step", nan_step)
-    with pytest.raises(StreamError, match=r"non-finite values in the forecast from 2002-01-28 00:00:00 \(cycle 148\); last checkpoint .* kept"):
-        _run(tiny_models, tmp_path, checkpoint_every=100)
-    assert (tmp_path / "checkpoints" / f"hloba-{YEAR}.pt").exists()
-    assert not (tmp_path / "latent.nc").exists() and not (tmp_path / "feedback.parquet").exists()
-
-
-def test_cold_start_from_a_missing_file_names_it(tiny_models, tmp_path):
-    with pytest.raises(StreamError, match="cold_start 'nowhere.nc': no such file"):
-        _run(tiny_models, tmp_path, cold_start="nowhere.nc")
 
 
 def test_analysis_beats_the_free_run_without_diverging_and_is_calibrated(tiny_models, stream, free):
