@@ -54,6 +54,7 @@ DIAGNOSTICS = (
     "analysis_memory_mb",
 )
 COUNTS = ("n_obs", "n_used", "n_rejected", "members", "iterations")
+N_REJECTED = DIAGNOSTICS.index("n_rejected")
 
 __all__ = ["DIAGNOSTICS", "STAGES", "StreamError", "StreamResult", "run_stream", "cycle_times"]
 
@@ -222,7 +223,7 @@ def run_stream(
             log.info("stream %d cycle %d/%d %s: normalised O-B rms %.3f over %d obs, inflation %.3g..%.3g, "
                      "rejected %d", year, k + 1, n_cycles, t, r.mean().sqrt().item() if r.numel() else float("nan"),
                      r.numel(), method.inflation.min().item(), method.inflation.max().item(),
-                     int(state.diagnostics[max(0, k + 1 - run.log_every): k + 1, 2].sum()))
+                     int(state.diagnostics[max(0, k + 1 - run.log_every): k + 1, N_REJECTED].sum()))
             running = []
         if resume_path is not None and (k + 1) % run.checkpoint_every == 0 and (k + 1) % method.window == 0 \
                 and k + 1 < n_cycles:
