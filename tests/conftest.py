@@ -80,14 +80,8 @@ def tiny_inputs(work: Path, years=(2001, 2002), tuning: bool = True, oi_covarian
 
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_models) -> dict:
-    """The tiny configuration's 2002 stream (hloba, tuned), run in-process once per session beside
-    the pipeline's results (it equals the pipeline's own stream of the year)."""
-    from hloba.assim.year import assimilate_year
-
-    out = tiny_models / "stream"
-    out.mkdir(exist_ok=True)
-    paths = {"latent": out / "latent_2002.nc", "feedback": out / "feedback_2002.parquet",
-             "diagnostics": out / "diagnostics_2002.csv"}
-    cfg, run = tiny_settings(tiny_models)
-    result = assimilate_year(2002, tiny_inputs(tiny_models), cfg, *paths.values(), run, resume_dir=out / "checkpoints")
-    return {"result": result, **paths}
+    """The tiny configuration's 2002 stream (hloba, tuned): the session pipeline's outputs
+    (``tests/test_cli.py`` checks that the same stream run by hand, in-process, equals it)."""
+    r = tiny_models / "results"
+    return {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
+            "diagnostics": r / "diagnostics/2002.csv"}

@@ -49,7 +49,7 @@ def test_every_subpackage_is_a_regular_package(repo):
 
 def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models, tiny_stream, tmp_path):
     """``hloba assimilate|decode|evaluate`` read the pipeline's results and write what the rules
-    write: the by-hand stream equals the session's stream of the same inputs."""
+    write: the by-hand (in-process) stream equals the pipeline's stream of the same inputs."""
     import numpy as np
     import pandas as pd
 

@@ -72,15 +72,13 @@ def test_bad_config_fails_before_any_job_with_the_key(workdir, override, key):
 
 
 @pytest.mark.slow
-def test_tiny_pipeline_end_to_end(tiny_pipeline, tiny_stream, tmp_path):
-    """The session's tiny pipeline (conftest) made every output, and its stream of 2002 equals the
-    same stream run in-process. Reruns happen in a copy (other tests read the session's results)."""
+def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
+    """The session's tiny pipeline (conftest) made every output. Reruns happen in a copy (other
+    tests read the session's results)."""
     import shutil
 
     workdir = tmp_path / "wf"
-    shutil.copytree(tiny_pipeline, workdir, symlinks=True, ignore=shutil.ignore_patterns("stream"))
-    with xr.open_dataset(workdir / "results/latent/2002.nc") as a, xr.open_dataset(tiny_stream["latent"]) as b:
-        assert (a["z_a"].values == b["z_a"].values).all() and a.attrs["config_sha256"] == b.attrs["config_sha256"]
+    shutil.copytree(tiny_pipeline, workdir, symlinks=True)
     for year in (2001, 2002):
         with xr.open_dataset(workdir / f"results/reference/{year}.nc") as ds:
             assert ds["temperature"].attrs["units"] == "K"
