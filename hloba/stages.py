@@ -13,11 +13,12 @@ stage of one year can be run (or rerun with other settings into another folder) 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
 from hloba.assim.methods import REGISTRY
-from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs, results_forecast
 from hloba.config import evaluation_params, reference_role, stream_years, year_sets
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,10 @@ def assimilate(config: dict, results, year: int, out=None, method: str | None = 
     inputs = StreamInputs.from_results(results, config, stream_years(year, cfg.spinup_days, year_sets(config).all),
                                        tuning=m.tuned and cfg.tuning_days > 0,
                                        oi_covariance=m.needs_static_covariance)
-    _need(inputs.autoencoder, inputs.o2lnet, inputs.calibration, *inputs.observations,
-          *[p for p in (inputs.tuning, inputs.oi_covariance) if p])
+    _need(*inputs.files())
     latent, feedback, diagnostics = _outputs(out, f"latent/{year}.nc", f"feedback/{year}.parquet",
                                              f"diagnostics/{year}.csv")
-    run = RunSettings(**{**RunSettings.from_config(config).__dict__, "progress": progress})
+    run = replace(RunSettings.from_config(config), progress=progress)
     return assimilate_year(year, inputs, cfg, latent, feedback, diagnostics, run,
                            resume_dir=out / "checkpoints/assimilate")
 
@@ -77,21 +77,16 @@ def decode(config: dict, results, year: int, out=None, progress: bool = True):
 
 def evaluate(config: dict, results, year: int, out=None):
     """Rule evaluate_year: gridded, observation-space, withheld and forecast scores of the year."""
-    from hloba.config import forecast_params
-    from hloba.ingest import reference_interval_hours
-    from hloba.forecast import ForecastSpec
     from hloba.verify.evaluate import evaluate_year
 
     results, out = Path(results), Path(out or results)
     inputs = [results / p for p in (f"reanalysis/{year}.nc", f"reference/{year}.nc", f"feedback/{year}.parquet",
                                     "prep/normalization.nc")]
-    emulator = results / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None
-    _need(*inputs, *([emulator] if emulator else []))
+    forecast = results_forecast(results, config)
+    _need(*inputs, *([forecast.emulator] if forecast.emulator else []))
     e = f"evaluation/{year}"
     scores, obs, skill, withheld, figure = _outputs(out, f"{e}/scores.csv", f"{e}/observations.csv",
                                                     f"{e}/forecast_skill.csv", f"{e}/withheld.csv",
                                                     f"{e}/withheld.png")
-    forecast = ForecastSpec(**forecast_params(config, reference_interval_hours(config)),
-                            emulator=str(emulator) if emulator else None)
     return evaluate_year(*inputs, scores, obs, skill, forecast=forecast, reference_name=reference_role(config),
                          withheld_path=withheld, withheld_figure=figure, **evaluation_params(config))

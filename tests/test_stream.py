@@ -31,7 +31,7 @@ def _run(tiny_models, out, tuned=True, checkpoint_every=120, **overrides):
 @pytest.fixture(scope="module")
 def stream(tiny_stream):
     """The session's stream (checkpoint_every 200, which does not change the results)."""
-    return None, (tiny_stream["latent"], tiny_stream["feedback"], tiny_stream["diagnostics"])
+    return tiny_stream["latent"], tiny_stream["feedback"], tiny_stream["diagnostics"]
 
 
 def test_cycle_times_cover_spinup_and_the_whole_year():
@@ -44,7 +44,7 @@ def test_cycle_times_cover_spinup_and_the_whole_year():
 
 
 def test_outputs_hold_the_year_with_feedback_and_diagnostics(stream):
-    _, (latent, feedback, diagnostics) = stream
+    latent, feedback, diagnostics = stream
     with xr.open_dataset(latent) as ds:
         assert ds.sizes["time"] == 365 * 4
         assert pd.Timestamp(ds.time.values[0]) == pd.Timestamp("2002-01-01")
@@ -97,7 +97,7 @@ def test_analysis_beats_the_free_run_without_diverging_and_is_calibrated(tiny_mo
     ae = r / "models/autoencoder.pt"
     weights = grid_from_state(load_checkpoint(ae, "autoencoder")["grid"]).area_weights()
     refs = [r / "reference/2002.nc"]
-    hloba = stream_scores(stream[1][0], refs, ae, weights)
+    hloba = stream_scores(stream[0], refs, ae, weights)
     baseline = stream_scores(free[1][0], refs, ae, weights)
     ratio = hloba["analysis_rmse"] / baseline["background_rmse"]
     assert (ratio < 0.75).all(), ratio

@@ -102,9 +102,7 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         raise StreamError(f"forecast model step {model.interval} differs from the cycle interval {interval}")
     if hasattr(model, "to"):
         model = model.to(dev)
-    oi_path = inputs.oi_covariance if static_covariance else None
-    if static_covariance and not oi_path:
-        raise StreamError("method oi needs the static covariance of rule oi_covariance (oi_covariance=...)")
+    oi_path = inputs.oi_covariance if static_covariance else None  # without it, method oi says so
     hashes = {f"{k}_sha256": file_sha256(p) for k, p in
               (("autoencoder", inputs.autoencoder), ("o2lnet", inputs.o2lnet), ("calibration", inputs.calibration),
                ("emulator", inputs.forecast.emulator), ("oi_covariance", oi_path)) if p}

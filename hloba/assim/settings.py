@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from hloba.assim.methods import REGISTRY
 from hloba.forecast import ForecastSpec
@@ -119,20 +120,11 @@ class StreamInputs:
     @classmethod
     def from_results(cls, results, config: Mapping, observation_years, *, tuning: bool = True,
                      oi_covariance: bool = False) -> "StreamInputs":
-        """The inputs of a finished pipeline's ``results`` folder (scripts and benchmarks); the
-        forecast model as the workflow builds it from ``config``."""
-        from pathlib import Path
-
-        from hloba.config import forecast_params
-        from hloba.ingest import reference_interval_hours
-
+        """The inputs of a finished pipeline's ``results`` folder (scripts, benchmarks, the CLI)."""
         r = Path(results)
-        emulator = r / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None
         return cls(
             str(r / "models/autoencoder.pt"), str(r / "models/o2lnet.pt"), str(r / "ensemble/calibration.nc"),
-            tuple(str(r / f"obs/{y}.parquet") for y in observation_years),
-            ForecastSpec(**forecast_params(config, reference_interval_hours(config)),
-                         emulator=str(emulator) if emulator else None),
+            tuple(str(r / f"obs/{y}.parquet") for y in observation_years), results_forecast(r, config),
             tuning=str(r / "ensemble/stream_tuning.nc") if tuning else None,
             oi_covariance=str(r / "ensemble/oi_covariance.nc") if oi_covariance else None,
         )
@@ -142,3 +134,14 @@ class StreamInputs:
         optional = (self.forecast.emulator, self.tuning, self.oi_covariance)
         return [str(p) for p in (self.autoencoder, self.o2lnet, self.calibration, *optional) if p] + list(
             self.observations)
+
+
+def results_forecast(results, config: Mapping) -> ForecastSpec:
+    """The forecast model as the workflow builds it from ``config``, with the trained emulator of
+    the ``results`` folder when ``forecast.model`` is ``emulator``."""
+    from hloba.config import forecast_params
+    from hloba.ingest import reference_interval_hours
+
+    emulator = Path(results) / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None
+    return ForecastSpec(**forecast_params(config, reference_interval_hours(config)),
+                        emulator=str(emulator) if emulator else None)

@@ -190,9 +190,10 @@ def run_stream(
             s = obs.cycle(k)
             w_k = obs.weights.select(s)
             x_b, hx_b = members[:1], apply_operator(members[:1], w_k)[0]
-            reject, ok, state.b2_channel, normalised = _check(k, t, obs, s, hx_b, cold and k == 0, cfg, method,
+            cold_first = cold and k == 0
+            reject, ok, state.b2_channel, normalised = _check(k, t, obs, s, hx_b, cold_first, cfg, method,
                                                               alarm, state.b2_channel, 0.01 * m.model_error_var)
-            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold and k == 0, clock.lap)
+            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap)
             clock.lap("qc")
             a = method.analyse(c)
             clock.lap("update")

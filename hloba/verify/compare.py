@@ -39,7 +39,6 @@ from hloba.verify.settings import COMPARABLE, VARIANTS
 log = logging.getLogger(__name__)
 
 
-
 def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
     """The settings of a compared method (``hloba_norotation``: hloba without rotation)."""
     if name not in COMPARABLE:
