@@ -1,14 +1,16 @@
 """Choose the B scale of a baseline: analysis RMSE for several scales on one stretch of a year.
 
     python scripts/sweep_b_scale.py --method l3dvar --scales 1,10,100,300,1000 [--days 5] [--spinup 5]
-    python scripts/sweep_b_scale.py --method oi --scales 3,10,30,100
+    python scripts/sweep_b_scale.py --method oi --scales 3,10,30,100 [--out choice.csv]
 
 For each scale, runs the method (config.yaml settings, the trained models and files under
 --results; oi needs rule oi_covariance's file) from --spinup days before Jan 1 of --year for
 --days days and prints the area-weighted analysis RMSE per channel in anomaly-std units, the
-mean over channels and the analysis milliseconds per cycle. With --reference-method hloba the
-same is printed for HLOBA. ``var_b_scale`` (l3dvar, l4dvar) and ``oi_b_scale`` (oi) in
-config.yaml are the scales these sweeps picked on the default world.
+mean over channels and the analysis milliseconds per cycle, and the scale with the lowest mean
+(written with the table to --out). --year defaults to the calibration year: a baseline's
+tunables are never chosen on the compared period (the comparison's year is a reanalysis year).
+With --reference-method hloba the same is printed for HLOBA. ``var_b_scale`` (l3dvar, l4dvar)
+and ``oi_b_scale`` (oi) in config.yaml are the scales these sweeps picked on the default world.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def main() -> None:
     p.add_argument("--reference-method", default=None, help="also run this method once (e.g. hloba)")
     p.add_argument("--configfile", default="config.yaml")
     p.add_argument("--results", default="results")
-    p.add_argument("--year", type=int)
+    p.add_argument("--year", type=int, help="default: the first calibration year")
+    p.add_argument("--out", default=None, help="csv of the table and the chosen scale")
     p.add_argument("--days", type=float, default=5.0)
     p.add_argument("--spinup", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
@@ -45,7 +48,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(REPO / args.configfile)
     years = year_sets(cfg)
-    year = args.year or years.reanalysis[-1]
+    year = args.year or years.calibration[0]
+    if year == years.reanalysis[-1] and args.year:
+        print(f"warning: {year} is the comparison's default year; choosing tunables on it is not fair")
     r = Path(args.results)
     inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, years.all), oi_covariance=True)
     key = "oi_b_scale" if args.method == "oi" else "var_b_scale"
@@ -71,7 +76,13 @@ def main() -> None:
     table.loc["mean"] = table.mean()
     pd.set_option("display.width", 200)
     print(f"analysis RMSE / anomaly std, {year}, {args.days} days after {args.spinup} days of spin-up")
-    print(table[[label for label, _, _ in todo]].round(3).to_string())
+    table = table[[label for label, _, _ in todo]]
+    print(table.round(3).to_string())
+    swept = [label for label, method, _ in todo if method == args.method]
+    best = min(swept, key=lambda label: table.loc["mean", label])
+    print(f"chosen on {year}: {best} (mean {table.loc['mean', best]:.3f})")
+    if args.out:
+        table.T.assign(year=year, chosen=[label == best for label in table.columns]).to_csv(args.out)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,33 @@ def test_o2lnet_outputs_live_in_the_autoencoder_latent():
     assert z.shape == logvar.shape == (2, ae_cfg.n_latent)
 
 
+def test_a_windowed_o2lnet_reads_each_slot_into_channels_of_its_own():
+    import pandas as pd
+
+    from hloba.obs.gridded import GriddedObservations, batch_observations, window_observations
+
+    # three cycles: cycle 0 has one observation of channel 1, cycle 1 two of channel 0, cycle 2 none
+    obs = GriddedObservations(
+        pd.date_range("2001-01-01", periods=3, freq="6h"), torch.tensor([0, 1, 3, 3]), torch.tensor([1, 0, 0]),
+        torch.tensor([0, 1, 2]), torch.tensor([0, 3, 4]), torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0, 0, 0]),
+        ["radiosonde"])
+    # one slot of offset 0 is the single-cycle batch
+    single = batch_observations(obs, torch.tensor([0, 1]))
+    for a, b in zip(window_observations(obs, torch.tensor([0, 1]), (0,), 2), single):
+        assert torch.equal(a, b)
+    # window (-1, 0) at cycles 0 and 1: slot 0 is the previous cycle (none before cycle 0)
+    sample, ch, row, col, val = window_observations(obs, torch.tensor([0, 1]), (-1, 0), 2)
+    got = sorted(zip(sample.tolist(), ch.tolist(), val.tolist()))
+    assert got == [(0, 3, 0.5), (1, 1, 0.5), (1, 2, -1.0), (1, 2, 2.0)]
+    rendered = render_observations(sample, ch, row, col, val, 2, 4, 3, 5)
+    assert rendered.shape == (2, 8, 3, 5) and rendered[0, 4:6].sum() == 0  # sample 0 has no earlier cycle
+    ae_cfg = AutoencoderConfig(channels=2, ny=11, nx=13, **TINY)
+    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), width=8, blocks=2, slots=(-1, 0)))
+    assert net(torch.randn(1, 8, 11, 13))[0].shape == (1, ae_cfg.n_latent)
+    with pytest.raises(ValueError, match="distinct"):
+        O2LnetConfig(autoencoder=ae_cfg.to_dict(), slots=(0, 0))
+
+
 def test_gaussian_nll_is_minimised_by_the_true_variance():
     g = torch.Generator().manual_seed(0)
     err = 0.7 * torch.randn(20000, generator=g)

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from hloba.assim.update import first_guess_check, hybrid_update, hybrid_variance
+from hloba.assim.update import (
+    first_guess_check,
+    hybrid_update,
+    hybrid_variance,
+    likelihood_estimate,
+    observation_estimate,
+)
 
 
 def test_update_equals_the_scalar_kalman_filter():
@@ -34,6 +40,70 @@ def test_limits_return_the_background_or_the_observation():
     # very large but finite agrees with the limits
     z_a, _ = hybrid_update(z_b, sb, z_o, torch.full_like(sb, 1e12))
     torch.testing.assert_close(z_a, z_b, atol=1e-9, rtol=0)
+
+
+def test_likelihood_estimate_undoes_a_gaussian_prior_exactly():
+    # posterior of z ~ N(mu, sc2) after y = z + eps, eps ~ N(0, r2): removing the prior returns (y, r2)
+    g = torch.Generator().manual_seed(1)
+    kw = {"generator": g, "dtype": torch.float64}
+    mu, sc2 = torch.randn(1, 40, **kw), torch.rand(1, 40, **kw) + 0.5
+    y, r2 = torch.randn(3, 40, **kw), 0.05 + 0.4 * torch.rand(3, 40, **kw)
+    post_var = 1.0 / (1.0 / sc2 + 1.0 / r2)
+    post_mean = post_var * (mu / sc2 + y / r2)
+    z_l, sl2 = likelihood_estimate(post_mean, post_var, mu, sc2)
+    torch.testing.assert_close(z_l, y, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(sl2, r2, rtol=1e-10, atol=1e-12)
+    # the update with a background then equals the exact posterior of background and observation
+    z_b, sb2 = torch.randn(3, 40, **kw), torch.rand(3, 40, **kw) + 0.2
+    z_a, sa2 = hybrid_update(z_b, sb2, z_l, sl2)
+    torch.testing.assert_close(sa2, 1.0 / (1.0 / sb2 + 1.0 / r2), rtol=1e-10, atol=0)
+    torch.testing.assert_close(z_a, sa2 * (z_b / sb2 + y / r2), rtol=1e-10, atol=1e-10)
+    # the posterior form is the same with ``posterior`` and the likelihood's with ``likelihood``
+    assert observation_estimate("posterior", post_mean, post_var, mu, sc2)[0] is post_mean
+    torch.testing.assert_close(observation_estimate("likelihood", post_mean, post_var, mu, sc2)[0], y)
+    with pytest.raises(ValueError, match="rerun rule generate_lagged_ensemble"):
+        observation_estimate("likelihood", post_mean, post_var, None, None)
+    with pytest.raises(ValueError, match="not one of"):
+        observation_estimate("trained", post_mean, post_var, mu, sc2)
+
+
+def test_elements_the_observations_do_not_inform_leave_the_background_alone():
+    mu, sc2 = torch.tensor([[0.5, 0.5, 0.5, 0.5]]), torch.tensor([[1.0, 1.0, 1.0, 1.0]])
+    # no observations (inf), a posterior no tighter than the prior, one barely tighter, one informative
+    so2 = torch.tensor([[math.inf, 1.2, 0.99, 0.5]])
+    z_o = torch.tensor([[0.0, 2.0, 0.6, 1.0]])
+    z_l, sl2 = likelihood_estimate(z_o, so2, mu, sc2)
+    assert torch.isinf(sl2[0, :3]).all() and torch.equal(z_l[0, :3], mu[0, :3])
+    assert float(sl2[0, 3]) == pytest.approx(1.0) and float(z_l[0, 3]) == pytest.approx(1.5)
+    z_b, sb2 = torch.tensor([[-1.0, -1.0, -1.0, -1.0]]), torch.full((1, 4), 0.3)
+    z_a, sa2 = hybrid_update(z_b, sb2, z_l, sl2)
+    assert torch.equal(z_a[0, :3], z_b[0, :3]) and torch.equal(sa2[0, :3], sb2[0, :3])
+
+
+def test_likelihood_form_removes_the_error_correlation_of_a_good_background():
+    # the scalar simulation: an optimal background (the conditional mean of the truth, so the
+    # truth is z_b plus an independent error); the posterior-form estimate's error, -(1 - K)(z - mu)
+    # plus noise, correlates with the background's, the likelihood's does not, and its analysis is exact
+    g = torch.Generator().manual_seed(2)
+    n, sc2, r2, sb2 = 200_000, 1.0, 0.5, 0.3
+    z_b = torch.randn(n, generator=g, dtype=torch.float64) * math.sqrt(sc2 - sb2)
+    z = z_b + math.sqrt(sb2) * torch.randn(n, generator=g, dtype=torch.float64)
+    y = z + math.sqrt(r2) * torch.randn(n, generator=g, dtype=torch.float64)
+    post_var = 1.0 / (1.0 / sc2 + 1.0 / r2)
+    z_o = post_var * y / r2
+    so2 = torch.full((n,), post_var, dtype=torch.float64)
+    mu, pv = torch.zeros(n, dtype=torch.float64), torch.full((n,), sc2, dtype=torch.float64)
+    corr = {}
+    rmse = {}
+    for form in ("posterior", "likelihood"):
+        est, var = observation_estimate(form, z_o, so2, mu, pv)
+        corr[form] = float(torch.corrcoef(torch.stack([z_b - z, est - z]))[0, 1])
+        z_a, _ = hybrid_update(z_b, torch.full_like(z, sb2), est, var)
+        rmse[form] = float((z_a - z).square().mean().sqrt())
+    exact = math.sqrt(1.0 / (1.0 / sb2 + 1.0 / r2))
+    assert corr["posterior"] > 0.25 and abs(corr["likelihood"]) < 0.01
+    assert rmse["likelihood"] == pytest.approx(exact, rel=0.01)
+    assert rmse["posterior"] > 1.03 * exact
 
 
 def test_hybrid_variance_and_its_weights():

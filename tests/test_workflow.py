@@ -130,6 +130,12 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     assert sorted(card.method.unique()) == sorted(methods) and len(card) == 6 * 8
     assert (card[card.method == "hloba"].ratio_to_free < 1.0).all()
     assert (card[card.method == "l4dvar"].ratio_to_l4dvar == 1.0).all()
+    mean = card.groupby("method").rmse_normalised.mean()
+    assert mean["hloba"] <= mean["l3dvar"]  # issue #15: HLOBA at least as good as latent 3D-Var
+    # scored also at latent 4D-Var's window starts (every 4th cycle), and the smoother says so
+    assert card.rmse_window_start.notna().all() and (card.rmse_window_start != card.rmse).any()
+    assert card.groupby("method").uses_later_observations.first().to_dict() == {
+        m: m == "l4dvar" for m in methods}
     cost = pd.read_csv(workdir / "results/comparison/cost.csv").set_index("method")
     assert (cost.analysis_ms_per_cycle > 0).all() and cost.loc["l4dvar", "time_ratio_to_l4dvar"] == 1.0
     assert cost.loc["l4dvar", "mean_iterations"] > 0 and cost.loc["hloba", "mean_iterations"] == 0

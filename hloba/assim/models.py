@@ -54,8 +54,13 @@ class StreamModels:
     inflation_correction: torch.Tensor | None = None
     error_correlation: torch.Tensor | None = None  # of background and O2Lnet errors
     analysis_variance_factor: torch.Tensor | None = None
+    observation_variance_factor: torch.Tensor | None = None  # of the observation estimate's variance
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
     phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
+    # O2Lnet's climatological prior in update coordinates (assimilation.update: likelihood); None in
+    # calibration files written before it was stored
+    prior_mean: torch.Tensor | None = None
+    prior_var: torch.Tensor | None = None
 
 
 def _calibration(path, n: int, names: list[str]) -> xr.Dataset:
@@ -102,6 +107,10 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         raise StreamError(f"forecast model step {model.interval} differs from the cycle interval {interval}")
     if hasattr(model, "to"):
         model = model.to(dev)
+    prior_mean = prior_var = None
+    if "prior_mean" in cal:
+        prior_mean = space.forward(torch.as_tensor(cal["prior_mean"].values, dtype=torch.float32)[None])[0].to(dev)
+        prior_var = torch.as_tensor(cal[f"prior_var{suffix}"].values, dtype=torch.float32).to(dev)
     oi_path = inputs.oi_covariance if static_covariance else None  # without it, method oi says so
     hashes = {f"{k}_sha256": file_sha256(p) for k, p in
               (("autoencoder", inputs.autoencoder), ("o2lnet", inputs.o2lnet), ("calibration", inputs.calibration),
@@ -111,6 +120,7 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, interval, hashes,
         oi=_static_covariance(oi_path, names, grid, dev, oi_b_scale) if oi_path else None,
         phase=pd.Timedelta(hours=float(cal.attrs.get("cycle_phase_hours", 0.0))),
+        prior_mean=prior_mean, prior_var=prior_var,
     )
 
 
@@ -120,6 +130,8 @@ def apply_tuning(models: StreamModels, path) -> StreamModels:
         models.inflation_correction = torch.as_tensor(ds["inflation_correction"].values)
         models.analysis_variance_factor = torch.as_tensor(ds["analysis_variance_factor"].values)
         models.error_correlation = torch.as_tensor(ds["error_correlation"].values)
+        if "observation_variance_factor" in ds:  # absent from tuning files written before it existed
+            models.observation_variance_factor = torch.as_tensor(ds["observation_variance_factor"].values)
     return models
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hloba.assim.methods import REGISTRY
+from hloba.assim.update import UPDATE_FORMS
 from hloba.forecast import ForecastSpec
 
 RUN_KEYS = ("checkpoint_every", "log_every", "device")
@@ -34,6 +35,8 @@ class StreamConfig:
     withhold_seed: int = 0
     rotation: bool = True  # update in the calibration's decorrelating coordinates
     adaptive_inflation: bool = True
+    update: str = "posterior"  # hloba: weigh O2Lnet's posterior as it is (the paper) or its likelihood
+    calibrate_observation_variance: bool = False  # hloba: per-band factor of the estimate's variance (tune_stream)
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
@@ -50,6 +53,8 @@ class StreamConfig:
     def __post_init__(self) -> None:
         if self.method not in REGISTRY:
             raise ValueError(f"assimilation.method {self.method!r} is not one of {tuple(REGISTRY)}")
+        if self.update not in UPDATE_FORMS:
+            raise ValueError(f"assimilation.update {self.update!r} is not one of {UPDATE_FORMS}")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

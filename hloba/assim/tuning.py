@@ -1,7 +1,8 @@
 """Tune the stream's variances on a year where the truth is known (rule tune_stream).
 
 The innovation statistics that drive the online inflation assume that background and O2Lnet
-errors are independent. In the latent space they are not: both miss the scales the observations
+errors are independent (the error correlation is measured for the estimate the update weighs:
+O2Lnet's posterior, or its likelihood with ``assimilation.update: likelihood``). In the latent space they are not: both miss the scales the observations
 cannot see, so ``E[(z_o - z_b)^2]`` underestimates ``sigma_b2 + sigma_o2`` (on the built-in world
 the latent background and O2Lnet errors correlate by about 0.35). Two short streams on the
 calibration year measure what the innovations cannot, per inflation group of update coordinates:
@@ -28,6 +29,7 @@ from hloba import __version__
 from hloba.assim.cycle import mode_groups
 from hloba.assim.models import StreamModels, load_stream_models
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.update import observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
 from hloba.models.autoencoder import encode_all
@@ -45,6 +47,14 @@ def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tor
     return total / count
 
 
+def masked_group_mean(values: torch.Tensor, mask: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Mean over time and each group's elements where ``mask`` holds (0 for a group with none)."""
+    v = torch.where(mask, values.double(), 0.0)
+    total = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, v.sum(0))
+    count = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, mask.double().sum(0))
+    return total / count.clamp(min=1)
+
+
 def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> torch.Tensor:
     x, t, _, _ = load_years(reference_paths, models.normalizer, models.channels)
     index = pd.DatetimeIndex(t).get_indexer(times)
@@ -55,9 +65,27 @@ def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex
     return encode_all(ae, x[torch.as_tensor(index)]).cpu()
 
 
+def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice, w_t: torch.Tensor):
+    """The errors of the estimate the update weighs (O2Lnet's posterior or likelihood), its
+    variance in update coordinates and where it is informative, at the observed cycles."""
+    observed = torch.isfinite(result.fields["sigma_o2"][sl]).all(dim=1)
+    w_o, so2_w = observation_estimate(
+        cfg.update, models.space.forward(result.fields["z_o"][sl][observed].to(models.device)),
+        models.space.forward_variance(result.fields["sigma_o2"][sl][observed].to(models.device)),
+        models.prior_mean, models.prior_var)
+    informative = torch.isfinite(so2_w).cpu()
+    eo = torch.where(informative, w_o.cpu() - w_t[observed], 0.0)
+    return observed, eo, torch.where(informative, so2_w.cpu(), 1.0), informative
+
+
 def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg: StreamConfig,
                 run: RunSettings = RunSettings()) -> dict:
-    """Run the two tuning streams on ``year`` (``cfg.tuning_days`` after the spin-up); return the factors."""
+    """Run the tuning streams on ``year`` (``cfg.tuning_days`` after the spin-up); return the factors.
+
+    With ``cfg.calibrate_observation_variance`` a first stream measures the per-group factor of
+    the estimate's variance, ``mean(e_o^2) / mean(sigma_o2)`` (the estimate depends on the
+    observations only, not on the background), and the correction is measured by a stream that
+    uses it, since the online inflation reads ``sigma_o2``."""
     times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
     stop = period_cycles(times, first, cfg.tuning_days)
     n = int(models.sigma_clim2.numel())
@@ -68,21 +96,34 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     models.inflation_correction = None
     models.analysis_variance_factor = None
     models.error_correlation = None
+    models.observation_variance_factor = None
+    sl = slice(first, stop)
     log.info("tuning pass 1 on %d: %d cycles after %d spin-up cycles", year, stop - first, first)
     r1 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
-    sl = slice(first, stop)
+    obs_factor = torch.ones(n_groups, dtype=torch.float64)
+    if cfg.calibrate_observation_variance:
+        _, eo, so2_w, informative = _estimate_errors(models, cfg, r1, sl, w_t)
+        obs_factor = (masked_group_mean(eo.square(), informative, groups, n_groups)
+                      / masked_group_mean(so2_w, informative, groups, n_groups).clamp(min=1e-300))
+        obs_factor = torch.where(obs_factor > 0, obs_factor, 1.0).clamp(1e-2, 1e4)
+        models.observation_variance_factor = obs_factor
+        log.info("observation-estimate variance factor per group: %s", np.array2string(obs_factor.numpy(), precision=3))
+        log.info("tuning pass 1b with it")
+        r1 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
     w_b = models.space.forward(r1.fields["z_b"][sl].to(models.device)).cpu()
     correction = group_mean((w_b - w_t).square(), groups, n_groups) / group_mean(r1.fields["sigma_b2_update"][sl], groups, n_groups)
     correction = correction.clamp(1e-2, 1e4)
-    w_o = models.space.forward(r1.fields["z_o"][sl].to(models.device)).cpu()
-    observed = torch.isfinite(r1.fields["sigma_o2"][sl]).all(dim=1)
-    eb, eo = (w_b - w_t)[observed], (w_o - w_t)[observed]
-    rho = group_mean(eb * eo, groups, n_groups) / (
-        group_mean(eb.square(), groups, n_groups) * group_mean(eo.square(), groups, n_groups)).sqrt()
+    observed, eo, so2_w, informative = _estimate_errors(models, cfg, r1, sl, w_t)
+    eb = torch.where(informative, (w_b - w_t)[observed], 0.0)
+    rho = masked_group_mean(eb * eo, informative, groups, n_groups) / (
+        masked_group_mean(eb.square(), informative, groups, n_groups)
+        * masked_group_mean(eo.square(), informative, groups, n_groups)).sqrt().clamp(min=1e-300)
+    pooled_rho = float((eb * eo).sum() / (eb.square().sum() * eo.square().sum()).sqrt().clamp(min=1e-300))
     rho = rho.clamp(0.0, 0.9)
     models.inflation_correction = correction
     models.error_correlation = rho
-    log.info("background/O2Lnet error correlation per group: %s", np.array2string(rho.numpy(), precision=2))
+    log.info("background/estimate error correlation: pooled %.3f, per group %s", pooled_rho,
+             np.array2string(rho.numpy(), precision=2))
     log.info("inflation correction per group: %s", np.array2string(correction.numpy(), precision=3))
     log.info("tuning pass 2 with the correction")
     r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
@@ -92,12 +133,21 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     mean_ratio = float(((w_a - w_t).square() / sa2).mean())
     models.analysis_variance_factor = alpha
     log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
+    # how well the variances the last stream used fit its errors, per group (1 is calibrated)
+    w_b2 = models.space.forward(r2.fields["z_b"][sl].to(models.device)).cpu()
+    b_ratio = group_mean((w_b2 - w_t).square(), groups, n_groups) / group_mean(r2.fields["sigma_b2_update"][sl], groups, n_groups)
+    _, eo2, so2_2, inf2 = _estimate_errors(models, cfg, r2, sl, w_t)
+    o_ratio = masked_group_mean(eo2.square(), inf2, groups, n_groups) / masked_group_mean(
+        so2_2 * obs_factor[groups][None], inf2, groups, n_groups).clamp(min=1e-300)
 
     def rms(result, key):
         return float((result.fields[key][sl] - z_t).square().mean().sqrt())
 
     return {
         "inflation_correction": correction, "analysis_variance_factor": alpha, "error_correlation": rho,
+        "observation_variance_factor": obs_factor, "background_variance_ratio": b_ratio,
+        "observation_variance_ratio": o_ratio, "error_correlation_pooled": pooled_rho,
+        "informative_fraction": float(informative.double().mean()),
         "n_groups": n_groups, "mean_ratio_before_factor": mean_ratio,
         "latent_rmse_analysis_pass1": rms(r1, "z_a"), "latent_rmse_analysis_pass2": rms(r2, "z_a"),
         "latent_rmse_background_pass1": rms(r1, "z_b"), "latent_rmse_background_pass2": rms(r2, "z_b"),
@@ -105,18 +155,22 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     }
 
 
+TUNING_FIELDS = {  # per group of update coordinates
+    "inflation_correction": "background variance correction to the online inflation",
+    "analysis_variance_factor": "calibration factor of the analysis variance",
+    "error_correlation": "correlation of latent background and O2Lnet errors",
+    "observation_variance_factor": "calibration factor of the observation estimate's variance",
+    "background_variance_ratio": "mean (w_b - w_t)^2 / sigma_b2 of the last tuning stream",
+    "observation_variance_ratio": "mean (w_o - w_t)^2 / sigma_o2 of the last tuning stream",
+}
+
+
 def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
     return xr.Dataset(
-        {
-            "inflation_correction": ("group", tuning["inflation_correction"].numpy(),
-                                     {"long_name": "background variance correction to the online inflation"}),
-            "analysis_variance_factor": ("group", tuning["analysis_variance_factor"].numpy(),
-                                         {"long_name": "calibration factor of the analysis variance"}),
-            "error_correlation": ("group", tuning["error_correlation"].numpy(),
-                                  {"long_name": "correlation of latent background and O2Lnet errors"}),
-        },
+        {name: ("group", tuning[name].numpy(), {"long_name": text}) for name, text in TUNING_FIELDS.items()},
         coords={"group": np.arange(tuning["n_groups"])},
-        attrs={"hloba_version": __version__, "year": year, "rotation": int(cfg.rotation),
+        attrs={"hloba_version": __version__, "year": year, "rotation": int(cfg.rotation), "update": cfg.update,
+               "calibrate_observation_variance": int(cfg.calibrate_observation_variance),
                **{k: v for k, v in tuning.items() if isinstance(v, (int, float, str))}},
     )
 

@@ -17,6 +17,13 @@ Glossary (all element-wise over the latent vector, shapes ``(batch, n_latent)``)
 
 The update is the closed form of latent 3D-Var with an identity observation operator and
 diagonal covariances: a scalar Kalman filter per latent element.
+
+O2Lnet is trained against the encoded truth from observations alone, so ``(z_o, sigma_o2)`` is a
+posterior under its training climate (mean ``mu_c``, variance ``sc2``). Blending it with the
+background counts that prior twice (``assimilation.update: posterior``, the paper's form). With
+``update: likelihood`` the prior is removed first (:func:`likelihood_estimate`): per element the
+likelihood's precision is ``lam = 1/sigma_o2 - 1/sc2`` and its mean
+``z_l = (z_o/sigma_o2 - mu_c/sc2) / lam``, then the same update runs on ``(z_l, 1/lam)``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,49 @@ def hybrid_update(
     z_a = z_b + k * (torch.where(inf_o, z_b, z_o) - z_b)
     sigma_a2 = torch.where(inf_o, sigma_b2, torch.where(inf_b, sigma_o2, (1.0 - k) * sigma_b2))
     return z_a, sigma_a2
+
+
+def likelihood_estimate(
+    z_o: torch.Tensor, sigma_o2: torch.Tensor, prior_mean: torch.Tensor, prior_var: torch.Tensor,
+    min_information: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """O2Lnet's posterior ``(z_o, sigma_o2)`` with its climatological prior ``N(prior_mean, prior_var)``
+    removed: returns the likelihood ``(z_l, sigma_l2)``, element-wise.
+
+    ``lam = 1/sigma_o2 - 1/prior_var``; where ``lam * prior_var < min_information`` (the observations
+    shrink the prior variance by less than that fraction, or not at all) the element is
+    uninformative: ``z_l = prior_mean``, ``sigma_l2 = inf``, so the update leaves the background
+    alone there. Infinite ``sigma_o2`` (no observations) is uninformative too.
+    """
+    dtype = z_o.dtype
+    so2 = sigma_o2.double()
+    pv = prior_var.double().expand_as(so2)
+    lam = 1.0 / so2 - 1.0 / pv
+    informative = torch.isfinite(so2) & (lam * pv >= min_information)
+    lam_safe = torch.where(informative, lam, torch.ones_like(lam))
+    mean = prior_mean.double().expand_as(so2)
+    z_l = torch.where(informative, (z_o.double() / so2 - mean / pv) / lam_safe, mean)
+    sigma_l2 = torch.where(informative, 1.0 / lam_safe, torch.full_like(lam, float("inf")))
+    return z_l.to(dtype), sigma_l2.to(dtype)
+
+
+UPDATE_FORMS = ("posterior", "likelihood")
+
+
+def observation_estimate(
+    form: str, w_o: torch.Tensor, sigma_o2: torch.Tensor, prior_mean: torch.Tensor | None,
+    prior_var: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The observation estimate the update weighs, by ``assimilation.update``: O2Lnet's posterior
+    ``(w_o, sigma_o2)`` as it is, or its likelihood (:func:`likelihood_estimate`)."""
+    if form == "posterior":
+        return w_o, sigma_o2
+    if form == "likelihood":
+        if prior_mean is None or prior_var is None:
+            raise ValueError("assimilation.update: likelihood needs O2Lnet's prior (prior_mean, prior_var) "
+                             "in the calibration file: rerun rule generate_lagged_ensemble")
+        return likelihood_estimate(w_o, sigma_o2, prior_mean, prior_var)
+    raise ValueError(f"assimilation.update {form!r} is not one of {UPDATE_FORMS}")
 
 
 def first_guess_check(

@@ -14,6 +14,10 @@ Notation: truth ``x(t)``, latent truth ``z(t) = E(x(t))``; lagged members
 
 The decorrelation of ``e`` is reported before and after rotation on held-out times (the second
 half of the period; ``V`` is estimated on the first half) against the sampling floor.
+
+The climatological prior of O2Lnet (``prior_mean = mean_t z``, ``prior_var = var_t z`` and its
+variance in ``w``) lets the stream remove that prior from O2Lnet's posterior
+(``assimilation.update: likelihood``, :func:`hloba.assim.update.likelihood_estimate`).
 """
 
 from __future__ import annotations
@@ -155,7 +159,12 @@ def calibrate(lagged: LaggedForecasts) -> dict:
     lam = ew2.mean(0)  # the realised static variance in w (equals L without shrinkage)
     sw2 = (lagged.members.double() @ v_all).var(dim=1)
     a_w, b_w = nnls_two(lam.expand_as(ew2).numpy(), sw2.numpy(), ew2.numpy())
+    z = lagged.z.double()
+    prior_mean = z.mean(0)
     return {
+        "prior_mean": prior_mean.float(),
+        "prior_var": z.var(0).float(),
+        "prior_var_rotated": ((z - prior_mean) @ v_all).var(0).float(),
         "sigma_clim2": sigma_clim2.float(),
         "s2_mean": s2.mean(0).float(),
         "hybrid_a": a, "hybrid_b": b,

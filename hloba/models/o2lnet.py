@@ -2,7 +2,8 @@
 
 Input: the cycle's observations rendered on the model grid, two channels per grid channel: the
 mean standardised anomaly of the observations that fall in each cell (0 where none) and an
-observed/not-observed mask, ``(batch, 2 C, ny, nx)``. The body is the autoencoder's encoder
+observed/not-observed mask, ``(batch, 2 C, ny, nx)``; with ``slots`` (a window of cycles) each
+slot's observations have channels of their own, ``(batch, 2 C len(slots), ny, nx)``. The body is the autoencoder's encoder
 shape (same patch, so it lands on the latent grid) with extra residual blocks at the latent
 resolution to spread sparse information; two 1x1 heads give the latent mean and the log-variance. O2Lnet sees observations only, never the
 background.
@@ -31,6 +32,14 @@ class O2LnetConfig:
     autoencoder: dict  # the AutoencoderConfig of the latent space it maps into
     width: int = 128
     blocks: int = 4
+    # cycles whose observations it reads, relative to the estimated time (0: that cycle's only; a
+    # window such as (-3, -2, -1, 0) ends at it). Each slot has its own input channels.
+    slots: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slots", tuple(int(s) for s in self.slots))
+        if not self.slots or len(set(self.slots)) != len(self.slots):
+            raise ValueError(f"o2lnet slots {self.slots} must be distinct cycle offsets, at least one")
 
     @property
     def ae(self) -> AutoencoderConfig:
@@ -48,7 +57,7 @@ class O2Lnet(nn.Module):
         ae = cfg.ae
         self.cfg = cfg
         body_cfg = AutoencoderConfig(
-            channels=2 * ae.channels, ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, patch=ae.patch,
+            channels=2 * ae.channels * len(cfg.slots), ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, patch=ae.patch,
             width=cfg.width, blocks=cfg.blocks, periodic_lat=ae.periodic_lat, periodic_lon=ae.periodic_lon,
         )
         self.body = Encoder(body_cfg)

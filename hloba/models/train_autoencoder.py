@@ -22,7 +22,7 @@ from hloba.states import load_years
 from hloba.runtime import resolve_device
 from hloba.models.diagnostics import latent_decorrelation, rmse_per_channel
 from hloba.normalization import Normalizer
-from hloba.models.training import TrainingConfig, fit
+from hloba.models.training import training_environment, TrainingConfig, fit
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def train_autoencoder(
         "validation_rmse_over_std": {c.name: float(r) for c, r in zip(channels, ratio_total)},
         "decorrelation_6h_differences": latent_decorrelation(z_val[1:] - z_val[:-1]),
         "history": history,
+        **training_environment(device),
     }
     for c, r in zip(channels, rmse):
         log.info("autoencoder validation RMSE %-26s %.4f anomaly std", c.name, r)

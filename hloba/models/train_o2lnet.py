@@ -33,8 +33,8 @@ from hloba.runtime import resolve_device
 from hloba.normalization import Normalizer
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
 from hloba.models.autoencoder import encode_all, load_autoencoder
-from hloba.models.training import TrainingConfig, fit
-from hloba.obs.gridded import GriddedObservations, batch_observations, grid_observations
+from hloba.models.training import TrainingConfig, fit, training_environment
+from hloba.obs.gridded import GriddedObservations, grid_observations, window_observations
 from hloba.obs.schema import load_observations
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,11 @@ def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):
 
 def predict(model: O2Lnet, obs: GriddedObservations, cycles, n_channels, ny, nx, device, keep_prob=None,
             generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    sample, ch, row, col, val = batch_observations(obs, cycles, keep_prob, generator)
-    rendered = render_observations(sample, ch, row, col, val, len(cycles), n_channels, ny, nx).to(device)
-    return model(rendered)
+    """O2Lnet's estimate at ``cycles`` from the observations of its slots (a window of cycles)."""
+    slots = model.cfg.slots
+    sample, ch, row, col, val = window_observations(obs, cycles, slots, n_channels, keep_prob, generator)
+    rendered = render_observations(sample, ch, row, col, val, len(cycles), n_channels * len(slots), ny, nx)
+    return model(rendered.to(device))
 
 
 def train_o2lnet(
@@ -115,7 +117,8 @@ def train_o2lnet(
                   device, "o2lnet", progress)
     model.eval()
     report = evaluate_o2lnet(model, ae, obs_val, x_val, z_val, channels, device)
-    report.update({"n_parameters": n_params, "history": history, "platforms": obs_train.platforms})
+    report.update({"n_parameters": n_params, "history": history, "platforms": obs_train.platforms,
+                   **training_environment(device)})
     static = torch.as_tensor(report.pop("static_sigma_o2"))
     save_checkpoint(checkpoint_path, "o2lnet", cfg.to_dict(), model.state_dict(), channels, grid,
                     normalizer.state(), {"history": history, "platforms": obs_train.platforms,

@@ -34,6 +34,13 @@ class TrainingConfig:
         return asdict(self)
 
 
+def training_environment(device) -> dict:
+    """What a trained network's weights depend on besides data, config and seed: the device and
+    torch's intra-op thread count (on CPU, 1 and 2 threads give weights that differ by ~1e-7..1e-5,
+    since reductions are split differently; the same count gives identical weights)."""
+    return {"device": str(device), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+
+
 def fit(
     model: torch.nn.Module,
     params: list[torch.nn.Parameter],

@@ -108,3 +108,25 @@ def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor
             keep = torch.rand(n, generator=generator) < p
         parts.append((sample[keep], obs.channel[s][keep], obs.row[s][keep], obs.col[s][keep], obs.value[s][keep]))
     return tuple(torch.cat(x) for x in zip(*parts))
+
+
+def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int,
+                        keep_prob: torch.Tensor | None = None, generator: torch.Generator | None = None):
+    """The observations of a window of cycles per sample: slot ``j`` (cycle ``k + slots[j]``) gets
+    channels ``j * n_channels + channel``; cycles outside ``obs`` contribute nothing. Returns
+    ``sample, channel, row, col, value`` as :func:`batch_observations` (render with
+    ``n_channels * len(slots)`` channels)."""
+    cycles = torch.as_tensor(cycles, dtype=torch.long).reshape(-1)
+    parts = []
+    for j, offset in enumerate(slots):
+        target = cycles + int(offset)
+        valid = (target >= 0) & (target < len(obs))
+        if not bool(valid.any()):
+            continue
+        kp = None if keep_prob is None else keep_prob[valid]
+        sample, ch, row, col, val = batch_observations(obs, target[valid], kp, generator)
+        parts.append((torch.nonzero(valid).flatten()[sample], ch + j * n_channels, row, col, val))
+    if not parts:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, empty, empty, torch.zeros(0, dtype=obs.value.dtype)
+    return tuple(torch.cat(x) for x in zip(*parts))

@@ -34,17 +34,11 @@ from hloba.io import atomic_path, write_netcdf
 from hloba.verify.latent import truth_on
 from hloba.scores import rmse
 from hloba.timeaxis import cycle_times
-from hloba.verify.settings import COMPARABLE, VARIANTS
+from hloba.assim.methods import REGISTRY
+from hloba.assim.methods.l4dvar import window_cycles
+from hloba.verify.settings import method_settings
 
 log = logging.getLogger(__name__)
-
-
-def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
-    """The settings of a compared method (``hloba_norotation``: hloba without rotation)."""
-    if name not in COMPARABLE:
-        raise ValueError(f"comparison.methods: {name!r} is not one of {COMPARABLE}")
-    method, extra = VARIANTS.get(name, (name, {}))
-    return cfg.with_(method=method, **extra)
 
 
 def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, cfg: StreamConfig, *,
@@ -65,17 +59,23 @@ def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, 
     memory = result.diagnostic("analysis_memory_mb")[:cycles]
     iterations = result.diagnostic("iterations")[first:cycles].astype(np.int64)
     grid = models.grid
+    # the cycles where latent 4D-Var's windows start (the same times for every method)
+    window = window_cycles(cfg.window_hours, interval)
+    window_start = (np.arange(first, cycles) % window) == 0
     ds = xr.Dataset(
         {"analysis": (("time", "channel", "latitude", "longitude"), result.analyses.numpy(),
                       {"long_name": f"model-space analysis of method {name}"}),
-         "iterations": (("time",), iterations)},
+         "iterations": (("time",), iterations),
+         "window_start": (("time",), window_start.astype(np.int8),
+                          {"long_name": "first cycle of a latent 4D-Var window (window_hours)"})},
         coords={"time": times[first:cycles], **channel_coords(models.channels),
                 "latitude": np.asarray(grid.latitude), "longitude": np.asarray(grid.longitude)},
         attrs={"method": name, "year": year, "days": days, "spinup_days": spinup_days, "hloba_version": __version__,
                **{f"seconds_per_cycle_{k}": v for k, v in seconds.items()},
                "analysis_seconds_per_cycle": sum(v for k, v in seconds.items() if k != "forecast"),
                "analysis_peak_memory_mib": float(np.nanmax(memory)) if np.isfinite(memory).any() else float("nan"),
-               "device": str(models.device)},
+               "device": str(models.device),
+               "uses_later_observations": int(REGISTRY[cfg.method].uses_later_observations)},
     )
     write_netcdf(ds, output)
     if feedback_output is not None:
@@ -89,8 +89,10 @@ def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, 
 
 
 def scorecard(runs: dict[str, xr.Dataset], reference_paths, anomaly_std: np.ndarray) -> pd.DataFrame:
-    """Per method and channel: area-weighted analysis RMSE (physical and in anomaly std) and its
-    ratio to the free run's (when ``free`` was compared) and to ``l4dvar``'s."""
+    """Per method and channel: area-weighted analysis RMSE (physical and in anomaly std) over all
+    compared cycles and over the cycles where latent 4D-Var's windows start (``*_window_start``),
+    whether the method's analyses read later observations (a smoother), and the ratios to the
+    free run's RMSE (when ``free`` was compared) and to ``l4dvar``'s."""
     first = next(iter(runs.values()))
     grid = Grid(first["latitude"].values, first["longitude"].values)
     channels = list(first["channel"].values)
@@ -100,15 +102,27 @@ def scorecard(runs: dict[str, xr.Dataset], reference_paths, anomaly_std: np.ndar
     for name, ds in runs.items():
         if list(ds["channel"].values) != channels or not pd.DatetimeIndex(ds["time"].values).equals(times):
             raise ValueError(f"method {name} was run on other times or channels than {next(iter(runs))}: rerun it")
-        err = rmse(torch.as_tensor(ds["analysis"].values), truth, grid.area_weights())
-        for c, e, s in zip(channels, err.numpy(), anomaly_std):
-            rows.append({"method": name, "channel": c, "rmse": e, "rmse_normalised": e / s})
+        analysis = torch.as_tensor(ds["analysis"].values)
+        err = rmse(analysis, truth, grid.area_weights())
+        starts = torch.as_tensor(ds["window_start"].values.astype(bool)) if "window_start" in ds else None
+        err_start = rmse(analysis[starts], truth[starts], grid.area_weights()) if starts is not None and bool(
+            starts.any()) else torch.full_like(err, float("nan"))
+        for c, e, e0, s in zip(channels, err.numpy(), err_start.numpy(), anomaly_std):
+            rows.append({"method": name, "channel": c, "rmse": e, "rmse_normalised": e / s,
+                         "rmse_window_start": e0, "rmse_window_start_normalised": e0 / s,
+                         "uses_later_observations": bool(ds.attrs.get("uses_later_observations", 0))})
     df = pd.DataFrame(rows)
     for ref in ("free", "l4dvar"):
         if ref in runs:
-            base = df[df["method"] == ref].set_index("channel")["rmse"]
-            df[f"ratio_to_{ref}"] = df["rmse"] / df["channel"].map(base)
+            base = df[df["method"] == ref].set_index("channel")
+            df[f"ratio_to_{ref}"] = df["rmse"] / df["channel"].map(base["rmse"])
+            df[f"ratio_to_{ref}_window_start"] = df["rmse_window_start"] / df["channel"].map(base["rmse_window_start"])
     return df
+
+
+def _per_analysis(iterations: np.ndarray) -> float:
+    done = iterations[iterations > 0]
+    return float(done.mean()) if done.size else 0.0
 
 
 def cost_table(runs: dict[str, xr.Dataset]) -> pd.DataFrame:
@@ -117,7 +131,9 @@ def cost_table(runs: dict[str, xr.Dataset]) -> pd.DataFrame:
         "method": name, "analysis_ms_per_cycle": 1e3 * ds.attrs["analysis_seconds_per_cycle"],
         "forecast_ms_per_cycle": 1e3 * ds.attrs["seconds_per_cycle_forecast"],
         "analysis_peak_memory_mib": ds.attrs["analysis_peak_memory_mib"],
-        "mean_iterations": float(ds["iterations"].mean()), "device": ds.attrs["device"],
+        "mean_iterations": float(ds["iterations"].mean()),
+        # latent 3D/4D-Var: cost-and-gradient evaluations per minimisation (its windows' first cycles)
+        "cost_evaluations_per_analysis": _per_analysis(ds["iterations"].values), "device": ds.attrs["device"],
     } for name, ds in runs.items()])
     if "l4dvar" in runs:
         ref = df.set_index("method").loc["l4dvar"]

@@ -6,10 +6,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from hloba.assim.methods import NAMES
+from hloba.assim.methods import NAMES, REGISTRY
+from hloba.assim.settings import StreamConfig
 
-VARIANTS = {"hloba_norotation": ("hloba", {"rotation": False})}  # name -> (method, settings changed)
+# name -> (method, settings changed): the ablations of HLOBA the comparison can show side by side
+VARIANTS = {
+    "hloba_norotation": ("hloba", {"rotation": False}),
+    "hloba_posterior": ("hloba", {"update": "posterior"}),  # the paper's update
+    "hloba_likelihood": ("hloba", {"update": "likelihood"}),
+    "hloba_ocal": ("hloba", {"calibrate_observation_variance": True}),  # O2Lnet's variance calibrated per band
+}
 COMPARABLE = NAMES + tuple(VARIANTS)
+
+
+def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
+    """The stream settings of a compared name (``hloba_norotation``: hloba without rotation)."""
+    if name not in COMPARABLE:
+        raise ValueError(f"comparison.methods: {name!r} is not one of {COMPARABLE}")
+    method, extra = VARIANTS.get(name, (name, {}))
+    return cfg.with_(method=method, **extra)
+
+
+def own_tuning(name: str, cfg: StreamConfig) -> bool:
+    """Whether a compared variant of a tuned method needs tuning streams of its own: it changes a
+    setting of ``cfg`` (the shared tuning of rule tune_stream was run with ``cfg``'s)."""
+    method, extra = VARIANTS.get(name, (name, {}))
+    return REGISTRY[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items())
 
 
 @dataclass(frozen=True)

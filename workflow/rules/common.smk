@@ -21,7 +21,12 @@ from hloba.config import (
     year_sets,
 )
 from hloba.ingest import reference_interval_hours
-from hloba.verify.settings import ComparisonSettings
+from hloba.verify.settings import (
+    VARIANTS,
+    ComparisonSettings,
+    method_settings,
+    own_tuning,
+)
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -60,6 +65,7 @@ def method_class(name):
 
 wildcard_constraints:
     year=r"\d{4}",
+    variant="|".join(VARIANTS),
 
 
 def reference_files(years):
@@ -238,9 +244,18 @@ def compared_runs(wildcards):
 
 
 def compare_method_inputs(wildcards):
-    """What one compared method needs besides the models: its tuning or its static covariance."""
+    """What one compared method needs besides the models: its tuning (a variant's own when it
+    changes a tuned setting) or its static covariance."""
     method = ComparisonSettings.base_method(wildcards.method)
-    return method_tuning_input(method) | method_covariance_input(method)
+    tuning = method_tuning_input(method)
+    if tuning and own_tuning(wildcards.method, ASSIMILATION):
+        tuning = {"tuning": f"results/comparison/tuning/{wildcards.method}.nc"}
+    return tuning | method_covariance_input(method)
+
+
+def variant_assimilation(wildcards):
+    """A compared variant's stream settings (rule tune_variant)."""
+    return method_settings(wildcards.variant, ASSIMILATION).to_dict()
 
 
 def comparison_observation_files(wildcards):

@@ -99,6 +99,7 @@ class Method:
     tuned = False  # reads rule tune_stream's factors
     needs_static_covariance = False  # reads rule oi_covariance's file
     lagged_members = False  # forecasts the time-lagged members alongside the background
+    uses_later_observations = False  # an analysis reads observations after its time (a smoother)
 
     def __init__(self, models: "StreamModels", cfg) -> None:
         self.models, self.cfg = models, cfg
@@ -107,6 +108,7 @@ class Method:
         self.n_groups = int(self.groups.max()) + 1
         self.correction = self._per_group(models.inflation_correction, "inflation_correction")
         self.alpha = self._per_group(models.analysis_variance_factor, "analysis_variance_factor")[self.groups]
+        self.obs_factor = self._per_group(models.observation_variance_factor, "observation_variance_factor")[self.groups]
         self.rho = None if models.error_correlation is None else (
             self._per_group(models.error_correlation, "error_correlation")[self.groups].float())
         self.inflation = torch.ones(self.n_groups, dtype=torch.float64, device=dev)
@@ -160,14 +162,16 @@ class Method:
         return self.cfg.var_b_scale * self.models.sigma_clim2[None].clone()
 
     def report(self, c: Cycle, sb2_w: torch.Tensor, sa2_w: torch.Tensor, *, z_o=None, sigma_o2=None, so2_w=None,
-               z_a=None, x_a=None, iterations: int = 0) -> Analysis:
+               w_o=None, z_a=None, x_a=None, iterations: int = 0) -> Analysis:
         """The :class:`Analysis` of an update with background/analysis variances ``sb2_w``/``sa2_w``
-        (update coordinates); without an observation estimate ``z_o`` it is uninformative (``inf``)."""
+        (update coordinates); without an observation estimate ``z_o`` it is uninformative (``inf``).
+        ``w_o, so2_w``: the estimate the update weighed, in update coordinates (default ``z_o``'s)."""
         space, z_b = self.models.space, c.z_b
         if z_o is None:
             z_o, sigma_o2 = torch.zeros_like(z_b), torch.full_like(z_b, float("inf"))
             so2_w = sigma_o2
-        innovation = (space.forward(z_o) - space.forward(z_b))[torch.isfinite(so2_w)]
+        w_o = space.forward(z_o) if w_o is None else w_o
+        innovation = (w_o - space.forward(z_b))[torch.isfinite(so2_w)]
         sa2_reported = sa2_w * self.alpha.to(sa2_w.dtype)
         sigma_b2 = torch.full_like(sb2_w, float("inf")) if c.cold_first else space.backward_variance(sb2_w)
         return Analysis(

@@ -1,13 +1,17 @@
 """HLOBA: O2Lnet's latent estimate from the cycle's observations, weighed element-wise against the
-hybrid (static + time-lagged ensemble) background variance, with the inflation adapted online."""
+hybrid (static + time-lagged ensemble) background variance, with the inflation adapted online.
+
+``assimilation.update`` chooses what is weighed: O2Lnet's posterior as it comes (``posterior``,
+the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
+(``likelihood``; :func:`hloba.assim.update.observation_estimate`)."""
 
 from __future__ import annotations
 
 import torch
 
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
-from hloba.assim.methods.base import Analysis, Cycle, Method
-from hloba.assim.update import correlated_update, hybrid_update
+from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
+from hloba.assim.update import correlated_update, hybrid_update, observation_estimate
 from hloba.models.o2lnet import render_observations
 
 
@@ -16,6 +20,16 @@ class Hloba(Method):
     rotates = True
     tuned = True
     lagged_members = True
+
+    def __init__(self, models, cfg) -> None:
+        super().__init__(models, cfg)
+        slots = tuple(getattr(getattr(models.o2lnet, "cfg", None), "slots", (0,)))
+        if slots != (0,):
+            raise MethodError(f"O2Lnet reads a window of cycles (slots {slots}); the stream assimilates one "
+                              "cycle's observations: use an O2Lnet trained with slots (0,) (rule train_o2lnet)")
+        if cfg.update == "likelihood" and models.prior_mean is None:
+            raise MethodError("assimilation.update: likelihood needs O2Lnet's prior in the calibration file, which "
+                              "was written before it was stored: rerun rule generate_lagged_ensemble")
 
     def observation_estimate(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
         """O2Lnet's ``(z_o, sigma_o2)`` from the cycle's used observations (``inf`` without any)."""
@@ -35,8 +49,11 @@ class Hloba(Method):
         m, cfg = self.models, self.cfg
         z_o, sigma_o2 = self.observation_estimate(c)
         c.lap("o2lnet")
-        w_b, w_o = m.space.forward(c.z_b), m.space.forward(z_o)
-        so2_w = m.space.forward_variance(sigma_o2) if c.n_used else sigma_o2
+        w_b = m.space.forward(c.z_b)
+        w_o, so2_w = observation_estimate(cfg.update, m.space.forward(z_o),
+                                          m.space.forward_variance(sigma_o2) if c.n_used else sigma_o2,
+                                          m.prior_mean, m.prior_var)
+        so2_w = so2_w * self.obs_factor.to(so2_w.dtype)  # ones unless tune_stream calibrated it
         sb2_raw, sb2_w = self.hybrid_background_variance(c)
         if self.rho is None:
             w_a, sa2_w = hybrid_update(w_b, sb2_w, w_o, so2_w)
@@ -46,4 +63,5 @@ class Hloba(Method):
             est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
-        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, z_a=m.space.backward(w_a))
+        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o,
+                           z_a=m.space.backward(w_a))

@@ -29,6 +29,7 @@ def window_cycles(window_hours: float, interval: pd.Timedelta) -> int:
 
 class Latent4DVar(Method):
     name = "l4dvar"
+    uses_later_observations = True  # the window's later cycles are fitted at its first
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)

@@ -1,0 +1,75 @@
+"""The tuning streams (rule tune_stream) in the update's two forms, O2Lnet's prior in the
+calibration file, and the compared variants' own tuning."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import tiny_inputs, tiny_settings
+
+from hloba.assim.settings import StreamConfig
+from hloba.assim.tuning import tune_stream_file
+from hloba.config import stream_years
+from hloba.verify.settings import method_settings, own_tuning
+
+YEAR = 2002  # the tiny configuration's calibration year
+
+
+def test_calibration_holds_o2lnets_climatological_prior(tiny_models):
+    with xr.open_dataset(tiny_models / "results/ensemble/calibration.nc") as cal:
+        n = cal.sizes["latent"]
+        for name in ("prior_mean", "prior_var", "prior_var_rotated"):
+            assert cal[name].shape == (n,) and np.isfinite(cal[name].values).all()
+        assert (cal["prior_var"].values > 0).all() and (cal["prior_var_rotated"].values > 0).all()
+        # a rotation keeps the total variance
+        assert cal["prior_var_rotated"].values.sum() == pytest.approx(cal["prior_var"].values.sum(), rel=1e-3)
+        # the climate varies more than a 6-hour forecast errs
+        assert cal["prior_var"].values.mean() > 3 * cal["sigma_clim2"].values.mean()
+
+
+@pytest.fixture(scope="module")
+def tunings(tiny_models, tmp_path_factory):
+    """The tuning of the paper's posterior form and of the likelihood form with the observation
+    estimate's variance calibrated, on the tiny calibration year."""
+    out = tmp_path_factory.mktemp("tuning")
+    refs = [tiny_models / f"results/reference/{YEAR}.nc"]
+    result = {}
+    for name, changes in (("posterior", {"update": "posterior"}),
+                          ("likelihood", {"update": "likelihood", "calibrate_observation_variance": True})):
+        cfg, run = tiny_settings(tiny_models, **changes)
+        inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
+        result[name] = tune_stream_file(YEAR, inputs, refs, out / f"{name}.nc", cfg, run).load()
+    return result
+
+
+def test_the_likelihood_form_lowers_the_background_estimate_error_correlation(tunings):
+    post, like = tunings["posterior"], tunings["likelihood"]
+    assert post.attrs["update"] == "posterior" and like.attrs["update"] == "likelihood"
+    assert post.attrs["error_correlation_pooled"] > 0.3
+    assert like.attrs["error_correlation_pooled"] < 0.6 * post.attrs["error_correlation_pooled"]
+    assert 0 < like.attrs["informative_fraction"] < post.attrs["informative_fraction"] == 1.0
+
+
+def test_the_observation_variance_calibration_makes_the_estimate_calibrated(tunings):
+    post, like = tunings["posterior"], tunings["likelihood"]
+    assert (post["observation_variance_factor"].values == 1).all()  # off by default
+    factor = like["observation_variance_factor"].values
+    assert (factor != 1).any() and (factor > 0).all()
+    # groups the observations inform: mean(e^2)/sigma^2 of the last stream (whose quality control
+    # differs a little from the first's) near 1, where the factor itself was far from it
+    informed = factor != 1
+    ratio = like["observation_variance_ratio"].values[informed]
+    assert 0.8 < np.median(ratio) < 1.25, ratio
+    assert np.mean((ratio > 0.7) & (ratio < 1.4)) >= 0.75, ratio  # a band with few informed elements may stray
+    assert np.median(np.abs(np.log(ratio))) < 0.5 * np.median(np.abs(np.log(factor[informed])))
+
+
+def test_a_variant_that_changes_a_tuned_setting_is_tuned_on_its_own():
+    cfg = StreamConfig()  # update: posterior, rotation on
+    assert method_settings("hloba_likelihood", cfg).update == "likelihood"
+    assert method_settings("hloba_likelihood", cfg).method == "hloba"
+    assert own_tuning("hloba_likelihood", cfg) and own_tuning("hloba_norotation", cfg)
+    assert not own_tuning("hloba_posterior", cfg)  # the same settings as the shared tuning
+    assert not own_tuning("hloba", cfg) and not own_tuning("l3dvar", cfg)
+    assert own_tuning("hloba_posterior", cfg.with_(update="likelihood"))
+    with pytest.raises(ValueError, match="not one of"):
+        method_settings("hloba_windowed", cfg)
