@@ -11,6 +11,7 @@ seeded per chunk, so results do not depend on the number of workers or the order
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import logging
 import time as _time
 
@@ -29,12 +30,15 @@ LOADS = {"count": 0}  # decoder loads in this process (tests check: once per wor
 @functools.lru_cache(maxsize=4)
 def worker_decoder(path: str, sha256: str = "") -> tuple[torch.nn.Module, Normalizer]:
     """The autoencoder and its normaliser, loaded once per process (``sha256`` keys the cache).
-    In a dask worker process torch uses one thread (the workers are the parallelism)."""
+    In a dask worker process torch uses one thread (the workers are the parallelism); a threaded
+    worker in the caller's process leaves the caller's thread count alone (setting it there would
+    change every later torch computation of that process, and with it their last bits)."""
     try:
         from distributed import get_worker
 
         get_worker()
-        torch.set_num_threads(1)
+        if multiprocessing.parent_process() is not None:
+            torch.set_num_threads(1)
     except (ImportError, ValueError):
         pass
     ae, payload = load_autoencoder(path)
