@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from hloba.assim.cycle import UpdateSpace, mode_groups  # noqa: E402
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
-from hloba.assim.tuning import masked_group_mean  # noqa: E402
+from hloba.assim.tuning import group_mean, pooled_correlation  # noqa: E402
 from hloba.assim.update import hybrid_update, likelihood_estimate  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, stream_years, year_sets  # noqa: E402
@@ -50,11 +50,6 @@ from hloba.models.autoencoder import decode_all, encode_all  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
 from hloba.states import load_years  # noqa: E402
 from hloba.timeaxis import cycle_times, period_cycles  # noqa: E402
-
-
-def correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
-    a, b = a[mask].double(), b[mask].double()
-    return float((a * b).mean() / (a.square().mean() * b.square().mean()).sqrt())
 
 
 def main() -> None:
@@ -109,7 +104,7 @@ def main() -> None:
     def calibrated(est, var):
         """``var`` times its per-band factor mean(e^2)/var on the first half (bands nothing informs keep it)."""
         mask = torch.isfinite(var[:half])
-        factor = masked_group_mean(((est - w_t).square() / var)[:half], mask, groups, args.bands)
+        factor = group_mean(((est - w_t).square() / var)[:half], groups, args.bands, mask)
         factor = torch.where(factor > 0, factor, torch.ones_like(factor))
         print("per-band variance factor (first half):", np.array2string(factor.numpy(), precision=2))
         return est, var * factor[groups][None]
@@ -120,9 +115,7 @@ def main() -> None:
         estimates["likelihood+cal (calibration prior)"] = calibrated(*likelihood_estimate(
             w_o, so2, models.prior_mean.double()[None], models.prior_var.double()[None], args.min_information))
     e_b_fit = (w_b - w_t)[:half].square()
-    all_true = torch.ones_like(e_b_fit, dtype=torch.bool)
-    band_factor = masked_group_mean(e_b_fit, all_true, groups, args.bands) / masked_group_mean(
-        sb2[:half], all_true, groups, args.bands)
+    band_factor = group_mean(e_b_fit, groups, args.bands) / group_mean(sb2[:half], groups, args.bands)
     backgrounds = {
         "stream": sb2,  # as the stream used it (hybrid, online inflation, tuned correction)
         "band-cal": sb2 * band_factor[groups][None],  # times mean(e_b^2)/mean(sb2) per band, first half
@@ -153,7 +146,7 @@ def main() -> None:
         row = {
             "candidate": name,
             "informative_fraction": float(mask.double().mean()),
-            "corr_eb_eo": correlation(e_b, e_o, mask),
+            "corr_eb_eo": pooled_correlation(e_b, e_o, mask),
             "estimate_mnse": float(((e_o.square() / var[test])[mask]).mean()),
             "analysis_mnse": float(((w_a - w_t)[test].square() / sa2[test]).mean()),
             "latent_rmse_analysis": float((w_a - w_t)[test].square().mean().sqrt()),

@@ -30,7 +30,7 @@ def _run(tiny_models, out, tuned=True, checkpoint_every=120, **overrides):
 
 @pytest.fixture(scope="module")
 def stream(tiny_stream):
-    """The session's stream (checkpoint_every 200, which does not change the results)."""
+    """The session pipeline's stream of 2002 (its latent, feedback and diagnostics files)."""
     return tiny_stream["latent"], tiny_stream["feedback"], tiny_stream["diagnostics"]
 
 

@@ -1,18 +1,23 @@
 """Tune the stream's variances on a year where the truth is known (rule tune_stream).
 
-The innovation statistics that drive the online inflation assume that background and O2Lnet
-errors are independent (the error correlation is measured for the estimate the update weighs:
-O2Lnet's posterior, or its likelihood with ``assimilation.update: likelihood``). In the latent space they are not: both miss the scales the observations
-cannot see, so ``E[(z_o - z_b)^2]`` underestimates ``sigma_b2 + sigma_o2`` (on the built-in world
-the latent background and O2Lnet errors correlate by about 0.35). Two short streams on the
-calibration year measure what the innovations cannot, per inflation group of update coordinates:
+The innovation statistics that drive the online inflation assume that background and
+observation-estimate errors are independent. In the latent space they are not: both miss the
+scales the observations cannot see, and O2Lnet's errors persist from cycle to cycle into the
+background, so ``E[(z_o - z_b)^2]`` underestimates ``sigma_b2 + sigma_o2`` (on the built-in world
+they correlate by 0.43-0.52 per band; the correlation is measured for the estimate the update
+weighs, O2Lnet's posterior or, with ``assimilation.update: likelihood``, its likelihood). Short
+streams on the calibration year measure what the innovations cannot, per inflation group of update
+coordinates:
 
+0. with ``assimilation.calibrate_observation_variance``, ``observation_variance_factor =
+   mean((w_o - w_t)^2) / mean(sigma_o2)`` (``w_t`` the encoded truth in update coordinates), and the
+   streams below use it;
 1. ``inflation_correction = mean((w_b - w_t)^2) / mean(sigma_b2)``: the background error the
-   online inflation misses (``w_t`` the encoded truth in update coordinates);
-2. with that correction applied, ``analysis_variance_factor = mean((w_a - w_t)^2 / sigma_a2)``: the
-   factor that makes the reported analysis variance calibrated.
+   online inflation misses;
+2. with that correction applied, ``analysis_variance_factor = mean((w_a - w_t)^2) / mean(sigma_a2)``:
+   the factor that makes the reported analysis variance calibrated.
 
-Reanalysis streams read both (they never see the truth). The tuning streams are separate from the
+Reanalysis streams read them (they never see the truth). The tuning streams are separate from the
 reanalysis streams, so years still never read each other's outputs.
 """
 
@@ -39,20 +44,31 @@ from hloba.timeaxis import cycle_times, period_cycles
 log = logging.getLogger(__name__)
 
 
-def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Mean over time and over each group's elements: ``(time, n) -> (n_groups,)``."""
-    v = values.double()
-    total = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, v.sum(0))
-    count = torch.bincount(groups, minlength=n_groups).double() * v.shape[0]
-    return total / count
-
-
-def masked_group_mean(values: torch.Tensor, mask: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """Mean over time and each group's elements where ``mask`` holds (0 for a group with none)."""
+def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over time and over each group's elements (where ``mask`` holds; 0 for a group with
+    none): ``(time, n) -> (n_groups,)``."""
+    if mask is None:
+        mask = torch.ones_like(values, dtype=torch.bool)
     v = torch.where(mask, values.double(), 0.0)
     total = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, v.sum(0))
     count = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, mask.double().sum(0))
     return total / count.clamp(min=1)
+
+
+def group_ratio(numerator: torch.Tensor, denominator: torch.Tensor, groups: torch.Tensor, n_groups: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean(numerator) / mean(denominator)`` per group (:func:`group_mean`), e.g. ``mean(e^2) / mean(sigma^2)``."""
+    return group_mean(numerator, groups, n_groups, mask) / group_mean(denominator, groups, n_groups, mask).clamp(
+        min=1e-300)
+
+
+def pooled_correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """``sum(a b) / sqrt(sum(a^2) sum(b^2))`` over the elements where ``mask`` holds (errors: no mean removed)."""
+    if mask is not None:
+        a, b = a[mask], b[mask]
+    a, b = a.double(), b.double()
+    return float((a * b).sum() / (a.square().sum() * b.square().sum()).sqrt().clamp(min=1e-300))
 
 
 def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> torch.Tensor:
@@ -103,22 +119,21 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     obs_factor = torch.ones(n_groups, dtype=torch.float64)
     if cfg.calibrate_observation_variance:
         _, eo, so2_w, informative = _estimate_errors(models, cfg, r1, sl, w_t)
-        obs_factor = (masked_group_mean(eo.square(), informative, groups, n_groups)
-                      / masked_group_mean(so2_w, informative, groups, n_groups).clamp(min=1e-300))
+        obs_factor = group_ratio(eo.square(), so2_w, groups, n_groups, informative)
         obs_factor = torch.where(obs_factor > 0, obs_factor, 1.0).clamp(1e-2, 1e4)
         models.observation_variance_factor = obs_factor
         log.info("observation-estimate variance factor per group: %s", np.array2string(obs_factor.numpy(), precision=3))
         log.info("tuning pass 1b with it")
         r1 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
     w_b = models.space.forward(r1.fields["z_b"][sl].to(models.device)).cpu()
-    correction = group_mean((w_b - w_t).square(), groups, n_groups) / group_mean(r1.fields["sigma_b2_update"][sl], groups, n_groups)
+    correction = group_ratio((w_b - w_t).square(), r1.fields["sigma_b2_update"][sl], groups, n_groups)
     correction = correction.clamp(1e-2, 1e4)
     observed, eo, so2_w, informative = _estimate_errors(models, cfg, r1, sl, w_t)
     eb = torch.where(informative, (w_b - w_t)[observed], 0.0)
-    rho = masked_group_mean(eb * eo, informative, groups, n_groups) / (
-        masked_group_mean(eb.square(), informative, groups, n_groups)
-        * masked_group_mean(eo.square(), informative, groups, n_groups)).sqrt().clamp(min=1e-300)
-    pooled_rho = float((eb * eo).sum() / (eb.square().sum() * eo.square().sum()).sqrt().clamp(min=1e-300))
+    rho = group_mean(eb * eo, groups, n_groups, informative) / (
+        group_mean(eb.square(), groups, n_groups, informative)
+        * group_mean(eo.square(), groups, n_groups, informative)).sqrt().clamp(min=1e-300)
+    pooled_rho = pooled_correlation(eb, eo, informative)
     rho = rho.clamp(0.0, 0.9)
     models.inflation_correction = correction
     models.error_correlation = rho
@@ -129,16 +144,15 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
     w_a = models.space.forward(r2.fields["z_a"][sl].to(models.device)).cpu()
     sa2 = r2.fields["sigma_a2_update"][sl]
-    alpha = group_mean((w_a - w_t).square(), groups, n_groups) / group_mean(sa2, groups, n_groups)
+    alpha = group_ratio((w_a - w_t).square(), sa2, groups, n_groups)
     mean_ratio = float(((w_a - w_t).square() / sa2).mean())
     models.analysis_variance_factor = alpha
     log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
     # how well the variances the last stream used fit its errors, per group (1 is calibrated)
     w_b2 = models.space.forward(r2.fields["z_b"][sl].to(models.device)).cpu()
-    b_ratio = group_mean((w_b2 - w_t).square(), groups, n_groups) / group_mean(r2.fields["sigma_b2_update"][sl], groups, n_groups)
+    b_ratio = group_ratio((w_b2 - w_t).square(), r2.fields["sigma_b2_update"][sl], groups, n_groups)
     _, eo2, so2_2, inf2 = _estimate_errors(models, cfg, r2, sl, w_t)
-    o_ratio = masked_group_mean(eo2.square(), inf2, groups, n_groups) / masked_group_mean(
-        so2_2 * obs_factor[groups][None], inf2, groups, n_groups).clamp(min=1e-300)
+    o_ratio = group_ratio(eo2.square(), so2_2 * obs_factor[groups][None], groups, n_groups, inf2)
 
     def rms(result, key):
         return float((result.fields[key][sl] - z_t).square().mean().sqrt())

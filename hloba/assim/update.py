@@ -88,14 +88,20 @@ def observation_estimate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The observation estimate the update weighs, by ``assimilation.update``: O2Lnet's posterior
     ``(w_o, sigma_o2)`` as it is, or its likelihood (:func:`likelihood_estimate`)."""
-    if form == "posterior":
-        return w_o, sigma_o2
+    check_update_inputs(form, prior_mean, prior_var)
     if form == "likelihood":
-        if prior_mean is None or prior_var is None:
-            raise ValueError("assimilation.update: likelihood needs O2Lnet's prior (prior_mean, prior_var) "
-                             "in the calibration file: rerun rule generate_lagged_ensemble")
         return likelihood_estimate(w_o, sigma_o2, prior_mean, prior_var)
-    raise ValueError(f"assimilation.update {form!r} is not one of {UPDATE_FORMS}")
+    return w_o, sigma_o2
+
+
+def check_update_inputs(form: str, prior_mean: torch.Tensor | None, prior_var: torch.Tensor | None) -> None:
+    """``ValueError`` naming what is missing when ``form`` cannot run on these inputs."""
+    if form not in UPDATE_FORMS:
+        raise ValueError(f"assimilation.update {form!r} is not one of {UPDATE_FORMS}")
+    if form == "likelihood" and (prior_mean is None or prior_var is None):
+        raise ValueError("assimilation.update: likelihood needs O2Lnet's prior (prior_mean, prior_var) in the "
+                         "calibration file, which files written before it was stored lack: rerun rule "
+                         "generate_lagged_ensemble")
 
 
 def first_guess_check(

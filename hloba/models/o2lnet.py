@@ -3,8 +3,8 @@
 Input: the cycle's observations rendered on the model grid, two channels per grid channel: the
 mean standardised anomaly of the observations that fall in each cell (0 where none) and an
 observed/not-observed mask, ``(batch, 2 C, ny, nx)``; with ``slots`` (a window of cycles) each
-slot's observations have channels of their own, ``(batch, 2 C len(slots), ny, nx)``. The body is the autoencoder's encoder
-shape (same patch, so it lands on the latent grid) with extra residual blocks at the latent
+slot's observations have channels of their own, ``(batch, 2 C len(slots), ny, nx)``. The body is
+the autoencoder's encoder shape (same patch, so it lands on the latent grid) with extra residual blocks at the latent
 resolution to spread sparse information; two 1x1 heads give the latent mean and the log-variance. O2Lnet sees observations only, never the
 background.
 
@@ -57,8 +57,9 @@ class O2Lnet(nn.Module):
         ae = cfg.ae
         self.cfg = cfg
         body_cfg = AutoencoderConfig(
-            channels=2 * ae.channels * len(cfg.slots), ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels, patch=ae.patch,
-            width=cfg.width, blocks=cfg.blocks, periodic_lat=ae.periodic_lat, periodic_lon=ae.periodic_lon,
+            channels=2 * ae.channels * len(cfg.slots), ny=ae.ny, nx=ae.nx, latent_channels=ae.latent_channels,
+            patch=ae.patch, width=cfg.width, blocks=cfg.blocks, periodic_lat=ae.periodic_lat,
+            periodic_lon=ae.periodic_lon,
         )
         self.body = Encoder(body_cfg)
         self.mean_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)

@@ -19,18 +19,23 @@ VARIANTS = {
 COMPARABLE = NAMES + tuple(VARIANTS)
 
 
-def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
-    """The stream settings of a compared name (``hloba_norotation``: hloba without rotation)."""
+def variant(name: str) -> tuple[str, dict]:
+    """``(method, settings changed)`` of a compared name (a method: itself, nothing changed)."""
     if name not in COMPARABLE:
         raise ValueError(f"comparison.methods: {name!r} is not one of {COMPARABLE}")
-    method, extra = VARIANTS.get(name, (name, {}))
+    return VARIANTS.get(name, (name, {}))
+
+
+def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
+    """The stream settings of a compared name (``hloba_norotation``: hloba without rotation)."""
+    method, extra = variant(name)
     return cfg.with_(method=method, **extra)
 
 
 def own_tuning(name: str, cfg: StreamConfig) -> bool:
     """Whether a compared variant of a tuned method needs tuning streams of its own: it changes a
     setting of ``cfg`` (the shared tuning of rule tune_stream was run with ``cfg``'s)."""
-    method, extra = VARIANTS.get(name, (name, {}))
+    method, extra = variant(name)
     return REGISTRY[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items())
 
 
@@ -55,4 +60,4 @@ class ComparisonSettings:
     @staticmethod
     def base_method(name: str) -> str:
         """The assimilation method a compared name runs (``hloba_norotation``: ``hloba``)."""
-        return VARIANTS.get(name, (name, {}))[0]
+        return variant(name)[0]

@@ -11,7 +11,7 @@ import torch
 
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
-from hloba.assim.update import correlated_update, hybrid_update, observation_estimate
+from hloba.assim.update import check_update_inputs, correlated_update, hybrid_update, observation_estimate
 from hloba.models.o2lnet import render_observations
 
 
@@ -27,9 +27,10 @@ class Hloba(Method):
         if slots != (0,):
             raise MethodError(f"O2Lnet reads a window of cycles (slots {slots}); the stream assimilates one "
                               "cycle's observations: use an O2Lnet trained with slots (0,) (rule train_o2lnet)")
-        if cfg.update == "likelihood" and models.prior_mean is None:
-            raise MethodError("assimilation.update: likelihood needs O2Lnet's prior in the calibration file, which "
-                              "was written before it was stored: rerun rule generate_lagged_ensemble")
+        try:  # before the first cycle, not at it
+            check_update_inputs(cfg.update, models.prior_mean, models.prior_var)
+        except ValueError as err:
+            raise MethodError(str(err)) from None
 
     def observation_estimate(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
         """O2Lnet's ``(z_o, sigma_o2)`` from the cycle's used observations (``inf`` without any)."""
