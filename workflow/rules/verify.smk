@@ -57,17 +57,37 @@ rule evaluate_year:
         "../scripts/evaluate_year.py"
 
 
-use rule tune_stream as tune_variant with:
+rule tune_variant:
+    input:
+        unpack(forecast_model_inputs),
+        unpack(cold_start_input),
+        autoencoder="results/models/autoencoder.pt",
+        o2lnet="results/models/o2lnet.pt",
+        calibration="results/ensemble/calibration.nc",
+        observations=tuning_observation_files,
+        references=reference_files([TUNING_YEAR]),
     output:
         tuning="results/comparison/tuning/{variant}.nc",
     log:
         "results/logs/tune_variant/{variant}.log",
     benchmark:
         "results/benchmarks/tune_variant/{variant}.tsv"
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=assimilation_gpus(),
+        log_every=RUN.log_every,
+        checkpoint_every=RUN.checkpoint_every,
+        device=RUN.device,
     params:
         year=TUNING_YEAR,
         assimilation=variant_assimilation,
         forecast=FORECAST,
+    script:
+        "../scripts/tune_stream.py"
 
 
 rule compare_method:
