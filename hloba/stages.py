@@ -85,8 +85,9 @@ def evaluate(config: dict, results, year: int, out=None):
     forecast = results_forecast(results, config)
     _need(*inputs, *([forecast.emulator] if forecast.emulator else []))
     e = f"evaluation/{year}"
-    scores, obs, skill, withheld, figure = _outputs(out, f"{e}/scores.csv", f"{e}/observations.csv",
-                                                    f"{e}/forecast_skill.csv", f"{e}/withheld.csv",
-                                                    f"{e}/withheld.png")
+    scores, obs, skill, withheld, figure, reliability, reliability_figure = _outputs(
+        out, f"{e}/scores.csv", f"{e}/observations.csv", f"{e}/forecast_skill.csv", f"{e}/withheld.csv",
+        f"{e}/withheld.png", f"{e}/reliability.csv", f"{e}/reliability.png")
     return evaluate_year(*inputs, scores, obs, skill, forecast=forecast, reference_name=reference_role(config),
-                         withheld_path=withheld, withheld_figure=figure, **evaluation_params(config))
+                         withheld_path=withheld, withheld_figure=figure, reliability_path=reliability,
+                         reliability_figure=reliability_figure, **evaluation_params(config))

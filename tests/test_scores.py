@@ -100,3 +100,30 @@ def test_reference_missing_a_variable_or_the_year_is_named(tmp_path):
     ds.to_netcdf(tmp_path / "2003.nc")
     with pytest.raises(ValueError, match="the reference lacks 4 of the analysis times"):
         truth_on([tmp_path / "2003.nc"], times + pd.Timedelta(days=365), [Channel("temperature")])
+
+
+def test_reliability_of_an_informative_and_of_a_shapeless_std():
+    """Errors drawn with a std that varies over the grid: binned RMSE follows the std (slope 1,
+    positive correlation); the same std values shuffled over the grid carry no information (slope 0,
+    same spread/RMSE)."""
+    from hloba.verify.reliability import reliability_summary, reliability_table, weighted_bins
+
+    rng = np.random.default_rng(0)
+    std = np.exp(rng.normal(0.0, 0.5, size=(200, 2, 12, 16)))
+    truth = np.zeros_like(std)
+    mean = truth + std * rng.standard_normal(std.shape)
+    weights = np.linspace(0.5, 1.5, 12)
+    shuffled = rng.permutation(std.ravel()).reshape(std.shape)
+    out = {}
+    for name, s in (("informative", std), ("shapeless", shuffled)):
+        table = reliability_table(mean, s, truth, weights, ["a", "b"], n_bins=8)
+        out[name] = reliability_summary(mean, s, truth, weights, ["a", "b"], table).set_index("channel")
+        assert len(table) == 16 and np.allclose(table.groupby("channel").weight_share.sum(), 1.0)
+        assert np.allclose(table.weight_share, 1 / 8, atol=0.01)  # equal area-weighted shares
+    good, flat = out["informative"], out["shapeless"]
+    assert np.allclose(good.reliability_slope, 1.0, atol=0.1) and (good.corr_std_abs_error > 0.3).all()
+    assert (flat.reliability_slope.abs() < 0.1).all() and (flat.corr_std_abs_error.abs() < 0.05).all()
+    assert np.allclose(good.spread_over_rmse, 1.0, atol=0.03)
+    assert np.allclose(flat.spread_over_rmse, good.spread_over_rmse, atol=0.01)  # same values (shuffled), same size
+    bins = weighted_bins(np.arange(10.0), np.ones(10), 5)
+    assert list(bins) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]

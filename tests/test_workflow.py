@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -115,6 +116,13 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     scores = pd.read_csv(workdir / "results/evaluation/2002/scores.csv")
     year = scores[scores.period == "year"].set_index("channel")
     assert len(year) == 8 and (year.acc > 0.5).all() and (year.spread_skill > 0.3).all()
+    # the reliability of the std: ten bins per channel, and the same spread/RMSE as the scores
+    reliability = pd.read_csv(workdir / "results/evaluation/2002/reliability.csv")
+    assert reliability.groupby("channel").size().to_dict() == {c: 10 for c in year.index}
+    spread = reliability.groupby("channel").spread_over_rmse.first()
+    np.testing.assert_allclose(spread[year.index], year.spread_skill, rtol=1e-4)
+    assert reliability.corr_std_abs_error.between(-1, 1).all() and reliability.reliability_slope.notna().all()
+    assert (workdir / "results/evaluation/2002/reliability.png").read_bytes()[:4] == b"\x89PNG"
     obs_stats = pd.read_csv(workdir / "results/evaluation/2002/observations.csv")
     assert set(obs_stats.platform) == {"radiosonde", "surface", "satellite", "aircraft"}
     assert (obs_stats.oma_std < obs_stats.omb_std).mean() > 0.8  # the analysis fits the observations better
@@ -151,12 +159,14 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     plan = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml", "science.yaml"], workdir).stdout
     assert "tune_stream" in plan and "assimilate_year" in plan and "train_o2lnet" not in plan
     # switching the forecast model through config alone trains the emulator and recalibrates,
-    # and nothing upstream reruns
+    # and nothing upstream reruns (the plan is the whole pipeline's; the emulator's streams and
+    # comparison run end to end in tests/test_own_data.py, so only the calibration is made here)
     switch = ["--configfile", "config/test.yaml", "--config", "forecast={'model': 'emulator'}"]
     plan = run(SNAKEMAKE + ["-n", "--cores", "2"] + switch, workdir).stdout
     assert "train_emulator" in plan and "generate_lagged_ensemble" in plan
+    assert "tune_stream" in plan and "assimilate_year" in plan and "compare_method" in plan
     assert "train_autoencoder" not in plan and "make_world" not in plan
-    run(SNAKEMAKE + ["--cores", "2"] + switch, workdir)
+    run(SNAKEMAKE + ["results/ensemble/calibration.nc", "--cores", "2"] + switch, workdir)
     report = json.loads((workdir / "results/models/emulator_report.json").read_text())
     assert report["lead_hours"] == 24.0 and len(report["ratio_to_persistence"]) == 8
     with xr.open_dataset(workdir / "results/ensemble/calibration.nc") as cal:

@@ -3,7 +3,8 @@
 Gridded scores (OSSE, the reference is the truth): area-weighted RMSE, bias, anomaly correlation
 about the day-of-year climatology, Gaussian CRPS from the analysis and its std, spread/skill,
 per channel over the year, each month and each season. Observation space, from the feedback
-file: O-B and O-A mean and std per variable and platform, counts used and rejected. Forecast
+file: O-B and O-A mean and std per variable and platform, counts used and rejected. Reliability:
+the archive's std binned against the error (:mod:`hloba.verify.reliability`). Forecast
 skill: the forecast model started from the analyses (and, as the model-error floor, from the
 truth) at evenly spread times, RMSE and ACC at daily leads.
 """
@@ -22,6 +23,7 @@ from hloba.io import atomic_path
 from hloba.normalization import climatology_at
 from hloba.archive.dataset import archive_states
 from hloba.scores import anomaly_correlation, bias, gaussian_crps, rmse, spread_skill
+from hloba.verify.reliability import plot_reliability, reliability_summary, reliability_table
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +139,12 @@ def pooled_withheld(table: pd.DataFrame, by) -> pd.DataFrame:
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
                   forecast=None,
                   forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth",
-                  withheld_path=None, withheld_figure=None) -> pd.DataFrame:
+                  withheld_path=None, withheld_figure=None, reliability_path=None, reliability_figure=None,
+                  reliability_bins: int = 10) -> pd.DataFrame:
     """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
     ``forecast`` model, a :class:`hloba.forecast.ForecastSpec`) also the forecast skill from the analyses; with ``withheld_path``
-    the scores against the withheld observations (:func:`withheld_statistics`, and a figure)."""
+    the scores against the withheld observations (:func:`withheld_statistics`, and a figure); with
+    ``reliability_path`` the binned reliability of the archive's std (:mod:`hloba.verify.reliability`)."""
     mean, std, times, channels, grid = archive_states(reanalysis)
     with xr.open_dataset(reference) as ref:
         missing = times.difference(pd.DatetimeIndex(ref["time"].values))
@@ -156,6 +160,9 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     scores = gridded_scores(mean, std, truth, clim, times, grid.area_weights(), names)
     with atomic_path(scores_path) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6g")
+    if reliability_path is not None:
+        write_reliability(mean, std, truth, grid.area_weights(), names, reliability_path, reliability_figure,
+                          reliability_bins, reference_name)
     fb = pd.read_parquet(feedback)
     obs = observation_statistics(fb)
     with atomic_path(obs_path) as tmp:
@@ -182,6 +189,20 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     year = scores[scores.period == "year"].set_index("channel")
     log.info("year scores:\n%s", year[["rmse", "bias", "acc", "crps", "spread_skill"]].to_string())
     return scores
+
+
+def write_reliability(mean, std, truth, weights, names, path, figure=None, n_bins: int = 10,
+                      reference_name: str = "truth") -> pd.DataFrame:
+    """The reliability bins with each channel's summary (corr(std, |error|), spread/RMSE, slope)."""
+    table = reliability_table(mean, std, truth, weights, names, n_bins)
+    summary = reliability_summary(mean, std, truth, weights, names, table)
+    out = table.merge(summary, on="channel")
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6g")
+    log.info("reliability of the std (%s):\n%s", reference_name, summary.set_index("channel").round(3).to_string())
+    if figure is not None:
+        plot_reliability(table, summary, figure, reference_name)
+    return out
 
 
 def plot_withheld(table: pd.DataFrame, path) -> None:

@@ -160,10 +160,11 @@ class QGModel(torch.nn.Module):
         spectral = {
             # PV -> streamfunction, (2, 2, ny, nkx): psi_i = sum_j minv[i, j] q_j
             "minv": torch.stack((torch.stack((-a, -f * one)), torch.stack((-f * one, -a)))) * inv_det,
-            # multipliers taking cat(psi, psi, q, h, psi1 - psi2) to (u1, u2, v1, v2, q1, q2, h, psi1 - psi2)
-            "to_grid_op": torch.stack((-iky, -iky, ikx, ikx, one, one, one, one)),
-            # divergence of the fluxes (u q1, u q2, v q1, v q2) -> d/dx, d/dx, d/dy, d/dy
-            "div_op": torch.stack((ikx, ikx, iky, iky)),
+            # multipliers taking cat(psi, psi, psi, q1, q2, h) to (u1, u2, v1, v2, psi1, psi2, q1, q2, h)
+            "to_grid_op": torch.stack((-iky, -iky, ikx, ikx, one, one, one, one, one)),
+            # the spectra of the grid terms (x fluxes, y fluxes, sources) of (q1, q2, h) -> their
+            # tendencies: minus the divergence of the fluxes, plus the sources; dealiased
+            "tendency_op": torch.stack((-ikx, -iky, one))[:, None] * dealias,
             "ikx": ikx,
             "iky": iky,
         }
@@ -207,56 +208,73 @@ class QGModel(torch.nn.Module):
         return u2 + shear, u2
 
     # ----- dynamics -----------------------------------------------------------------------------
+    def stage_constants(
+        self, day_of_year: torch.Tensor | float, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean winds and mean PV gradients of a stage of a step, shaped for :meth:`grid_tendency`:
+        ``winds: (batch, 2, 2, 1, 1)`` ((U1, U2), (0, 0)) and ``qy: (batch, 2, 1, 1)``."""
+        return self._winds_and_gradients(*self.mean_winds(day_of_year, batch))
+
+    def _winds_and_gradients(self, u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u = torch.stack((u1, u2), dim=1)
+        winds = torch.stack((u, torch.zeros_like(u)), dim=1)[..., None, None]
+        qy = self.params.beta + self.f * torch.stack((u1 - u2, u2 - u1), dim=1)
+        return winds, qy[..., None, None]
+
     def tendency(self, sh: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
         """Spectral tendency of ``sh = rfft2(q1, q2, h)``, shape ``(batch, 3, ny, nx//2+1)``.
 
         ``u1, u2: (batch,)`` are the mean zonal winds of the two layers.
         """
+        return self.grid_tendency(sh, *self._winds_and_gradients(u1, u2))
+
+    def grid_tendency(self, sh: torch.Tensor, winds: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+        """The tendency with every term formed on the grid as an x flux, a y flux or a source.
+
+        The linear terms go through the grid too (mean advection and the mean gradients in the x
+        fluxes, drag as a source, ``-r lap(psi2) = -r (q2 - F (psi1 - psi2))``), which is exact for
+        band-limited fields and leaves one forward and one inverse transform per tendency.
+        """
         p = self.params
-        qh, hh = sh[:, :2], sh[:, 2:3]
+        qh = sh[:, :2]
         ph = self.invert(qh)
-        grid = self.to_grid(torch.cat((ph, ph, qh, hh, ph[:, :1] - ph[:, 1:]), dim=1) * self.to_grid_op)
-        uv, q, h, thickness = grid[:, 0:4], grid[:, 4:6], grid[:, 6:7], grid[:, 7:8]
-        products = [uv * q.repeat(1, 2, 1, 1)]
+        grid = self.to_grid(torch.cat((ph, ph, ph, sh), dim=1) * self.to_grid_op)
+        wind, psi, q = grid[:, 0:4].unflatten(1, (2, 2)) + winds, grid[:, 4:6], grid[:, 6:8]
+        pv_flux = wind * q[:, None]  # ((u1 + U1) q1, (u2 + U2) q2), (v1 q1, v2 q2)
+        x_flux = torch.addcmul(pv_flux[:, 0], qy, psi)
+        thickness = psi[:, 0:1] - psi[:, 1:2]
+        zero = torch.zeros_like(thickness)
+        drag = torch.add(q[:, 1:2], thickness, alpha=-self.f) * -self.drag_rate if self.drag else zero
         if self.moisture:
-            h_sat = p.saturation_deficit_kg_kg + (
-                p.saturation_sensitivity_kg_kg_per_k * self.temperature_factor
-            ) * thickness
-            condensation = torch.relu(h - h_sat) * (1.0 / (p.condensation_timescale_hours * 3600.0))
-            products += [uv[:, 1::2] * h, condensation]
-        fh = self.to_spectral(torch.cat(products, dim=1))
-        flux_div = fh[:, 0:4] * self.div_op
-        umean = torch.stack((u1, u2), dim=1)[:, :, None, None]
-        qy = torch.stack((p.beta + self.f * (u1 - u2), p.beta - self.f * (u1 - u2)), dim=1)[:, :, None, None]
-        dq = -(flux_div[:, 0:2] + flux_div[:, 2:4]) - self.ikx * (umean * qh + qy * ph)
-        if self.drag and self.drag_rate:
-            drag = self.drag_rate * self.k2 * ph[:, 1:2]
-            dq = torch.cat((dq[:, :1], dq[:, 1:2] + drag), dim=1)
-        if self.moisture:
-            dh = (
-                -(self.ikx * fh[:, 4:5] + self.iky * fh[:, 5:6])
-                - self.ikx * (u2[:, None, None, None] * hh - self.humidity_gradient * ph[:, 1:2])
-                - hh * (1.0 / (p.humidity_relaxation_days * SECONDS_PER_DAY))
-                - fh[:, 6:7]
+            h = grid[:, 8:9]
+            h_flux = wind[:, :, 1] * h  # (u2 + U2) h, v2 h
+            saturation_excess = torch.add(
+                h, thickness, alpha=-p.saturation_sensitivity_kg_kg_per_k * self.temperature_factor
             )
+            condensation = torch.relu(saturation_excess - p.saturation_deficit_kg_kg)
+            source = torch.add(
+                h * (-1.0 / (p.humidity_relaxation_days * SECONDS_PER_DAY)),
+                condensation, alpha=-1.0 / (p.condensation_timescale_hours * 3600.0),
+            )
+            h_x = torch.add(h_flux[:, 0:1], psi[:, 1:2], alpha=-self.humidity_gradient)
+            terms = [x_flux, h_x, pv_flux[:, 1], h_flux[:, 1:2], zero, drag, source]
         else:
-            dh = torch.zeros_like(hh)
-        return torch.cat((dq, dh), dim=1) * self.dealias
+            terms = [x_flux, zero, pv_flux[:, 1], zero, zero, drag, zero]
+        fh = self.to_spectral(torch.cat(terms, dim=1)).unflatten(1, (3, 3)) * self.tendency_op
+        return fh[:, 0] + fh[:, 1] + fh[:, 2]
 
     def step_spectral(self, sh: torch.Tensor, day_of_year: torch.Tensor | float) -> torch.Tensor:
         """One RK4 step of length ``params.dt_seconds`` in spectral space."""
         dt = self.params.dt_seconds
         batch = sh.shape[0]
-        doy_mid = day_of_year + 0.5 * dt / SECONDS_PER_DAY
-        doy_end = day_of_year + dt / SECONDS_PER_DAY
-        u1a, u2a = self.mean_winds(day_of_year, batch)
-        u1b, u2b = self.mean_winds(doy_mid, batch)
-        u1c, u2c = self.mean_winds(doy_end, batch)
-        k1 = self.tendency(sh, u1a, u2a)
-        k2 = self.tendency(sh + 0.5 * dt * k1, u1b, u2b)
-        k3 = self.tendency(sh + 0.5 * dt * k2, u1b, u2b)
-        k4 = self.tendency(sh + dt * k3, u1c, u2c)
-        out = sh + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        start = self.stage_constants(day_of_year, batch)
+        middle = self.stage_constants(day_of_year + 0.5 * dt / SECONDS_PER_DAY, batch)
+        end = self.stage_constants(day_of_year + dt / SECONDS_PER_DAY, batch)
+        k1 = self.grid_tendency(sh, *start)
+        k2 = self.grid_tendency(torch.add(sh, k1, alpha=0.5 * dt), *middle)
+        k3 = self.grid_tendency(torch.add(sh, k2, alpha=0.5 * dt), *middle)
+        k4 = self.grid_tendency(torch.add(sh, k3, alpha=dt), *end)
+        out = torch.add(sh, torch.add(torch.add(k1, k4), torch.add(k2, k3), alpha=2.0), alpha=dt / 6.0)
         if self.diffusion:
             out = out * self.hyper
         return out

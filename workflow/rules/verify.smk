@@ -39,6 +39,18 @@ rule evaluate_year:
             category="Verification",
             labels={"year": "{year}", "figure": "withheld observations"},
         ),
+        reliability=report(
+            "results/evaluation/{year}/reliability.csv",
+            caption="../report/reliability.rst",
+            category="Verification",
+            labels={"year": "{year}", "table": "reliability of the std"},
+        ),
+        reliability_figure=report(
+            "results/evaluation/{year}/reliability.png",
+            caption="../report/reliability.rst",
+            category="Verification",
+            labels={"year": "{year}", "figure": "reliability of the std"},
+        ),
     log:
         "results/logs/evaluate_year/{year}.log",
     benchmark:

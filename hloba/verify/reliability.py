@@ -1,0 +1,113 @@
+"""Does the archive's std say where the analysis is wrong? Binned reliability of the decoded std.
+
+Per channel, every grid value of the year (area-weighted) goes into one of ``n_bins`` bins of its
+predicted std (equal area-weighted populations); each bin's RMSE is compared with its rms std.
+A reliable uncertainty puts the bins on the diagonal; a std with the right size but no shape
+puts them on a horizontal line. Per channel the summary gives the correlation of the std with the
+absolute error, spread/RMSE and the reliability slope (the least-squares slope of the bins'
+RMSE against their rms std, with an intercept: 1 when the std's variations are the error's,
+0 when they carry none).
+
+Arrays are ``(time, channel, lat, lon)`` and ``weights: (lat,)`` as in :mod:`hloba.scores`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _channel_values(std, err, weights, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = np.asarray(std[:, i], np.float64)
+    e = np.asarray(err[:, i], np.float64)
+    w = np.broadcast_to(np.asarray(weights, np.float64)[None, :, None], s.shape)
+    return s.ravel(), e.ravel(), w.ravel()
+
+
+def weighted_bins(values: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index ``0..n_bins-1`` of each value, bins holding equal shares of the total weight
+    (ties go to the same bin, so a bin can be empty when many values are equal)."""
+    order = np.argsort(values, kind="stable")
+    share = np.cumsum(weights[order]) / weights.sum()
+    edges = values[order][np.searchsorted(share, np.arange(1, n_bins) / n_bins)]
+    return np.searchsorted(edges, values, side="left")  # a value equal to an edge closes the lower bin
+
+
+def reliability_table(mean, std, truth, weights, channel_names, n_bins: int = 10) -> pd.DataFrame:
+    """One row per channel and std bin: the bin's std range, area weight share, rms std and RMSE."""
+    if n_bins < 2:
+        raise ValueError(f"reliability needs at least 2 bins, got {n_bins}")
+    err = np.asarray(mean, np.float64) - np.asarray(truth, np.float64)
+    rows = []
+    for i, name in enumerate(channel_names):
+        s, e, w = _channel_values(std, err, weights, i)
+        bins = weighted_bins(s, w, n_bins)
+        for b in range(n_bins):
+            sel = bins == b
+            if not sel.any():
+                continue
+            wb = w[sel]
+            rows.append({
+                "channel": name, "bin": b, "std_min": float(s[sel].min()), "std_max": float(s[sel].max()),
+                "weight_share": float(wb.sum() / w.sum()),
+                "rms_std": float(np.sqrt(np.average(s[sel] ** 2, weights=wb))),
+                "rmse": float(np.sqrt(np.average(e[sel] ** 2, weights=wb))),
+            })
+    return pd.DataFrame(rows)
+
+
+def reliability_slope(rms_std: np.ndarray, rmse: np.ndarray, share: np.ndarray) -> float:
+    """Weighted least-squares slope (with an intercept) of the bins' RMSE on their rms std."""
+    x, y, w = (np.asarray(a, np.float64) for a in (rms_std, rmse, share))
+    xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+    var = np.average((x - xm) ** 2, weights=w)
+    return float(np.average((x - xm) * (y - ym), weights=w) / var) if var > 0 else float("nan")
+
+
+def weighted_correlation(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
+    am, bm = np.average(a, weights=w), np.average(b, weights=w)
+    cov = np.average((a - am) * (b - bm), weights=w)
+    den = np.sqrt(np.average((a - am) ** 2, weights=w) * np.average((b - bm) ** 2, weights=w))
+    return float(cov / den) if den > 0 else float("nan")
+
+
+def reliability_summary(mean, std, truth, weights, channel_names, table: pd.DataFrame) -> pd.DataFrame:
+    """Per channel: corr(std, |error|), spread/RMSE and the reliability slope of ``table``."""
+    err = np.asarray(mean, np.float64) - np.asarray(truth, np.float64)
+    rows = []
+    for i, name in enumerate(channel_names):
+        s, e, w = _channel_values(std, err, weights, i)
+        bins = table[table["channel"] == name]
+        rows.append({
+            "channel": name,
+            "corr_std_abs_error": weighted_correlation(s, np.abs(e), w),
+            "spread_over_rmse": float(np.sqrt(np.average(s ** 2, weights=w) / np.average(e ** 2, weights=w))),
+            "reliability_slope": reliability_slope(bins["rms_std"], bins["rmse"], bins["weight_share"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_reliability(table: pd.DataFrame, summary: pd.DataFrame, path, reference_name: str = "truth") -> None:
+    """One panel per channel: each bin's RMSE against its rms std, with the diagonal."""
+    from hloba.plotting import plt, save_figure
+
+    names = list(summary["channel"])
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
+    for ax, (_, s) in zip(axes.flat, summary.iterrows()):
+        t = table[table["channel"] == s["channel"]]
+        top = 1.1 * float(max(t["rms_std"].max(), t["rmse"].max()))
+        ax.plot([0, top], [0, top], color="0.6", lw=1, ls="--")
+        ax.plot(t["rms_std"], t["rmse"], "o-", ms=3)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_title(f"{s['channel']}\ncorr {s['corr_std_abs_error']:.2f}, slope {s['reliability_slope']:.2f}",
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(names):]:
+        ax.set_axis_off()
+    fig.supxlabel("predicted std (rms in the bin)", fontsize=9)
+    fig.supylabel(f"RMSE against the {reference_name} in the bin", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
