@@ -63,3 +63,12 @@ def test_training_overlapping_reanalysis_is_a_warning(schema, config):
 def test_expand_years():
     assert expand_years({"start": 2001, "end": 2003}) == [2001, 2002, 2003]
     assert expand_years([2005, 2001]) == [2001, 2005]
+
+
+def test_the_years_streams_share_the_cores():
+    from hloba.config import stream_threads
+
+    assert stream_threads(2, 2) == 1  # the default: two reanalysis years at once on two cores
+    assert stream_threads(1, 2) == 2  # one year (the tiny config, a year rerun alone): both cores
+    assert stream_threads(2, 8) == 2 and stream_threads(3, 2) == 1 and stream_threads(1, 1) == 1
+    assert stream_threads(2, None) == 2  # a cluster executor: each job has its own node

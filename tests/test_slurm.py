@@ -20,7 +20,8 @@ def rule_resources(repo) -> dict:
     for smk in (repo / "workflow/rules").glob("*.smk"):
         for block in re.split(r"\n\s*rule ", smk.read_text())[1:]:  # conditional rules are indented
             name = block.split(":", 1)[0].strip()
-            get = lambda key: int(re.search(rf"{key}[:=]\s*(\d+)", block).group(1))  # noqa: E731
+            # a literal value, or None where the rule computes it (assimilate_year's threads)
+            get = lambda key: int(m.group(1)) if (m := re.search(rf"{key}[:=]\s*(\d+)", block)) else None  # noqa: E731
             out[name] = {"threads": get("threads"), "mem_mb": get("mem_mb"), "runtime": get("runtime")}
     return out
 

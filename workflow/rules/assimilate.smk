@@ -63,7 +63,7 @@ rule assimilate_year:
         "results/benchmarks/assimilate_year/{year}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: STREAM_THREADS
     resources:
         mem_mb=8000,
         runtime=360,

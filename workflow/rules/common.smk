@@ -17,6 +17,7 @@ from hloba.config import (
     forecast_params,
     forecast_source_file,
     reference_role,
+    stream_threads,
     stream_years,
     year_sets,
 )
@@ -54,6 +55,13 @@ except (OSError, ValueError, TypeError) as _err:
     raise WorkflowError(str(_err)) from None
 FORECAST = forecast_params(config, INTERVAL_HOURS)
 ALL_YEARS = YEARS.all
+# the years' streams share the cores (--set-threads assimilate_year=N overrides); a cluster
+# executor leaves the total unset (each job has its own node)
+try:
+    _CORES = workflow.cores
+except WorkflowError:
+    _CORES = None
+STREAM_THREADS = stream_threads(len(YEARS.reanalysis), _CORES)
 ENV = "../../envs/hloba.yaml"
 
 
