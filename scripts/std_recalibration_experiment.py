@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hloba.archive.dataset import archive_states  # noqa: E402
 from hloba.channels import stack_channels  # noqa: E402
 from hloba.scores import gaussian_crps  # noqa: E402
-from hloba.verify.reliability import reliability_summary, reliability_table  # noqa: E402
+from hloba.verify.reliability import reliability  # noqa: E402
 
 
 def affine_fit(table: pd.DataFrame) -> tuple[float, float]:
@@ -45,7 +45,7 @@ def affine_fit(table: pd.DataFrame) -> tuple[float, float]:
 
 def candidates(mean, std, truth, weights, names, n_bins: int) -> dict[str, list]:
     """Per channel, the maps std -> recalibrated std of each candidate, fitted on these arrays."""
-    table = reliability_table(mean, std, truth, weights, names, n_bins)
+    table, _ = reliability(mean, std, truth, weights, names, n_bins)
     err2 = (np.asarray(mean, np.float64) - truth) ** 2
     w = np.asarray(weights, np.float64)[None, :, None]
     maps = {"archived": [], "scale": [], "affine": []}
@@ -62,8 +62,7 @@ def candidates(mean, std, truth, weights, names, n_bins: int) -> dict[str, list]
 
 
 def score(mean, std, truth, weights, names, n_bins: int) -> pd.DataFrame:
-    table = reliability_table(mean, std, truth, weights, names, n_bins)
-    out = reliability_summary(mean, std, truth, weights, names, table).set_index("channel")
+    out = reliability(mean, std, truth, weights, names, n_bins)[1].set_index("channel")
     crps = gaussian_crps(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (mean, std, truth)), weights)
     return out.assign(crps=crps.numpy())
 

@@ -106,7 +106,7 @@ def test_reliability_of_an_informative_and_of_a_shapeless_std():
     """Errors drawn with a std that varies over the grid: binned RMSE follows the std (slope 1,
     positive correlation); the same std values shuffled over the grid carry no information (slope 0,
     same spread/RMSE)."""
-    from hloba.verify.reliability import reliability_summary, reliability_table, weighted_bins
+    from hloba.verify.reliability import reliability, weighted_bins
 
     rng = np.random.default_rng(0)
     std = np.exp(rng.normal(0.0, 0.5, size=(200, 2, 12, 16)))
@@ -116,8 +116,8 @@ def test_reliability_of_an_informative_and_of_a_shapeless_std():
     shuffled = rng.permutation(std.ravel()).reshape(std.shape)
     out = {}
     for name, s in (("informative", std), ("shapeless", shuffled)):
-        table = reliability_table(mean, s, truth, weights, ["a", "b"], n_bins=8)
-        out[name] = reliability_summary(mean, s, truth, weights, ["a", "b"], table).set_index("channel")
+        table, summary = reliability(mean, s, truth, weights, ["a", "b"], n_bins=8)
+        out[name] = summary.set_index("channel")
         assert len(table) == 16 and np.allclose(table.groupby("channel").weight_share.sum(), 1.0)
         assert np.allclose(table.weight_share, 1 / 8, atol=0.01)  # equal area-weighted shares
     good, flat = out["informative"], out["shapeless"]

@@ -23,7 +23,7 @@ from hloba.io import atomic_path
 from hloba.normalization import climatology_at
 from hloba.archive.dataset import archive_states
 from hloba.scores import anomaly_correlation, bias, gaussian_crps, rmse, spread_skill
-from hloba.verify.reliability import plot_reliability, reliability_summary, reliability_table
+from hloba.verify.reliability import plot_reliability, reliability
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +194,7 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
 def write_reliability(mean, std, truth, weights, names, path, figure=None, n_bins: int = 10,
                       reference_name: str = "truth") -> pd.DataFrame:
     """The reliability bins with each channel's summary (corr(std, |error|), spread/RMSE, slope)."""
-    table = reliability_table(mean, std, truth, weights, names, n_bins)
-    summary = reliability_summary(mean, std, truth, weights, names, table)
+    table, summary = reliability(mean, std, truth, weights, names, n_bins)
     out = table.merge(summary, on="channel")
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 
-def _channel_values(std, err, weights, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    s = np.asarray(std[:, i], np.float64)
-    e = np.asarray(err[:, i], np.float64)
-    w = np.broadcast_to(np.asarray(weights, np.float64)[None, :, None], s.shape)
-    return s.ravel(), e.ravel(), w.ravel()
+def _channels(mean, std, truth, weights, channel_names):
+    """Per channel: name, flat std, flat error and flat area weight (one channel in memory at a time)."""
+    w = np.asarray(weights, np.float64)[None, :, None]
+    for i, name in enumerate(channel_names):
+        s = np.asarray(std[:, i], np.float64)
+        e = np.asarray(mean[:, i], np.float64) - np.asarray(truth[:, i], np.float64)
+        yield name, s.ravel(), e.ravel(), np.broadcast_to(w, s.shape).ravel()
 
 
 def weighted_bins(values: np.ndarray, weights: np.ndarray, n_bins: int) -> np.ndarray:
@@ -33,27 +35,40 @@ def weighted_bins(values: np.ndarray, weights: np.ndarray, n_bins: int) -> np.nd
     return np.searchsorted(edges, values, side="left")  # a value equal to an edge closes the lower bin
 
 
-def reliability_table(mean, std, truth, weights, channel_names, n_bins: int = 10) -> pd.DataFrame:
-    """One row per channel and std bin: the bin's std range, area weight share, rms std and RMSE."""
+def _bin_rows(name: str, s: np.ndarray, e: np.ndarray, w: np.ndarray, n_bins: int) -> list[dict]:
+    bins = weighted_bins(s, w, n_bins)
+    rows = []
+    for b in range(n_bins):
+        sel = bins == b
+        if not sel.any():
+            continue
+        wb = w[sel]
+        rows.append({
+            "channel": name, "bin": b, "std_min": float(s[sel].min()), "std_max": float(s[sel].max()),
+            "weight_share": float(wb.sum() / w.sum()),
+            "rms_std": float(np.sqrt(np.average(s[sel] ** 2, weights=wb))),
+            "rmse": float(np.sqrt(np.average(e[sel] ** 2, weights=wb))),
+        })
+    return rows
+
+
+def reliability(mean, std, truth, weights, channel_names, n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(table, summary)``: one row per channel and std bin (the bin's std range, area weight
+    share, rms std and RMSE), and per channel corr(std, |error|), spread/RMSE and the reliability
+    slope of its bins."""
     if n_bins < 2:
         raise ValueError(f"reliability needs at least 2 bins, got {n_bins}")
-    err = np.asarray(mean, np.float64) - np.asarray(truth, np.float64)
-    rows = []
-    for i, name in enumerate(channel_names):
-        s, e, w = _channel_values(std, err, weights, i)
-        bins = weighted_bins(s, w, n_bins)
-        for b in range(n_bins):
-            sel = bins == b
-            if not sel.any():
-                continue
-            wb = w[sel]
-            rows.append({
-                "channel": name, "bin": b, "std_min": float(s[sel].min()), "std_max": float(s[sel].max()),
-                "weight_share": float(wb.sum() / w.sum()),
-                "rms_std": float(np.sqrt(np.average(s[sel] ** 2, weights=wb))),
-                "rmse": float(np.sqrt(np.average(e[sel] ** 2, weights=wb))),
-            })
-    return pd.DataFrame(rows)
+    rows, summary = [], []
+    for name, s, e, w in _channels(mean, std, truth, weights, channel_names):
+        bins = pd.DataFrame(_bin_rows(name, s, e, w, n_bins))
+        rows.append(bins)
+        summary.append({
+            "channel": name,
+            "corr_std_abs_error": weighted_correlation(s, np.abs(e), w),
+            "spread_over_rmse": float(np.sqrt(np.average(s ** 2, weights=w) / np.average(e ** 2, weights=w))),
+            "reliability_slope": reliability_slope(bins["rms_std"], bins["rmse"], bins["weight_share"]),
+        })
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
 
 
 def reliability_slope(rms_std: np.ndarray, rmse: np.ndarray, share: np.ndarray) -> float:
@@ -69,22 +84,6 @@ def weighted_correlation(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> float:
     cov = np.average((a - am) * (b - bm), weights=w)
     den = np.sqrt(np.average((a - am) ** 2, weights=w) * np.average((b - bm) ** 2, weights=w))
     return float(cov / den) if den > 0 else float("nan")
-
-
-def reliability_summary(mean, std, truth, weights, channel_names, table: pd.DataFrame) -> pd.DataFrame:
-    """Per channel: corr(std, |error|), spread/RMSE and the reliability slope of ``table``."""
-    err = np.asarray(mean, np.float64) - np.asarray(truth, np.float64)
-    rows = []
-    for i, name in enumerate(channel_names):
-        s, e, w = _channel_values(std, err, weights, i)
-        bins = table[table["channel"] == name]
-        rows.append({
-            "channel": name,
-            "corr_std_abs_error": weighted_correlation(s, np.abs(e), w),
-            "spread_over_rmse": float(np.sqrt(np.average(s ** 2, weights=w) / np.average(e ** 2, weights=w))),
-            "reliability_slope": reliability_slope(bins["rms_std"], bins["rmse"], bins["weight_share"]),
-        })
-    return pd.DataFrame(rows)
 
 
 def plot_reliability(table: pd.DataFrame, summary: pd.DataFrame, path, reference_name: str = "truth") -> None:
