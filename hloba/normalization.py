@@ -40,9 +40,14 @@ def harmonic_design(day_of_year: np.ndarray, n_harmonics: int) -> np.ndarray:
 
 
 def fractional_day_of_year(times) -> np.ndarray:
-    """Day of year counted from 0 at Jan 1 00:00, with the time of day as a fraction."""
-    times = pd.DatetimeIndex(np.atleast_1d(times))
-    return (times.day_of_year - 1 + (times.hour + times.minute / 60.0) / 24.0).to_numpy(float)
+    """Day of year counted from 0 at Jan 1 00:00, with the time of day as a fraction.
+
+    Computed on datetime64 values (no pandas index): the streams call it for every cycle."""
+    t = np.atleast_1d(np.asarray(times))
+    if t.dtype.kind != "M":  # Timestamps, strings or datetimes
+        t = pd.DatetimeIndex(t).to_numpy()
+    t = t.astype("datetime64[ns]")
+    return (t - t.astype("datetime64[Y]")) / np.timedelta64(1, "D")
 
 
 def compute_normalization(

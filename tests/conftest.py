@@ -15,6 +15,11 @@ def repo() -> Path:
     return REPO
 
 
+# Snakemake options of the tests' pipeline runs: two jobs at once with one thread each. The tiny
+# world's tensors are too small for a second thread to pay (the tiny pipeline's jobs take the same
+# time with one thread as with two), so two parallel jobs halve the wall time where the plan allows.
+TINY_CORES = ["--cores", "2", "--max-threads", "1"]
+
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba")
 
 
@@ -40,13 +45,22 @@ def merged_config(work: Path, *overlays: str) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_world() -> dict:
+    """``{2001, 2002: dataset}`` of the tiny world in memory, simulated once per session (tests
+    derive files from it and never modify it)."""
+    from hloba.testing import tiny_world_years
+
+    return tiny_world_years((2001, 2002))
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(repo, tmp_path_factory) -> Path:
     """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
     copy of the workflow. Tests read its results and never write into them."""
     import subprocess
 
     work = copy_workflow(repo, tmp_path_factory.mktemp("tiny_pipeline"))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile", "config/test.yaml"],
                           cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work

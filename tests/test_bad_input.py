@@ -16,7 +16,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
-from conftest import copy_workflow, merged_config, tiny_inputs, tiny_settings
+from conftest import TINY_CORES, copy_workflow, merged_config, tiny_inputs, tiny_settings
 
 from hloba.config import ConfigError, check_config, check_paths
 from hloba.ingest import ReferenceFilesError, prepare_observations, prepare_reference
@@ -299,7 +299,7 @@ def test_an_impossible_map_date_fails_validation(repo, schema, date, message):
 
 def _snakemake(work, *args, overlays=()):
     """Targets and options first: ``--configfile`` takes every value after it."""
-    return subprocess.run(SNAKEMAKE + [*args, "--cores", "2", "--configfile", "config/test.yaml", *overlays],
+    return subprocess.run(SNAKEMAKE + [*args, *TINY_CORES, "--configfile", "config/test.yaml", *overlays],
                           cwd=work, capture_output=True, text=True)
 
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import copy_workflow
+from conftest import TINY_CORES, copy_workflow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 INPUTS = ("models", "ensemble", "obs", "reference", "prep")
@@ -27,7 +27,7 @@ def work(repo, tiny_models, tmp_path):
 
 
 def start(work, target):
-    return subprocess.Popen(SNAKEMAKE + [target, "--cores", "2", "--configfile", "config/test.yaml"], cwd=work,
+    return subprocess.Popen(SNAKEMAKE + [target, *TINY_CORES, "--configfile", "config/test.yaml"], cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -49,7 +49,7 @@ def kill_job_when(proc, work, script, condition, timeout=300):
 
 
 def rerun(work, target):
-    out = subprocess.run(SNAKEMAKE + [target, "--cores", "2", "--configfile", "config/test.yaml"], cwd=work,
+    out = subprocess.run(SNAKEMAKE + [target, *TINY_CORES, "--configfile", "config/test.yaml"], cwd=work,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -90,23 +90,25 @@ def test_killed_decode_leaves_no_file_and_the_rerun_completes(work, tiny_stream)
 
 
 @pytest.mark.slow
-def test_two_years_in_parallel_equal_one_by_one(repo, tiny_models, tmp_path):
-    """Streams are independent: run together (two 1-thread jobs at once) or one after the other,
-    each year's outputs are the same."""
+def test_two_years_in_parallel_equal_one_by_one(repo, tiny_models, tiny_stream, tmp_path):
+    """Streams are independent: run together (two 1-thread jobs at once) or alone, each year's
+    outputs are the same. Alone: 2001 here with one core, 2002 the session pipeline's (1 thread)."""
     results = {}
-    for mode, cores in (("parallel", "2"), ("sequential", "1")):
+    for mode, cores, targets in (("parallel", "2", ["results/latent/2001.nc", "results/latent/2002.nc"]),
+                                 ("alone", "1", ["results/latent/2001.nc"])):
         work = copy_workflow(repo, tmp_path / mode)
         for name in INPUTS:
             shutil.copytree(tiny_models / "results" / name, work / "results" / name)
         (work / "years.yaml").write_text("years: {reanalysis: [2001, 2002], training: [2001], validation: [2002], "
                                          "calibration: [2002]}\n")
-        out = subprocess.run(SNAKEMAKE + ["results/latent/2001.nc", "results/latent/2002.nc", "--cores", cores,
-                                          "--set-threads", "assimilate_year=1", "--configfile", "config/test.yaml",
-                                          "years.yaml"], cwd=work, capture_output=True, text=True)
+        out = subprocess.run(SNAKEMAKE + [*targets, "--cores", cores, "--set-threads", "assimilate_year=1",
+                                          "--configfile", "config/test.yaml", "years.yaml"],
+                             cwd=work, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]
         results[mode] = work
+    alone = {2001: results["alone"] / "results/latent/2001.nc", 2002: tiny_stream["latent"]}
     for year in (2001, 2002):
         with xr.open_dataset(results["parallel"] / f"results/latent/{year}.nc") as a, \
-                xr.open_dataset(results["sequential"] / f"results/latent/{year}.nc") as b:
+                xr.open_dataset(alone[year]) as b:
             np.testing.assert_array_equal(a["z_a"].values, b["z_a"].values)
             np.testing.assert_array_equal(a["sigma_a2"].values, b["sigma_a2"].values)

@@ -132,6 +132,22 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(factory, tmp_path,
         torch.testing.assert_close(resumed.analysis, whole.analysis, rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("method", ["hloba", "l4dvar"])
+def test_a_stream_stopped_early_reads_only_what_it_uses(factory, method):
+    """A stream with ``max_cycles`` reads the observations up to its last window's end: its
+    analyses equal those of a longer stream's first cycles, and it holds no later observation."""
+    inputs, _ = factory
+    cfg = _settings(method, window_hours=12)  # l4dvar: windows of 2 cycles; 9 cycles end inside one
+    short, longer = (run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, RUN,
+                                max_cycles=n) for n in (9, 17))
+    for name in ("z_a", "sigma_a2"):
+        torch.testing.assert_close(short.fields[name][:9], longer.fields[name][:9], rtol=0, atol=0)
+    last = short.times[9 if method == "l4dvar" else 8]  # the window of cycles 8-9 is fitted at cycle 8
+    interval = short.times[1] - short.times[0]
+    assert pd.DatetimeIndex(short.observations["time"]).max() <= last + interval / 2
+    assert len(short.observations) < len(longer.observations)
+
+
 def test_the_year_writes_one_latent_file_that_its_reader_opens(factory, tmp_path):
     inputs, _ = factory
     cfg = _settings("hloba", spinup_days=1)

@@ -170,3 +170,23 @@ def test_reader_takes_parquet_csv_and_netcdf(tmp_path, suffix, caplog):
         clean = load_observations([path], [Channel("geopotential", 250.0)], Grid(LAT, LON))
     assert len(clean) == 6
     assert "off domain': 2" in caplog.text
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_period_reads_the_same_rows_as_the_whole_file_cut(tmp_path, suffix):
+    """Parquet is filtered while read (a month of a year's file), other formats after; the kept
+    rows and their order are those of the whole file cut to the period, bounds included."""
+    times = pd.date_range("2003-01-01", periods=40, freq="6h")
+    df = pd.concat([good_rows(3).assign(time=t, station_id=[f"{k}-{i}" for i in range(3)])
+                    for k, t in enumerate(times)], ignore_index=True).sample(frac=1.0, random_state=0)
+    path = tmp_path / f"obs{suffix}"
+    df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
+    start, end = times[5], times[17]
+    channels, grid = [Channel("geopotential", 250.0)], Grid(LAT, LON)
+    cut = load_observations([path], channels, grid, start, end)
+    whole = load_observations([path], channels, grid)
+    want = whole[(whole["time"] >= start) & (whole["time"] <= end)].reset_index(drop=True)
+    assert len(cut) == 13 * 3 and cut["time"].min() == start and cut["time"].max() == end
+    pd.testing.assert_frame_equal(cut, want)
+    if suffix == ".parquet":  # read already cut
+        assert len(read_observations(path, start, end)) == 13 * 3 and len(read_observations(path)) == 40 * 3

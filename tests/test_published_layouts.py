@@ -7,14 +7,14 @@ import xarray as xr
 
 from hloba.ingest import ReferenceFilesError, ReferenceSpec, open_reference, prepare_reference
 from hloba.ingest.quality import DataQualityError
-from hloba.testing import cds_style_files, grib_to_netcdf_style_files, tiny_world_years
+from hloba.testing import cds_style_files, grib_to_netcdf_style_files
 
 GRIB_NAMES = {"msl": "mean_sea_level_pressure", "t": "temperature", "z": "geopotential"}
 
 
 @pytest.fixture(scope="module")
-def world():
-    return tiny_world_years((2001, 2002))
+def world(tiny_world):
+    return tiny_world
 
 
 @pytest.fixture(scope="module")

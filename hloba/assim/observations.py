@@ -40,10 +40,13 @@ class StreamObservations:
 
 
 def prepare_observations(paths, times: pd.DatetimeIndex, channels, grid: Grid, normalizer: Normalizer,
-                         device, withhold_fraction: float = 0.0, withhold_seed: int = 0) -> StreamObservations:
-    """Read, validate and assign the observations of the stream's cycles (nearest cycle, +- dt/2)."""
+                         device, withhold_fraction: float = 0.0, withhold_seed: int = 0,
+                         last: pd.Timestamp | None = None) -> StreamObservations:
+    """Read, validate and assign the observations of the stream's cycles (nearest cycle, +- dt/2);
+    with ``last``, only those of the cycles up to that time (the later cycles have none)."""
     interval = times[1] - times[0]
-    df = load_observations(paths, channels, grid, times[0] - interval / 2, times[-1] + interval / 2)
+    end = (times[-1] if last is None else last) + interval / 2
+    df = load_observations(paths, channels, grid, times[0] - interval / 2, end)
     gridded = grid_observations(df, times, grid, normalizer)
     # grid_observations keeps and orders rows by cycle with a stable sort: the same order here.
     cyc, keep = nearest_cycle(times, df["time"])

@@ -153,14 +153,16 @@ def run_stream(
     m, dev = models, models.device
     times, first = cycle_times(year, m.interval, cfg.spinup_days, m.phase)
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
+    method = build_method(cfg.method, m, cfg)
+    stop = n_cycles if max_cycles is None else min(n_cycles, max_cycles)
+    # a stream stopped early reads the observations it can use, up to its last window's end
+    last_used = min(n_cycles, -(-stop // method.window) * method.window) - 1
     obs = prepare_observations(obs_paths, times, m.channels, m.grid, m.normalizer, dev, cfg.withhold_fraction,
-                               cfg.withhold_seed)
+                               cfg.withhold_seed, last=times[last_used])
     log.info("stream %d (%s): %d cycles from %s (%d spin-up), %d observations, device %s",
              year, cfg.method, n_cycles, times[0], first, len(obs.table), dev)
     if not len(obs.table):
         log.warning("stream %d: no observations at all; the analysis is a free run", year)
-    method = build_method(cfg.method, m, cfg)
-    stop = n_cycles if max_cycles is None else min(n_cycles, max_cycles)
     resume_path = Path(resume_path) if resume_path else None
     state = StreamState.load(resume_path, fingerprint_value, dev)
     if state is None:

@@ -81,8 +81,7 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
     value = (df["value"].to_numpy(float) - clim) / std
     row, col = nearest_cells(grid, channel, lat, lon)
     platforms = platforms or sorted(df["platform"].astype(str).unique())
-    code = {p: i for i, p in enumerate(platforms)}
-    network = np.array([code.get(p, -1) for p in df["platform"].astype(str)], dtype=np.int64)
+    network = pd.Categorical(df["platform"].astype(str), categories=platforms).codes.astype(np.int64)  # -1: other
     offsets = np.searchsorted(cyc, np.arange(len(cycle_times) + 1)).copy()
     return GriddedObservations(
         cycle_times, torch.as_tensor(offsets), torch.as_tensor(channel), torch.as_tensor(row),

@@ -10,7 +10,6 @@ Simulated files may add ``gross_error`` (True where a gross error was planted).
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +71,10 @@ def validate_observations(
     df["time"] = pd.to_datetime(df["time"], errors="coerce")
     for col in ("latitude", "longitude", "level", "value", "error_std"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    reason = pd.Series("", index=df.index, dtype=object)
+    reason = np.zeros(len(df), dtype=np.int8)  # 0 kept, k: REJECT_REASONS[k - 1] (the first that applies)
 
     def flag(mask, why):
-        mask = np.asarray(mask) & (reason.to_numpy() == "")
-        reason[mask] = why
+        reason[np.asarray(mask) & (reason == 0)] = REJECT_REASONS.index(why) + 1
 
     flag(df[["time", "latitude", "longitude", "value", "error_std"]].isna().any(axis=1)
          | ~np.isfinite(df["value"].to_numpy(float)), "missing value")
@@ -93,18 +91,22 @@ def validate_observations(
         flag(out, "outside period")
     flag(~(df["error_std"] > 0), "non-positive error_std")
     key = ["time", "latitude", "longitude", "level", "variable", "platform", "station_id"]
-    flag(df.duplicated(subset=key, keep="first").to_numpy() & (reason.to_numpy() == ""), "duplicate")
-    counts = Counter(reason[reason != ""])
-    clean = df[reason.to_numpy() == ""].copy()
-    clean["channel"] = channel[reason.to_numpy() == ""]
+    flag(df.duplicated(subset=key, keep="first").to_numpy(), "duplicate")
+    kept = reason == 0
+    clean = df[kept].copy()
+    clean["channel"] = channel[kept]
     if return_reasons:
-        return clean.reset_index(drop=True), reason
-    result = {why: int(counts.get(why, 0)) for why in REJECT_REASONS}
+        names = np.array(["", *REJECT_REASONS], dtype=object)
+        return clean.reset_index(drop=True), pd.Series(names[reason], index=df.index, dtype=object)
+    counts = np.bincount(reason, minlength=len(REJECT_REASONS) + 1)
+    result = {why: int(counts[k + 1]) for k, why in enumerate(REJECT_REASONS)}
     return clean.reset_index(drop=True), result
 
 
-def read_observations(path: str | Path) -> pd.DataFrame:
-    """Read an observation file (parquet, CSV or netCDF) in the schema above."""
+def read_observations(path: str | Path, start=None, end=None) -> pd.DataFrame:
+    """Read an observation file (parquet, CSV or netCDF) in the schema above; a parquet file
+    with a timestamp ``time`` column is read only between ``start`` and ``end`` (inclusive) when
+    they are given (other files whole: :func:`validate_observations` drops the rest)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"observation file {path} does not exist")
@@ -112,7 +114,7 @@ def read_observations(path: str | Path) -> pd.DataFrame:
     if suffix in (".parquet", ".pq", ".csv", ".nc", ".nc4", ".netcdf") and path.stat().st_size == 0:
         raise ValueError(f"observation file {path} is empty (0 bytes): an interrupted download or copy; replace it")
     if suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
+        df = _read_parquet_period(path, start, end)
     elif suffix == ".csv":
         df = pd.read_csv(path)
     elif suffix in (".nc", ".nc4", ".netcdf"):
@@ -123,13 +125,28 @@ def read_observations(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def _read_parquet_period(path: Path, start, end) -> pd.DataFrame:
+    """The rows of a parquet file between ``start`` and ``end``, filtered while reading when its
+    ``time`` column holds timestamps (a stream of a month reads a month, not the year)."""
+    import pyarrow.parquet as pq
+
+    bounds = [(op, pd.Timestamp(t)) for op, t in ((">=", start), ("<=", end)) if t is not None]
+    if bounds:
+        schema = pq.read_schema(path)
+        field = schema.field("time") if "time" in schema.names else None
+        if field is not None and str(field.type).startswith("timestamp") and getattr(field.type, "tz", None) is None:
+            return pd.read_parquet(path, filters=[("time", op, t.to_datetime64()) for op, t in bounds])
+    return pd.read_parquet(path)
+
+
 def load_observations(
     paths, channels: list[Channel], grid: Grid, start=None, end=None,
 ) -> pd.DataFrame:
-    """Read, validate and concatenate observation files, logging the rejections per reason."""
+    """Read, validate and concatenate observation files, logging the rejections per reason. Rows
+    of a parquet file outside ``start``..``end`` are left out while reading (not counted)."""
     frames = []
     for path in paths:
-        clean, counts = validate_observations(read_observations(path), channels, grid, start, end)
+        clean, counts = validate_observations(read_observations(path, start, end), channels, grid, start, end)
         dropped = {k: v for k, v in counts.items() if v}
         if dropped:
             log.warning("%s: dropped %d rows: %s", path, sum(dropped.values()), dropped)

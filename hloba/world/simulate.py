@@ -19,6 +19,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from hloba import __version__
+from hloba.normalization import fractional_day_of_year
 from hloba.variables import COORD_ATTRS, cf_attrs
 from hloba.world.atmosphere import grid_coordinates, longitude_period, mid_level_hpa, physical_fields
 from hloba.world.qg import SECONDS_PER_DAY, QGModel, QGParams, random_initial_state
@@ -61,8 +62,7 @@ class WorldConfig:
 
 def day_of_year(times: pd.DatetimeIndex | pd.Timestamp) -> np.ndarray:
     """Fractional day of year (0 at Jan 1 00:00) used by the seasonal forcing."""
-    times = pd.DatetimeIndex(np.atleast_1d(times))
-    return (times.day_of_year - 1 + (times.hour * 3600 + times.minute * 60 + times.second) / SECONDS_PER_DAY).to_numpy(float)
+    return fractional_day_of_year(times)
 
 
 def year_times(year: int, interval_hours: float) -> pd.DatetimeIndex:
