@@ -99,3 +99,22 @@ def tiny_stream(tiny_models) -> dict:
     r = tiny_models / "results"
     return {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
             "diagnostics": r / "diagnostics/2002.csv"}
+
+
+@pytest.fixture(scope="session")
+def tiny_stream_2001(tiny_models, tmp_path_factory) -> dict:
+    """The tiny configuration's 2001 stream (hloba, tuned; the year before the session pipeline's
+    reanalysis year), run in-process with one thread as the pipeline's jobs run (TINY_CORES), so
+    that it equals rule assimilate_year's 2001 to the bit."""
+    from hloba.assim.year import assimilate_year
+
+    out = tmp_path_factory.mktemp("stream_2001")
+    paths = {"latent": out / "2001.nc", "feedback": out / "2001.parquet", "diagnostics": out / "2001.csv"}
+    cfg, run = tiny_settings(tiny_models)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assimilate_year(2001, tiny_inputs(tiny_models, years=(2001,)), cfg, *paths.values(), run)
+    finally:
+        torch.set_num_threads(threads)
+    return paths

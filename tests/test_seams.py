@@ -2,20 +2,17 @@
 
 import numpy as np
 import pandas as pd
-from conftest import tiny_inputs, tiny_settings
 
 
-def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, tiny_stream, tmp_path):
+def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, tiny_stream, tiny_stream_2001,
+                                                                   tmp_path):
     from hloba.archive.year import decode_year
-    from hloba.assim.year import assimilate_year
     from hloba.verify.seams import seam_report
 
     r = tiny_models / "results"
-    paths = [tmp_path / name for name in ("2001.nc", "2001.parquet", "2001.csv")]
-    cfg, run = tiny_settings(tiny_models)
-    assimilate_year(2001, tiny_inputs(tiny_models, years=(2001,)), cfg, *paths, run)
     archive = tmp_path / "reanalysis_2001.nc"
-    decode_year(paths[0], r / "models/autoencoder.pt", archive, samples=2, workers=1, progress=False)
+    decode_year(tiny_stream_2001["latent"], r / "models/autoencoder.pt", archive, samples=2, workers=1,
+                progress=False)
     table = seam_report([(tiny_stream["latent"], archive)], r / "models/autoencoder.pt", r / "prep/normalization.nc",
                         tmp_path / "seams.csv", tmp_path / "seams.png")
     assert (tmp_path / "seams.png").stat().st_size > 10_000
