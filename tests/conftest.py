@@ -1,5 +1,6 @@
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,18 @@ def merged_config(work: Path, *overlays: str) -> dict:
     from hloba.config import load_config
 
     return load_config(work / "config.yaml", *(work / o for o in overlays))
+
+
+@contextmanager
+def one_torch_thread():
+    """Torch on one thread inside the block, as the tests' pipeline jobs run (TINY_CORES): an
+    in-process stream then makes the same sums, so the same bits, as rule assimilate_year's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +124,6 @@ def tiny_stream_2001(tiny_models, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("stream_2001")
     paths = {"latent": out / "2001.nc", "feedback": out / "2001.parquet", "diagnostics": out / "2001.csv"}
     cfg, run = tiny_settings(tiny_models)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         assimilate_year(2001, tiny_inputs(tiny_models, years=(2001,)), cfg, *paths.values(), run)
-    finally:
-        torch.set_num_threads(threads)
     return paths

@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
-import torch
 import xarray as xr
+from conftest import one_torch_thread
 
 from hloba.cli import main
 
@@ -56,12 +56,8 @@ def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models
 
     stage = ["--config", str(tiny_models / "config.yaml"), str(tiny_models / "config/test.yaml"), "--year", "2002",
              "--results", str(tiny_models / "results"), "--out", str(tmp_path)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the pipeline's job ran (conftest.TINY_CORES): the same sums, the same bits
-    try:
+    with one_torch_thread():  # as the pipeline's job ran
         assert main(["assimilate", *stage]) == 0
-    finally:
-        torch.set_num_threads(threads)
     with xr.open_dataset(tmp_path / "latent/2002.nc") as a, xr.open_dataset(tiny_stream["latent"]) as b:
         np.testing.assert_array_equal(a["z_a"].values, b["z_a"].values)
         assert a.attrs["config_sha256"] == b.attrs["config_sha256"]
