@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import torch
 
@@ -14,6 +15,18 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but no CUDA GPU is available: use 'cpu' or 'auto'")
     return torch.device(device)
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Torch's intra-op threads set to ``n`` inside the block, the caller's count restored after.
+    One thread makes a computation's sums the same as in a single-threaded worker process."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def file_sha256(path) -> str:

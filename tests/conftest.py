@@ -1,6 +1,5 @@
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,16 +44,12 @@ def merged_config(work: Path, *overlays: str) -> dict:
     return load_config(work / "config.yaml", *(work / o for o in overlays))
 
 
-@contextmanager
 def one_torch_thread():
     """Torch on one thread inside the block, as the tests' pipeline jobs run (TINY_CORES): an
     in-process stream then makes the same sums, so the same bits, as rule assimilate_year's."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    from hloba.runtime import torch_threads
+
+    return torch_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +102,7 @@ def tiny_inputs(work: Path, years=(2001, 2002), tuning: bool = True, oi_covarian
 
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_models) -> dict:
-    """The tiny configuration's 2002 stream (hloba, tuned): the session pipeline's outputs
-    (``tests/test_cli.py`` checks that the same stream run by hand, in-process, equals it)."""
+    """The tiny configuration's 2002 stream (hloba, tuned): the session pipeline's outputs."""
     r = tiny_models / "results"
     return {"latent": r / "latent/2002.nc", "feedback": r / "feedback/2002.parquet",
             "diagnostics": r / "diagnostics/2002.csv"}
@@ -117,13 +111,14 @@ def tiny_stream(tiny_models) -> dict:
 @pytest.fixture(scope="session")
 def tiny_stream_2001(tiny_models, tmp_path_factory) -> dict:
     """The tiny configuration's 2001 stream (hloba, tuned; the year before the session pipeline's
-    reanalysis year), run in-process with one thread as the pipeline's jobs run (TINY_CORES), so
-    that it equals rule assimilate_year's 2001 to the bit."""
-    from hloba.assim.year import assimilate_year
+    reanalysis year), run by hand (``hloba assimilate``, in-process) with one thread as the
+    pipeline's jobs run (TINY_CORES): ``tests/test_faults.py`` checks that it equals rule
+    assimilate_year's 2001 to the bit. ``out`` is the folder the command wrote into."""
+    from hloba.cli import main
 
     out = tmp_path_factory.mktemp("stream_2001")
-    paths = {"latent": out / "2001.nc", "feedback": out / "2001.parquet", "diagnostics": out / "2001.csv"}
-    cfg, run = tiny_settings(tiny_models)
     with one_torch_thread():
-        assimilate_year(2001, tiny_inputs(tiny_models, years=(2001,)), cfg, *paths.values(), run)
-    return paths
+        assert main(["assimilate", "--config", str(tiny_models / "config.yaml"), str(tiny_models / "config/test.yaml"),
+                     "--year", "2001", "--results", str(tiny_models / "results"), "--out", str(out)]) == 0
+    return {"latent": out / "latent/2001.nc", "feedback": out / "feedback/2001.parquet",
+            "diagnostics": out / "diagnostics/2001.csv", "out": out}

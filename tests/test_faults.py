@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import TINY_CORES, copy_workflow
@@ -92,7 +93,8 @@ def test_killed_decode_leaves_no_file_and_the_rerun_completes(work, tiny_stream)
 @pytest.mark.slow
 def test_two_years_in_parallel_equal_one_by_one(repo, tiny_models, tiny_stream, tiny_stream_2001, tmp_path):
     """Streams are independent: two years' jobs run at once (1 thread each) give each year's
-    stream as run alone (2001: in-process, 2002: the session pipeline's, both 1 thread)."""
+    stream as run alone (2001: by hand, ``hloba assimilate`` in-process, so the command writes what
+    the rule writes; 2002: the session pipeline's; both 1 thread)."""
     work = copy_workflow(repo, tmp_path / "parallel")
     for name in INPUTS:
         shutil.copytree(tiny_models / "results" / name, work / "results" / name)
@@ -108,3 +110,6 @@ def test_two_years_in_parallel_equal_one_by_one(repo, tiny_models, tiny_stream, 
         with xr.open_dataset(work / f"results/latent/{year}.nc") as a, xr.open_dataset(alone[year]) as b:
             np.testing.assert_array_equal(a["z_a"].values, b["z_a"].values)
             np.testing.assert_array_equal(a["sigma_a2"].values, b["sigma_a2"].values)
+            assert a.attrs["config_sha256"] == b.attrs["config_sha256"]
+    pd.testing.assert_frame_equal(pd.read_parquet(work / "results/feedback/2001.parquet"),
+                                  pd.read_parquet(tiny_stream_2001["feedback"]))

@@ -120,7 +120,8 @@ def _record(state: StreamState, c: Cycle, a: Analysis, z_a, hx_a, reject, normal
                         ("sigma_o2", a.sigma_o2), ("sigma_a2", a.sigma_a2), ("sigma_a2_update", a.sigma_a2_update),
                         ("sigma_b2_update", a.sigma_b2_update)):
         state.fields[name][c.k] = value[0].cpu()
-    state.background[s], state.analysis[s] = c.hx_b.cpu(), hx_a.cpu()
+    decided = method.decided_background(c.k)
+    state.background[s], state.analysis[s] = (c.hx_b if decided is None else decided).cpu(), hx_a.cpu()
     qc = torch.where(reject, QC_FIRST_GUESS, QC_USED if method.assimilates else QC_NOT_ASSIMILATED)
     state.qc[s] = torch.where(obs.withheld[s], QC_WITHHELD, qc).to(torch.int8).cpu()
     d = a.innovation

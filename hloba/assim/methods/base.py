@@ -6,7 +6,8 @@ latent analysis (decoded by the loop), a model-space analysis (encoded by the lo
 (the forecast goes on), with the latent variances it reports. A method keeps its own state across
 cycles (:meth:`Method.state`, saved in the stream's checkpoints), may decide the quality control of
 later cycles itself (:meth:`Method.qc_decisions`: latent 4D-Var checks a window's observations
-against the window's trajectory) and says at which cycles a checkpoint may be taken.
+against the window's background trajectory, which the feedback then records as their background,
+:meth:`Method.decided_background`) and says at which cycles a checkpoint may be taken.
 """
 
 from __future__ import annotations
@@ -139,6 +140,12 @@ class Method:
 
     def qc_decisions(self, k: int) -> torch.Tensor | None:
         """The rejections of cycle ``k`` when the method decided them earlier (else the loop checks)."""
+        return None
+
+    def decided_background(self, k: int) -> torch.Tensor | None:
+        """``H(x_b)`` at cycle ``k``'s observations when the method checked and fitted them against
+        a background of its own (latent 4D-Var: the window's background trajectory); the feedback
+        file records it as the background. ``None``: the cycle's forecast is the background."""
         return None
 
     def analyse(self, c: Cycle) -> Analysis:

@@ -3,7 +3,9 @@
 At each window's first cycle the analysis fits the window's observations through the forecast
 model; the window's later cycles are its forecast trajectory (no analysis there). Their
 observations are checked against the background trajectory ``M^j(x_b)`` when the window starts:
-those decisions are the method's, and the stream's rejection alarm does not judge them.
+those decisions are the method's, and the stream's rejection alarm does not judge them. The
+feedback's background of those observations is ``H(M^j(x_b))``, the departures the minimisation
+fitted (as 4D-Var feedback files report them), and their analysis ``H`` of the fitted trajectory.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Latent4DVar(Method):
         super().__init__(models, cfg)
         self._window = window_cycles(cfg.window_hours, models.interval)
         self._decided: dict[int, torch.Tensor] = {}  # QC of the current window's later cycles
+        self._background: dict[int, torch.Tensor] = {}  # and H(M^j(x_b)) at their observations
 
     @property
     def window(self) -> int:
@@ -42,6 +45,9 @@ class Latent4DVar(Method):
 
     def qc_decisions(self, k: int) -> torch.Tensor | None:
         return self._decided.pop(k, None)
+
+    def decided_background(self, k: int) -> torch.Tensor | None:
+        return self._background.pop(k, None)
 
     def analyse(self, c: Cycle) -> Analysis:
         c.lap("o2lnet")
@@ -58,7 +64,7 @@ class Latent4DVar(Method):
         records the QC decisions of the later cycles."""
         m, cfg, obs, times = self.models, self.cfg, c.obs, c.times
         operators, ys, r2s = [], [], []
-        self._decided = {}
+        self._decided, self._background = {}, {}
         x = c.x_b
         for j in range(c.k, end):
             if j == c.k:
@@ -71,6 +77,7 @@ class Latent4DVar(Method):
                 reject = first_guess_check(obs.value[sj], hx, obs.r2[sj], c.b2_channel[obs.channel[sj]],
                                            cfg.qc_threshold)
                 self._decided[j], keep = reject, ~reject & ~obs.withheld[sj]
+                self._background[j] = hx
             if bool(keep.any()):
                 w_used = wj.select(keep)
                 operators.append(lambda xx, w_used=w_used: apply_operator(xx, w_used)[0])
