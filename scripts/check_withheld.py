@@ -8,11 +8,13 @@ scorecard RMSE (against the truth) with and without withholding. Default world: 
 comparison's time (latent 4D-Var dominates; ``--methods hloba,oi,l3dvar,free`` is quicker).
 
     .venv/bin/python scripts/check_withheld.py [--configfile config/test.yaml] [--fraction 0.1]
+        [--methods l4dvar] [--withheld-only] [--keep DIR]   # DIR: each run's analyses and feedback
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated; default comparison.methods")
     parser.add_argument("--withheld-only", action="store_true",
                         help="only the run with withholding: the withheld-observation table, no scorecard change")
+    parser.add_argument("--keep", default=None,
+                        help="folder to keep each run's analyses and feedback in (default: a temporary one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = Path(__file__).resolve().parents[1] / "config.yaml"
@@ -51,7 +55,9 @@ def main() -> None:
     with xr.open_dataset(r / "prep/normalization.nc") as norm:
         std = norm["anomaly_std"].values
     cards, withheld = {}, []
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         for fraction in ((args.fraction,) if args.withheld_only else (0.0, args.fraction)):
             runs = {}
             for name in methods:
