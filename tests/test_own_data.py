@@ -19,14 +19,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 @pytest.fixture(scope="module")
-def world(tiny_world):
-    return tiny_world
-
-
-@pytest.fixture(scope="module")
-def era5(world, tmp_path_factory):
+def era5(tiny_world, tmp_path_factory):
     base = tmp_path_factory.mktemp("era5")
-    return {kind: era5_style_files(base / kind, kind, world=world) for kind in ("global", "regional")}
+    return {kind: era5_style_files(base / kind, kind, world=tiny_world) for kind in ("global", "regional")}
 
 
 def _era5_like(tmp_path, times, ny=6, nx=8, levels=(500.0, 850.0), lat_desc=True):
@@ -127,7 +122,7 @@ def test_a_path_matching_nothing_and_the_qg_model_are_refused(tmp_path, repo):
 
 
 @pytest.mark.parametrize("example", ["regional_daily", "global_6hourly"])
-def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, world, repo, tmp_path):
+def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_world, repo, tmp_path):
     """The example config, unchanged, on files written as published; its analyses beat the
     emulator's free run in every channel (comparison scorecard) and the cycles keep the data's hour.
     Regional (a grib_to_netcdf extract, daily at 12 UTC, short names `t` and `z`, packed values):
@@ -140,7 +135,7 @@ def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, world, re
 
     work = copy_workflow(repo, tmp_path / "work")
     kind = "regional" if example == "regional_daily" else "global"
-    files = grib_to_netcdf_style_files(work / "data", world) if kind == "regional" else era5[kind]
+    files = grib_to_netcdf_style_files(work / "data", tiny_world) if kind == "regional" else era5[kind]
     for f in files:
         if f.parent != work / "data":
             (work / "data").mkdir(exist_ok=True)

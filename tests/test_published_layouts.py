@@ -13,18 +13,13 @@ GRIB_NAMES = {"msl": "mean_sea_level_pressure", "t": "temperature", "z": "geopot
 
 
 @pytest.fixture(scope="module")
-def world(tiny_world):
-    return tiny_world
+def grib(tiny_world, tmp_path_factory):
+    return grib_to_netcdf_style_files(tmp_path_factory.mktemp("grib_to_netcdf"), tiny_world)
 
 
 @pytest.fixture(scope="module")
-def grib(world, tmp_path_factory):
-    return grib_to_netcdf_style_files(tmp_path_factory.mktemp("grib_to_netcdf"), world)
-
-
-@pytest.fixture(scope="module")
-def cds(world, tmp_path_factory):
-    return {kind: cds_style_files(tmp_path_factory.mktemp(f"cds{i}"), world, longitudes=kind)
+def cds(tiny_world, tmp_path_factory):
+    return {kind: cds_style_files(tmp_path_factory.mktemp(f"cds{i}"), tiny_world, longitudes=kind)
             for i, kind in enumerate(("0..360", "-180..180"))}
 
 

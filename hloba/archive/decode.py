@@ -112,11 +112,11 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         mean[chunks[i]], std[chunks[i]] = m, s
 
     if client is None:  # one thread, as in a worker process: the same sums, so the same bits
-        for i, a in enumerate(args):
-            with torch_threads(1):
+        with torch_threads(1):
+            for i, a in enumerate(args):
                 place(i, decode_chunk(*a, rotation, samples, seed, i))
-            if progress:
-                log.info("decoded chunk %d/%d", i + 1, len(chunks))
+                if progress:
+                    log.info("decoded chunk %d/%d", i + 1, len(chunks))
     else:
         from distributed import as_completed
 
