@@ -45,7 +45,7 @@ def main() -> None:
     r = Path(args.results)
     years = year_sets(config)
     comparison = ComparisonSettings.from_config(config)
-    year = comparison.year or years.reanalysis[-1]
+    year = comparison.compared_year(years.reanalysis)
     cfg = StreamConfig.from_config(config)
     inputs = StreamInputs.from_results(r, config, stream_years(year, comparison.spinup_days, years.all),
                                        oi_covariance=args.method == "oi")

@@ -46,7 +46,7 @@ def main() -> None:
     config = load_config(*([base] + ([Path(args.configfile)] if args.configfile else [])))
     years = year_sets(config)
     comparison = ComparisonSettings.from_config(config)
-    year = comparison.year or years.reanalysis[-1]
+    year = comparison.compared_year(years.reanalysis)
     spinup, days = comparison.spinup_days, comparison.days
     methods = args.methods.split(",") if args.methods else comparison.methods
     r = Path(args.results)

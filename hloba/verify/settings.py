@@ -57,6 +57,10 @@ class ComparisonSettings:
     def from_config(cls, config: Mapping) -> "ComparisonSettings":
         return cls(**(config.get("comparison") or {}))
 
+    def compared_year(self, reanalysis_years) -> int:
+        """The year the methods are compared on: ``year``, else the last reanalysis year."""
+        return self.year or list(reanalysis_years)[-1]
+
     @staticmethod
     def base_method(name: str) -> str:
         """The assimilation method a compared name runs (``hloba_norotation``: ``hloba``)."""

@@ -226,7 +226,7 @@ def uncertainty_factor_input(wildcards):
     return {"std_factors": "results/ensemble/uncertainty_factors.nc"}
 
 
-COMPARISON_YEAR = COMPARISON.year or YEARS.reanalysis[-1]
+COMPARISON_YEAR = COMPARISON.compared_year(YEARS.reanalysis)
 
 
 def seam_years():
