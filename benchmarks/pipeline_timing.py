@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| rule | jobs | minutes (sum) | longest job (min) | peak memory (MiB) |")
         print("|---|---|---|---|---|")
         for rule, r in table.iterrows():
-            print(f"| `{rule}` | {r.jobs} | {r.seconds / 60:.1f} | {r.longest_job_s / 60:.1f} | {r.max_rss_mib:.0f} |")
+            print(f"| `{rule}` | {int(r.jobs)} | {r.seconds / 60:.1f} | {r.longest_job_s / 60:.1f} | {r.max_rss_mib:.0f} |")
     else:
         with pd.option_context("display.width", 140, "display.max_rows", 200):
             print(table.round(1).to_string())

@@ -24,9 +24,8 @@ def factory(tmp_path_factory):
 
 
 def _settings(method: str, **changes) -> StreamConfig:
-    # variational baselines capped at 20 cost evaluations, as in config/test.yaml
     return StreamConfig(**{"method": method, "spinup_days": 2, "max_rejected_fraction": 1.0, "inflation_groups": 8,
-                           "var_max_iterations": 20, **changes})
+                           **changes})
 
 
 @pytest.fixture(scope="module")

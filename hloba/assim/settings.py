@@ -45,7 +45,7 @@ class StreamConfig:
     cold_start: str = "climatology"  # or a netCDF file with one state of the data's channels
     tuning_days: float = 60.0  # length of the tuning streams on the calibration year (0: no tuning)
     var_tolerance: float = 1e-3  # l3dvar/l4dvar: relative gradient tolerance
-    var_max_iterations: int = 50  # l3dvar/l4dvar: cost evaluations per analysis
+    var_max_iterations: int = 10  # l3dvar/l4dvar: L-BFGS iterations per analysis (cost evaluations <= 1.25x)
     var_b_scale: float = 1.0  # l3dvar/l4dvar: B = var_b_scale * sigma_clim2
     window_hours: float = 24.0  # l4dvar: length of the assimilation window (a whole number of cycle steps)
     oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)

@@ -31,7 +31,8 @@ def latent_var(z_b: torch.Tensor, sigma_b2: torch.Tensor, observe, y: torch.Tens
     """Minimise the latent variational cost; ``observe(z) -> G(z)`` at the observations ``(n_obs,)``.
 
     ``z_b, sigma_b2: (1, n)``; ``y, r2: (n_obs,)``. Convergence: the gradient's max norm falls
-    below ``tol`` times its initial value (or ``max_iter`` function evaluations).
+    below ``tol`` times its initial value, or after ``max_iter`` L-BFGS iterations (torch's default
+    of at most ``1.25 max_iter`` cost evaluations; ``iterations`` counts the evaluations).
     """
     z = z_b.detach().clone().requires_grad_(True)
     inv_b = 1.0 / sigma_b2.detach()
