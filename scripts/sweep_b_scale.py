@@ -10,8 +10,8 @@ needs rule oi_covariance's file) from --spinup days before Jan 1 of --year for -
 prints the area-weighted analysis RMSE per channel in anomaly-std units, their mean, the analysis
 milliseconds per cycle and the cost evaluations per minimisation. It chooses the cheapest setting
 (fewest cost evaluations; oi: milliseconds) whose mean is within --tolerance (relative, default
-0.5 %) of the lowest
-(:func:`hloba.verify.tunables.choose_setting`) and writes the table with the choice to --out.
+0.5 %) of the lowest (:func:`hloba.verify.tunables.choose_setting`) and writes the table with the
+choice to --out.
 --year defaults to the calibration year: a baseline's tunables are never chosen on the compared
 period (the comparison's year is a reanalysis year). With --reference-method hloba the same is
 printed for HLOBA. ``var_b_scale``, ``var_max_iterations`` (l3dvar, l4dvar) and ``oi_b_scale``
