@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO))
 
+from hloba.config import load_config  # noqa: E402
 from hloba.world.atmosphere import physical_fields  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
 
@@ -47,8 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.dt_minutes is None:
-        with open(REPO / "config.yaml") as f:
-            args.dt_minutes = yaml.safe_load(f)["world"]["qg"]["dt_minutes"]
+        args.dt_minutes = load_config(REPO / "config.yaml")["world"]["qg"]["dt_minutes"]
     params = QGParams(dt_minutes=args.dt_minutes)
     model = QGModel(params)
     gen = torch.Generator().manual_seed(0)
