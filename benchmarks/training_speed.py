@@ -20,6 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss  # noqa: E402
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations  # noqa: E402
 
@@ -38,8 +39,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--obs-per-cycle", type=int, default=1200)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reused = False if args.system_malloc else reuse_freed_memory()
     config = yaml.safe_load(Path(args.config).read_text())
     qg = config["world"].get("qg", {})
     ny, nx, channels = qg.get("ny", 64), qg.get("nx", 64), 8
@@ -82,7 +86,8 @@ def main() -> None:
         steps = sec["samples_per_epoch"] // sec["batch_size"]
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params / 1e6:.2f} M parameters, {per_step * 1000 / sec['batch_size']:.1f} ms per sample, "
-              f"{per_step * steps:.0f} s per epoch of {sec['samples_per_epoch']} samples ({args.threads} threads)")
+              f"{per_step * steps:.0f} s per epoch of {sec['samples_per_epoch']} samples ({args.threads} threads, "
+              f"freed memory reused: {reused})")
 
 
 if __name__ == "__main__":

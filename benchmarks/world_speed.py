@@ -1,11 +1,12 @@
 """Simulated years per minute of the built-in world at the default resolution.
 
-    python benchmarks/world_speed.py [--days 60] [--threads 2] [--dt-minutes 60]
+    python benchmarks/world_speed.py [--days 60] [--threads 2] [--dt-minutes 60] [--precision float32]
 
 Times a continuous run that also builds the 6-hourly atmospheric fields (what make_world
 does, minus the file write), and the raw model step for 1 and 8 members in the same run, so
-the batch gain is a ratio measured on one machine at one time. The step defaults to config.yaml's
-``world.qg.dt_minutes``; ``--dt-minutes 30 --days 20`` is the host-speed index the README quotes.
+the batch gain is a ratio measured on one machine at one time. The step and the precision default
+to config.yaml's ``world.qg.dt_minutes`` and ``world.precision``; ``--dt-minutes 30 --precision
+float64 --days 20`` is the host-speed index the README quotes.
 Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
 """
 
@@ -22,9 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO))
 
+from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.config import load_config  # noqa: E402
 from hloba.world.atmosphere import physical_fields  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
+from hloba.world.simulate import PRECISIONS  # noqa: E402
 
 
 def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: int = 4) -> float:
@@ -44,21 +47,30 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dt-minutes", type=float, help="time step (default: config.yaml's world.qg.dt_minutes)")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), help="default: config.yaml's world.precision")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reused = False if args.system_malloc else reuse_freed_memory()
+    world = load_config(REPO / "config.yaml")["world"]
     if args.dt_minutes is None:
-        args.dt_minutes = load_config(REPO / "config.yaml")["world"]["qg"]["dt_minutes"]
+        args.dt_minutes = world["qg"]["dt_minutes"]
+    if args.precision is None:
+        args.precision = world.get("precision", "float64")
+    dtype = PRECISIONS[args.precision]
     params = QGParams(dt_minutes=args.dt_minutes)
-    model = QGModel(params)
+    model = QGModel(params, dtype=dtype)
     gen = torch.Generator().manual_seed(0)
     # some developed turbulence: 30 days
-    state = model(random_initial_state(params, 8, gen), 0.0, round(30 * 1440 / params.dt_minutes))
+    state = model(random_initial_state(params, 8, gen, dtype=dtype), 0.0, round(30 * 1440 / params.dt_minutes))
     time_run(model, state[:1], 2.0)  # warm-up
     seconds = time_run(model, state[:1], args.days)
     years_per_minute = args.days / DAYS_PER_YEAR / (seconds / 60.0)
     batch_seconds = time_run(model, state, args.days / 4)
     per_member = batch_seconds / 8 / (args.days / 4)
-    print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.threads} threads, {args.days:g} days")
+    print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.precision}, {args.threads} threads, "
+          f"{args.days:g} days, freed memory reused: {reused}")
     print(f"single trajectory: {seconds / args.days * 1000:.1f} ms per simulated day, "
           f"{years_per_minute:.2f} simulated years per minute")
     print(f"10 simulated years would take {10 / years_per_minute:.1f} min (goal: < 2 min)")

@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
 
 
@@ -56,9 +57,13 @@ def main() -> None:
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.days} days from noise, {args.threads} thread(s); energy (m2 s-2) every 30 days")
+    reused = False if args.system_malloc else reuse_freed_memory()
+    print(f"{args.days} days from noise, {args.threads} thread(s), freed memory reused: {reused}; "
+          "energy (m2 s-2) every 30 days")
     for dt in args.dt_minutes:
         for name in args.dtype:
             r = run(dt, getattr(torch, name), args.days)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import sys
 from contextlib import contextmanager
 
 import torch
@@ -27,6 +29,29 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def reuse_freed_memory(mmap_threshold_bytes: int = 32 << 20, trim_threshold_bytes: int = 1 << 30) -> bool:
+    """Let glibc's malloc keep freed blocks of up to ``mmap_threshold_bytes`` (its maximum, 32 MiB)
+    for reuse instead of returning each one to the system.
+
+    Torch allocates every temporary afresh; by default glibc maps each block of more than 128 KiB
+    (growing with use) anew from the kernel, which zeroes it page by page at first touch. A time
+    step of the world on 8 members, or a batch of training, then spends much of its time in page
+    faults (``benchmarks/world_speed.py``, ``benchmarks/training_speed.py``). The process keeps up
+    to ``trim_threshold_bytes`` of freed memory. Returns whether the setting took (False off
+    glibc, e.g. macOS or musl: nothing changes there).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, mmap_threshold_bytes)) and bool(
+        mallopt(m_trim_threshold, trim_threshold_bytes)
+    )
 
 
 def file_sha256(path) -> str:

@@ -35,10 +35,10 @@ from hloba.world.simulate import WorldConfig, day_of_year, simulate_years  # noq
 
 
 def twin_doubling_time(config: WorldConfig, ds, month: int) -> float:
-    model = QGModel(config.qg)
+    model = QGModel(config.qg, dtype=config.dtype)
     sel = ds.sel(time=ds.time.dt.month == month).isel(time=slice(0, None, 40))
-    geo = torch.from_numpy(sel["geopotential"].values.astype(np.float64))
-    hum = torch.from_numpy(sel["specific_humidity"].values.astype(np.float64))
+    geo = torch.from_numpy(sel["geopotential"].values.astype(np.float64)).to(config.dtype)
+    hum = torch.from_numpy(sel["specific_humidity"].values.astype(np.float64)).to(config.dtype)
     doy = float(day_of_year(pd.Timestamp(sel.time.values[0]))[0])
     states = state_from_fields(model, geo, hum, doy)
     return error_doubling_time(model, states, doy)
@@ -49,6 +49,7 @@ def main() -> int:
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--years", type=int, default=4)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="QG parameter override")
+    parser.add_argument("--precision", choices=["float64", "float32"], help="world.precision override")
     parser.add_argument("--reference", nargs="+", help="use these consecutive reference files instead of simulating")
     parser.add_argument("--twin-years", type=int, default=2, help="years whose Jan/Jul states start twin experiments")
     args = parser.parse_args()
@@ -58,6 +59,8 @@ def main() -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         world.setdefault("qg", {})[key] = json.loads(value)
+    if args.precision:
+        world["precision"] = args.precision
     config = WorldConfig.from_dict(world)
     years = list(range(2000, 2000 + args.years))
     t0 = time.time()

@@ -132,3 +132,30 @@ def test_the_tendency_is_the_equations():
     expected = equation_tendency(model, sh, u1, u2)
     got = model.tendency(sh, u1, u2)
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-10
+
+
+def test_float32_tendency_is_the_float64_one():
+    """The world can step in float32 (world.precision): its tendency is the float64 one to single
+    precision on a developed state with humidity."""
+    params = QGParams()
+    model64, model32 = QGModel(params), QGModel(params, dtype=torch.float32)
+    state = model64(random_initial_state(params, 1, torch.Generator().manual_seed(4)), 0.0, 48 * 10)
+    u1, u2 = torch.tensor([8.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)
+    t64 = model64.tendency(model64.to_spectral(state) * model64.dealias, u1, u2)
+    t32 = model32.tendency(model32.to_spectral(state.float()) * model32.dealias, u1, u2)
+    assert t32.dtype == torch.complex64
+    assert float((t32.to(torch.complex128) - t64).abs().max() / t64.abs().max()) < 1e-5
+
+
+def test_members_on_different_days_step_as_if_alone():
+    """step_spectral takes one day of year per member (the forecast model's lagged members): each
+    member of the batch evolves exactly as it does alone with its own day."""
+    model = QGModel(QGParams())
+    state = model(random_initial_state(model.params, 3, torch.Generator().manual_seed(5)), 0.0, 48 * 5)
+    days = torch.tensor([10.0, 100.0, 200.0], dtype=torch.float64)
+    together = model(state, days, 12)
+    for i, day in enumerate(days.tolist()):
+        alone = model(state[i:i + 1], day, 12)
+        assert torch.allclose(together[i:i + 1], alone, rtol=0, atol=1e-12 * float(alone.abs().max()))
+    # the days matter: the seasonal shear differs between January and July
+    assert float((model(state[:1], 200.0, 12) - together[:1]).abs().max()) > 1e-6 * float(together.abs().max())

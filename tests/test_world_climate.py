@@ -69,3 +69,15 @@ def test_error_doubling_time_default_resolution():
     state = model(state, 280.0, 48 * 60)
     doubling = error_doubling_time(model, state, 340.0, days=35)
     assert 1.0 <= doubling <= 5.0
+
+
+def test_world_precision_is_checked_and_recorded():
+    assert WorldConfig(precision="float32").dtype == torch.float32
+    assert WorldConfig().dtype == torch.float64
+    with pytest.raises(ValueError, match=r"world.precision='float16' is not one of \['float32', 'float64'\]"):
+        WorldConfig(precision="float16")
+    config = WorldConfig(qg=QGParams(nx=16, ny=16, dt_minutes=120.0), spinup_days=0.0, precision="float32")
+    one = simulate_years(config, [2001], progress=False)
+    year, ds = next(one)
+    assert year == 2001 and ds.attrs["world_precision"] == "float32"
+    assert np.isfinite(ds["geopotential"].values).all()

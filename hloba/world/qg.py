@@ -156,15 +156,24 @@ class QGModel(torch.nn.Module):
         cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         ikx, iky = 1j * kx, 1j * ky
         a = k2 + f
-        one = torch.ones_like(ikx)
+        cross = torch.full_like(a, -f)
+        minv = torch.stack((torch.stack((-a, cross)), torch.stack((cross, -a)))) * inv_det
+        m11, m12 = minv[0, 0], minv[0, 1]
+        # the grid rows of grid_tendency that derive from the PV (all but q1, q2, h), each
+        # from_q1 * q1 + from_q2 * q2 in spectral space
+        from_pv = [
+            (-iky * m11, -iky * m12), (-iky * m12, -iky * m11), (-iky * m12, -iky * m11),  # u1 u2 u2
+            (ikx * m11, ikx * m12), (ikx * m12, ikx * m11), (ikx * m12, ikx * m11),  # v1 v2 v2
+            (m11 - m12, m12 - m11),  # psi1 - psi2
+        ]
         spectral = {
             # PV -> streamfunction, (2, 2, ny, nkx): psi_i = sum_j minv[i, j] q_j
-            "minv": torch.stack((torch.stack((-a, -f * one)), torch.stack((-f * one, -a)))) * inv_det,
-            # multipliers taking cat(psi, psi, psi, q1, q2, h) to (u1, u2, v1, v2, psi1, psi2, q1, q2, h)
-            "to_grid_op": torch.stack((-iky, -iky, ikx, ikx, one, one, one, one, one)),
-            # the spectra of the grid terms (x fluxes, y fluxes, sources) of (q1, q2, h) -> their
-            # tendencies: minus the divergence of the fluxes, plus the sources; dealiased
-            "tendency_op": torch.stack((-ikx, -iky, one))[:, None] * dealias,
+            "minv": minv,
+            "from_q1": torch.stack([row[0] for row in from_pv]),
+            "from_q2": torch.stack([row[1] for row in from_pv]),
+            # minus the divergence of the (x, y) fluxes, dealiased
+            "flux_div_x": -ikx * dealias,
+            "flux_div_y": -iky * dealias,
             "ikx": ikx,
             "iky": iky,
         }
@@ -174,10 +183,28 @@ class QGModel(torch.nn.Module):
             "kx": kx, "ky": ky, "k2": k2, "dealias": dealias, "hyper": hyper, "y_centred": y,
         }.items():
             self.register_buffer(name, value.to(dtype), persistent=False)
+        # linear sources of (q1, q2, h) from the grid rows (v1, v2, v2, q1, q2, h, thickness):
+        # -Qy1 v1;  -Qy2 v2 - r (q2 - F (psi1 - psi2));  G v2 - h / tau_h, with Qy = beta +- F shear
+        drag_rate = 1.0 / (p.drag_timescale_days * SECONDS_PER_DAY) if p.drag_timescale_days > 0 else 0.0
+        humidity_gradient = (p.humidity_south_kg_kg - p.humidity_north_kg_kg) / p.domain_length_m
+        base = torch.zeros(3, 7, dtype=torch.float64)
+        base[0, 0] = base[1, 1] = -p.beta
+        if drag:
+            base[1, 4], base[1, 6] = -drag_rate, drag_rate * f
+        if moisture:
+            base[2, 1], base[2, 5] = humidity_gradient, -1.0 / (p.humidity_relaxation_days * SECONDS_PER_DAY)
+        per_shear = torch.zeros(3, 7, dtype=torch.float64)
+        per_shear[0, 0], per_shear[1, 1] = -f, f
+        self.register_buffer("sources_base", base.to(dtype), persistent=False)
+        self.register_buffer("sources_per_shear", per_shear.to(dtype), persistent=False)
+        # irfft2 of a constant c at the mean mode gives c / (nx ny): the mean winds enter that way
+        self.mean_mode_scale = float(p.nx * p.ny)
         self.f = f
-        self.drag_rate = 1.0 / (p.drag_timescale_days * SECONDS_PER_DAY) if p.drag_timescale_days > 0 else 0.0
-        self.humidity_gradient = (p.humidity_south_kg_kg - p.humidity_north_kg_kg) / p.domain_length_m
+        self.drag_rate = drag_rate
+        self.humidity_gradient = humidity_gradient
         self.temperature_factor = p.f0 / (R_DRY * math.log(p.lower_level_hpa / p.upper_level_hpa))
+        # saturation humidity per unit thickness psi1 - psi2
+        self.condensation_coupling = p.saturation_sensitivity_kg_kg_per_k * self.temperature_factor
 
     # ----- spectral helpers -------------------------------------------------------------------
     def to_spectral(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,12 +225,12 @@ class QGModel(torch.nn.Module):
         )
 
     def mean_winds(self, day_of_year: torch.Tensor | float, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Upper and lower mean zonal winds ``(batch,)`` from the seasonal shear."""
-        if self.forcing:
-            shear = seasonal_shear(self.params, day_of_year)
-        else:
-            shear = torch.zeros(())
-        shear = torch.broadcast_to(shear.to(self.kx.device, self.dtype), (batch,))
+        """Upper and lower mean zonal winds ``(..., batch)`` from the seasonal shear; ``day_of_year``
+        is a scalar, ``(batch,)`` or has leading dimensions before the batch (``(stages, batch)``)."""
+        doy = torch.as_tensor(day_of_year, dtype=torch.float64)
+        shear = seasonal_shear(self.params, doy) if self.forcing else torch.zeros_like(doy)
+        shear = shear.to(self.kx.device, self.dtype)
+        shear = torch.broadcast_to(shear, (*shear.shape[:-1], batch) if shear.ndim else (batch,))
         u2 = torch.full_like(shear, self.params.lower_mean_wind_m_s if self.forcing else 0.0)
         return u2 + shear, u2
 
@@ -211,65 +238,61 @@ class QGModel(torch.nn.Module):
     def stage_constants(
         self, day_of_year: torch.Tensor | float, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean winds and mean PV gradients of a stage of a step, shaped for :meth:`grid_tendency`:
-        ``winds: (batch, 2, 2, 1, 1)`` ((U1, U2), (0, 0)) and ``qy: (batch, 2, 1, 1)``."""
-        return self._winds_and_gradients(*self.mean_winds(day_of_year, batch))
+        """The time-dependent terms of :meth:`grid_tendency` on a day of year (scalar or ``(batch,)``):
+        ``sources: (batch, 3, 7)``, the linear sources of (q1, q2, h) from the grid rows
+        (v1, v2, v2, q1, q2, h, thickness), and ``mean_winds: (batch, 3)``, (U1, U2, U2) scaled to
+        the mean mode of the rows (u1, u2, u2). A leading dimension of ``day_of_year`` (e.g. the
+        stages of a step) is kept in front."""
+        u1, u2 = self.mean_winds(day_of_year, batch)
+        return self._stage_terms(u1, u2)
 
-    def _winds_and_gradients(self, u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = torch.stack((u1, u2), dim=1)
-        winds = torch.stack((u, torch.zeros_like(u)), dim=1)[..., None, None]
-        qy = self.params.beta + self.f * torch.stack((u1 - u2, u2 - u1), dim=1)
-        return winds, qy[..., None, None]
+    def _stage_terms(self, u1: torch.Tensor, u2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shear = (u1 - u2)[..., None, None]
+        sources = torch.addcmul(self.sources_base, shear, self.sources_per_shear)
+        winds = torch.stack((u1, u2, u2), dim=-1) * self.mean_mode_scale
+        return sources, winds
 
     def tendency(self, sh: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
         """Spectral tendency of ``sh = rfft2(q1, q2, h)``, shape ``(batch, 3, ny, nx//2+1)``.
 
         ``u1, u2: (batch,)`` are the mean zonal winds of the two layers.
         """
-        return self.grid_tendency(sh, *self._winds_and_gradients(u1, u2))
+        return self.grid_tendency(sh, *self._stage_terms(u1.to(self.dtype), u2.to(self.dtype)))
 
-    def grid_tendency(self, sh: torch.Tensor, winds: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
-        """The tendency with every term formed on the grid as an x flux, a y flux or a source.
+    def grid_tendency(self, sh: torch.Tensor, sources: torch.Tensor, mean_winds: torch.Tensor) -> torch.Tensor:
+        """The tendency with the nonlinear terms formed on the grid as x and y fluxes, the linear
+        ones as grid sources (one matrix product), from one inverse and two forward transforms.
 
-        The linear terms go through the grid too (mean advection and the mean gradients in the x
-        fluxes, drag as a source, ``-r lap(psi2) = -r (q2 - F (psi1 - psi2))``), which is exact for
-        band-limited fields and leaves one forward and one inverse transform per tendency.
+        Grid rows: u1 + U1, u2 + U2, u2 + U2, v1, v2, v2, q1, q2, h, psi1 - psi2.
+        The fluxes are ((u_j + U_j) q_j, (u2 + U2) h) and (v_j q_j, v2 h); the sources
+        ``-Qy_j v_j``, the drag ``-r lap(psi2) = -r (q2 - F (psi1 - psi2))``, ``G v2 - h / tau_h``
+        and minus the condensation. Exact for band-limited fields; ``sources`` and ``mean_winds``
+        come from :meth:`stage_constants`.
         """
         p = self.params
-        qh = sh[:, :2]
-        ph = self.invert(qh)
-        grid = self.to_grid(torch.cat((ph, ph, ph, sh), dim=1) * self.to_grid_op)
-        wind, psi, q = grid[:, 0:4].unflatten(1, (2, 2)) + winds, grid[:, 4:6], grid[:, 6:8]
-        pv_flux = wind * q[:, None]  # ((u1 + U1) q1, (u2 + U2) q2), (v1 q1, v2 q2)
-        x_flux = torch.addcmul(pv_flux[:, 0], qy, psi)
-        thickness = psi[:, 0:1] - psi[:, 1:2]
-        zero = torch.zeros_like(thickness)
-        drag = torch.add(q[:, 1:2], thickness, alpha=-self.f) * -self.drag_rate if self.drag else zero
+        spectral = torch.addcmul(self.from_q1 * sh[:, 0:1], self.from_q2, sh[:, 1:2])
+        spectral[:, 0:3, 0, 0] = mean_winds
+        grid = self.to_grid(torch.cat((spectral[:, :6], sh, spectral[:, 6:]), dim=1))
+        fluxes = grid[:, 0:6].unflatten(1, (2, 3)) * grid[:, None, 6:9]
+        linear = torch.matmul(sources, grid[:, 3:10].flatten(2)).unflatten(2, grid.shape[-2:])
         if self.moisture:
-            h = grid[:, 8:9]
-            h_flux = wind[:, :, 1] * h  # (u2 + U2) h, v2 h
-            saturation_excess = torch.add(
-                h, thickness, alpha=-p.saturation_sensitivity_kg_kg_per_k * self.temperature_factor
-            )
-            condensation = torch.relu(saturation_excess - p.saturation_deficit_kg_kg)
-            source = torch.add(
-                h * (-1.0 / (p.humidity_relaxation_days * SECONDS_PER_DAY)),
-                condensation, alpha=-1.0 / (p.condensation_timescale_hours * 3600.0),
-            )
-            h_x = torch.add(h_flux[:, 0:1], psi[:, 1:2], alpha=-self.humidity_gradient)
-            terms = [x_flux, h_x, pv_flux[:, 1], h_flux[:, 1:2], zero, drag, source]
+            condensation = torch.add(grid[:, 8], grid[:, 9], alpha=-self.condensation_coupling)
+            condensation = condensation.sub_(p.saturation_deficit_kg_kg).relu_()
+            linear[:, 2].sub_(condensation, alpha=1.0 / (p.condensation_timescale_hours * 3600.0))
         else:
-            terms = [x_flux, zero, pv_flux[:, 1], zero, zero, drag, zero]
-        fh = self.to_spectral(torch.cat(terms, dim=1)).unflatten(1, (3, 3)) * self.tendency_op
-        return fh[:, 0] + fh[:, 1] + fh[:, 2]
+            fluxes[:, :, 2] = 0.0
+        fh = self.to_spectral(fluxes)
+        out = self.to_spectral(linear) * self.dealias
+        return out.addcmul_(fh[:, 0], self.flux_div_x).addcmul_(fh[:, 1], self.flux_div_y)
 
     def step_spectral(self, sh: torch.Tensor, day_of_year: torch.Tensor | float) -> torch.Tensor:
         """One RK4 step of length ``params.dt_seconds`` in spectral space."""
         dt = self.params.dt_seconds
-        batch = sh.shape[0]
-        start = self.stage_constants(day_of_year, batch)
-        middle = self.stage_constants(day_of_year + 0.5 * dt / SECONDS_PER_DAY, batch)
-        end = self.stage_constants(day_of_year + dt / SECONDS_PER_DAY, batch)
+        doy = torch.as_tensor(day_of_year, dtype=torch.float64)
+        doy = doy if doy.ndim else doy[None]
+        stages = torch.stack((doy, doy + 0.5 * dt / SECONDS_PER_DAY, doy + dt / SECONDS_PER_DAY))
+        sources, winds = self.stage_constants(stages, sh.shape[0])
+        start, middle, end = (sources[0], winds[0]), (sources[1], winds[1]), (sources[2], winds[2])
         k1 = self.grid_tendency(sh, *start)
         k2 = self.grid_tendency(torch.add(sh, k1, alpha=0.5 * dt), *middle)
         k3 = self.grid_tendency(torch.add(sh, k2, alpha=0.5 * dt), *middle)

@@ -26,6 +26,8 @@ from hloba.world.qg import SECONDS_PER_DAY, QGModel, QGParams, random_initial_st
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -37,8 +39,13 @@ class WorldConfig:
     output_interval_hours: float = 6.0
     center_latitude: float = 45.0
     initial_rms_wind_m_s: float = 5.0
+    precision: str = "float64"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"world.precision={self.precision!r} is not one of {sorted(PRECISIONS)}"
+            )
         steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes
         if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
             raise ValueError(
@@ -54,6 +61,10 @@ class WorldConfig:
         values.pop("source", None)
         qg = QGParams.from_dict(values.pop("qg", {}))
         return cls(qg=qg, **values)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     @property
     def steps_per_output(self) -> int:
@@ -102,6 +113,7 @@ def fields_to_dataset(
         "hloba_version": __version__,
         "world_parameters": json.dumps(p.to_dict(), sort_keys=True),
         "world_seed": config.seed,
+        "world_precision": config.precision,
         "spinup_days": config.spinup_days,
         "longitude_periodic": 1,
         "longitude_period_degrees": longitude_period(p, config.center_latitude),
@@ -122,9 +134,9 @@ def simulate_years(
     if not years:
         raise ValueError("no years requested: give at least one year")
     p = config.qg
-    model = QGModel(p).to(device)
+    model = QGModel(p, dtype=config.dtype).to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s).to(device)
+    state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype).to(device)
     sh = model.to_spectral(state) * model.dealias
     interval = pd.Timedelta(hours=config.output_interval_hours)
     start = pd.Timestamp(year=years[0], month=1, day=1) - pd.Timedelta(days=config.spinup_days)
@@ -133,8 +145,8 @@ def simulate_years(
     n_outputs = int((stop - start) / interval)
     dt_days = p.dt_seconds / SECONDS_PER_DAY
     log.info(
-        "world: %dx%d, dt %.1f min, spin-up from %s, %d outputs to %s, years %s",
-        p.nx, p.ny, p.dt_minutes, start, n_outputs, stop, years,
+        "world: %dx%d, dt %.1f min, %s, spin-up from %s, %d outputs to %s, years %s",
+        p.nx, p.ny, p.dt_minutes, config.precision, start, n_outputs, stop, years,
     )
     buffer: dict[str, list[np.ndarray]] = {}
     buffer_times: list[pd.Timestamp] = []

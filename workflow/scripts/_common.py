@@ -1,4 +1,4 @@
-"""Helpers shared by the rule adapters: logging to the rule's log file, torch threads.
+"""Helpers shared by the rule adapters: logging to the rule's log file, torch threads, malloc.
 
 Every adapter starts with ``snakemake = setup(snakemake)`` (or ``setup`` inside a mock object
 when run by hand) and then makes one call into the ``hloba`` package.
@@ -28,8 +28,11 @@ def setup(snakemake) -> logging.Logger:
     )
     logging.captureWarnings(True)
     torch.set_num_threads(max(1, int(snakemake.threads)))
+    from hloba.runtime import reuse_freed_memory
+
+    reused = reuse_freed_memory()
     log = logging.getLogger(f"hloba.rule.{snakemake.rule}")
-    log.info("rule %s, threads %s", snakemake.rule, snakemake.threads)
+    log.info("rule %s, threads %s, freed memory reused: %s", snakemake.rule, snakemake.threads, reused)
     sys.excepthook = lambda *exc: log.error("failed", exc_info=exc)
     from hloba.io import check_writable
 
