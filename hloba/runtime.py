@@ -32,11 +32,12 @@ def torch_threads(n: int):
 
 
 def reuse_freed_memory(mmap_threshold_bytes: int = 32 << 20, trim_threshold_bytes: int = 1 << 30) -> bool:
-    """Let glibc's malloc keep freed blocks of up to ``mmap_threshold_bytes`` (its maximum, 32 MiB)
-    for reuse instead of returning each one to the system.
+    """Let glibc's malloc keep freed blocks of up to ``mmap_threshold_bytes`` (the top of glibc's
+    own dynamic threshold, 32 MiB) for reuse instead of returning each one to the system.
 
-    Torch allocates every temporary afresh; by default glibc maps each block of more than 128 KiB
-    (growing with use) anew from the kernel, which zeroes it page by page at first touch. A time
+    Torch allocates every temporary afresh; by default glibc maps blocks above 128 KiB (a
+    threshold that grows with use) anew and trims the free top of its heap, so what a step frees
+    goes back to the kernel, which zeroes it page by page when the next step touches it. A time
     step of the world on 8 members, or a batch of training, then spends much of its time in page
     faults (``benchmarks/world_speed.py``, ``benchmarks/training_speed.py``). The process keeps up
     to ``trim_threshold_bytes`` of freed memory. Returns whether the setting took (False off
