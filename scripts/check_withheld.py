@@ -3,8 +3,9 @@
 Runs every method of ``comparison.methods`` on the comparison period twice, without withholding
 and with ``--fraction`` of the observations withheld (``evaluation.withhold``), from the trained
 models of a finished run (``results/``), and prints per method and variable the RMSE of the
-background and of the analysis against the withheld observations, and per method and channel the
-scorecard RMSE (against the truth) with and without withholding. Default world: about twice the
+background and of the analysis against the withheld observations (their ratio with a 95 % interval
+from resampling whole days: ``hloba.verify.evaluate.withheld_ratio_interval``), and per method and
+channel the scorecard RMSE (against the truth) with and without withholding. Default world: about twice the
 comparison's time (latent 4D-Var dominates; ``--methods hloba,oi,l3dvar,free`` is quicker).
 
     .venv/bin/python scripts/check_withheld.py [--configfile config/test.yaml] [--fraction 0.1]
@@ -25,7 +26,7 @@ import xarray as xr
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.config import load_config, stream_years, year_sets
 from hloba.verify.compare import run_method, scorecard
-from hloba.verify.evaluate import pooled_withheld, withheld_statistics
+from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, withheld_statistics
 from hloba.verify.settings import ComparisonSettings
 
 
@@ -66,14 +67,22 @@ def main() -> None:
                     name, year, days, inputs, out, cfg.with_(withhold_fraction=fraction, withhold_seed=args.seed),
                     spinup_days=spinup, run=RunSettings(progress=False), feedback_output=fb)
                 if fraction > 0:
-                    table = withheld_statistics(pd.read_parquet(fb))
-                    withheld.append(pooled_withheld(table, "variable").reset_index().assign(method=name))
+                    feedback = pd.read_parquet(fb)
+                    pooled = pooled_withheld(withheld_statistics(feedback), "variable")
+                    interval = withheld_ratio_interval(feedback, "variable", seed=args.seed)[["n_blocks", "low", "high"]]
+                    withheld.append(pooled.join(interval).reset_index().assign(method=name))
             cards[fraction] = scorecard(runs, [r / f"reference/{year}.nc"], std)
-    w = pd.concat(withheld, ignore_index=True)[["variable", "method", "n", "omb_rmse", "oma_rmse", "oma_over_omb"]]
-    print(f"against {args.fraction:.0%} withheld observations, {year}, {days} days after {spinup} days of spin-up:")
+    w = pd.concat(withheld, ignore_index=True)[
+        ["variable", "method", "n", "omb_rmse", "oma_rmse", "oma_over_omb", "low", "high"]]
+    print(f"against {args.fraction:.0%} withheld observations, {year}, {days} days after {spinup} days of spin-up "
+          "(low, high: 95 % interval of oma_over_omb, whole days resampled):")
     print(w.round(4).to_string(index=False))
     assimilating = w[w["method"] != "free"]  # the free run has no analysis to compare
     beats = bool((assimilating["oma_over_omb"] < 1).all())
+    label = assimilating["method"] + " " + assimilating["variable"]
+    print(f"\n95 % interval below 1: {int((assimilating['high'] < 1).sum())} of {len(assimilating)}; holding 1: "
+          f"{', '.join(label[(assimilating['low'] <= 1) & (assimilating['high'] >= 1)]) or 'none'}; above 1: "
+          f"{', '.join(label[assimilating['low'] > 1]) or 'none'}")
     if args.withheld_only:
         print(f"\nanalysis beats background on withheld observations in every variable and method: {beats}")
         return

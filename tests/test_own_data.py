@@ -183,6 +183,11 @@ def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_worl
         withheld = pd.read_csv(r / "evaluation/2002/withheld.csv")  # evaluation.withhold of the example
         feedback = pd.read_parquet(r / "feedback/2002.parquet")
         assert withheld["n"].sum() == (feedback["qc"] == 3).sum() > 0
+        # each row's O-A/O-B with its interval from resampling whole days (daily data: one report a day)
+        several = withheld[withheld["n_days"] >= 2]
+        assert len(several) and (several["n_days"] <= withheld["n"]).all()
+        assert ((several["oma_over_omb_low"] <= several["oma_over_omb"])
+                & (several["oma_over_omb"] <= several["oma_over_omb_high"])).all()
         assert 0.03 < (feedback["qc"] == 3).mean() < 0.2
 
 

@@ -73,3 +73,43 @@ def test_a_stream_never_uses_withheld_observations_and_its_analysis_fits_them(ti
     # observation errors, normalised O-B rms 0.96; scripts/check_withheld.py measures the default world)
     assert fit(fb[fb["qc"] == 0]) < fit(fb[withheld]) - 0.05
     assert fit(fb[withheld]) < 1.05
+
+
+def test_withheld_ratio_interval_resamples_whole_days():
+    from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, withheld_statistics
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2011-01-01", periods=20 * 4, freq="6h").repeat(50)
+    n = len(times)
+    truth = rng.normal(size=n)
+    value = truth + 0.5 * rng.normal(size=n)
+    def day_error():  # shared by every station on a day
+        return np.repeat(rng.normal(size=20), 4 * 50)
+
+    fb = pd.DataFrame({
+        "time": times, "variable": np.where(np.arange(n) % 2, "temperature", "geopotential"),
+        "level": np.nan, "platform": "surface", "station_id": [f"s{i % 50}" for i in range(n)],
+        "value": value, "error_std": 0.5, "qc": 3,
+    })
+    # geopotential: the analysis halves the background's error; temperature: as wrong, otherwise
+    background = truth + day_error() + 0.5 * rng.normal(size=n)
+    analysis = np.where(fb["variable"] == "geopotential", truth + 0.5 * (background - truth),
+                        truth + day_error() + 0.5 * rng.normal(size=n))
+    fb = fb.assign(background=background, analysis=analysis)
+    fb = pd.concat([fb, fb.head(100).assign(qc=0, analysis=fb["value"].head(100))])  # assimilated: ignored
+    out = withheld_ratio_interval(fb, "variable", n_boot=400, seed=1)
+    assert list(out.index) == ["geopotential", "temperature"] and (out["n_blocks"] == 20).all()
+    assert out["n"].tolist() == [n // 2, n // 2]
+    # the point ratio is the pooled one of withheld_statistics
+    pooled = pooled_withheld(withheld_statistics(fb), "variable")
+    assert np.allclose(out["oma_over_omb"], pooled["oma_over_omb"])
+    g, t = out.loc["geopotential"], out.loc["temperature"]
+    assert g["high"] < 1.0 and g["low"] < g["oma_over_omb"] < g["high"]
+    assert t["low"] < 1.0 < t["high"]  # no difference: the interval holds 1
+    # a shared daily error makes days, not analysis times, the independent units: the interval is
+    # wider than one that resamples the 6-hourly times as if they were independent
+    six_hourly = withheld_ratio_interval(fb, "variable", block="6h", n_boot=400, seed=1).loc["temperature"]
+    assert (t["high"] - t["low"]) > 1.5 * (six_hourly["high"] - six_hourly["low"])
+    assert withheld_ratio_interval(fb, "variable", n_boot=400, seed=1).equals(out)  # seeded
+    one_day = withheld_ratio_interval(fb[fb["time"] < "2011-01-02"], "variable")
+    assert one_day["n_blocks"].eq(1).all() and one_day["low"].isna().all()

@@ -136,6 +136,38 @@ def pooled_withheld(table: pd.DataFrame, by) -> pd.DataFrame:
     return out.assign(oma_over_omb=out["oma_rmse"] / out["omb_rmse"])
 
 
+def withheld_ratio_interval(feedback: pd.DataFrame, by="variable", *, block: str = "1D", n_boot: int = 1000,
+                            seed: int = 0, coverage: float = 0.95) -> pd.DataFrame:
+    """O-A/O-B RMSE ratio against the withheld observations (``qc == 3``) per ``by`` with a
+    block-bootstrap interval: whole blocks of time (``block``, default days) resampled with
+    replacement, since on one day the flow's errors are shared by every station. Columns ``n``,
+    ``n_blocks``, ``oma_over_omb`` and its ``low`` and ``high`` bounds (``coverage``, central;
+    NaN with fewer than two blocks). A ratio whose whole interval lies below 1 shows that the
+    analysis fits observations it never saw better than the background did."""
+    from hloba.obs.withhold import QC_WITHHELD
+
+    fb = feedback[feedback["qc"] == QC_WITHHELD]
+    fb = fb.assign(sq_b=(fb["value"] - fb["background"]) ** 2, sq_a=(fb["value"] - fb["analysis"]) ** 2,
+                   block=pd.DatetimeIndex(fb["time"]).floor(block))
+    by = [by] if isinstance(by, str) else list(by)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key, group in fb.groupby(by, dropna=False):
+        blocks = group.groupby("block")[["sq_b", "sq_a"]].sum()
+        n_blocks = len(blocks)
+        ratio = float(np.sqrt(blocks["sq_a"].sum() / blocks["sq_b"].sum()))
+        low = high = float("nan")
+        if n_blocks >= 2:
+            counts = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=n_boot)
+            boot = np.sqrt((counts @ blocks["sq_a"].to_numpy()) / (counts @ blocks["sq_b"].to_numpy()))
+            low, high = np.quantile(boot, [(1 - coverage) / 2, (1 + coverage) / 2])
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), "n": len(group), "n_blocks": n_blocks, "oma_over_omb": ratio,
+                     "low": low, "high": high})
+    columns = by + ["n", "n_blocks", "oma_over_omb", "low", "high"]
+    return pd.DataFrame(rows, columns=columns).infer_objects().set_index(by)
+
+
 def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, obs_path, forecast_path=None, *,
                   forecast=None,
                   forecast_days: float = 5.0, forecast_starts: int = 36, reference_name: str = "truth",
@@ -143,7 +175,8 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
                   reliability_bins: int = 10) -> pd.DataFrame:
     """Rule evaluate_year: gridded and observation-space scores; with ``forecast_path`` (and the
     ``forecast`` model, a :class:`hloba.forecast.ForecastSpec`) also the forecast skill from the analyses; with ``withheld_path``
-    the scores against the withheld observations (:func:`withheld_statistics`, and a figure); with
+    the scores against the withheld observations (:func:`withheld_statistics` with the 95 %
+    interval of O-A/O-B from :func:`withheld_ratio_interval`, and a figure); with
     ``reliability_path`` the binned reliability of the archive's std (:mod:`hloba.verify.reliability`)."""
     mean, std, times, channels, grid = archive_states(reanalysis)
     with xr.open_dataset(reference) as ref:
@@ -169,6 +202,13 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
         obs.to_csv(tmp, index=False, float_format="%.6g")
     if withheld_path is not None:
         withheld = withheld_statistics(fb)
+        keys, names = ["variable", "level", "platform"], {"n_blocks": "n_days", "low": "oma_over_omb_low",
+                                                         "high": "oma_over_omb_high"}
+        if len(withheld):
+            interval = withheld_ratio_interval(fb, keys)[list(names)].rename(columns=names).reset_index()
+            withheld = withheld.merge(interval, on=keys, how="left")
+        else:
+            withheld = withheld.assign(**{name: pd.Series(dtype=float) for name in names.values()})
         with atomic_path(withheld_path) as tmp:
             withheld.to_csv(tmp, index=False, float_format="%.6g")
         if len(withheld):
