@@ -202,13 +202,13 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
         obs.to_csv(tmp, index=False, float_format="%.6g")
     if withheld_path is not None:
         withheld = withheld_statistics(fb)
-        keys, names = ["variable", "level", "platform"], {"n_blocks": "n_days", "low": "oma_over_omb_low",
-                                                         "high": "oma_over_omb_high"}
+        keys = ["variable", "level", "platform"]
+        renamed = {"n_blocks": "n_days", "low": "oma_over_omb_low", "high": "oma_over_omb_high"}
         if len(withheld):
-            interval = withheld_ratio_interval(fb, keys)[list(names)].rename(columns=names).reset_index()
+            interval = withheld_ratio_interval(fb, keys)[list(renamed)].rename(columns=renamed).reset_index()
             withheld = withheld.merge(interval, on=keys, how="left")
         else:
-            withheld = withheld.assign(**{name: pd.Series(dtype=float) for name in names.values()})
+            withheld = withheld.assign(**{column: pd.Series(dtype=float) for column in renamed.values()})
         with atomic_path(withheld_path) as tmp:
             withheld.to_csv(tmp, index=False, float_format="%.6g")
         if len(withheld):
