@@ -75,8 +75,8 @@ def test_a_stream_never_uses_withheld_observations_and_its_analysis_fits_them(ti
     assert fit(fb[withheld]) < 1.05
 
 
-def test_withheld_ratio_interval_resamples_whole_days():
-    from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, withheld_statistics
+def test_withheld_ratio_interval_resamples_whole_days(tmp_path):
+    from hloba.verify.evaluate import plot_withheld, pooled_withheld, withheld_ratio_interval, withheld_statistics
 
     rng = np.random.default_rng(0)
     times = pd.date_range("2011-01-01", periods=20 * 4, freq="6h").repeat(50)
@@ -113,3 +113,8 @@ def test_withheld_ratio_interval_resamples_whole_days():
     assert withheld_ratio_interval(fb, "variable", n_boot=400, seed=1).equals(out)  # seeded
     one_day = withheld_ratio_interval(fb[fb["time"] < "2011-01-02"], "variable")
     assert one_day["n_blocks"].eq(1).all() and one_day["low"].isna().all()
+    # the report's figure draws the intervals on the pooled bars (level-less rows included)
+    by_level = withheld_ratio_interval(fb, ["variable", "level"], n_boot=100)
+    assert by_level.index.get_level_values("level").isna().all() and len(by_level) == 2
+    plot_withheld(withheld_statistics(fb), tmp_path / "withheld.png", by_level)
+    assert (tmp_path / "withheld.png").read_bytes()[:4] == b"\x89PNG"

@@ -215,7 +215,8 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
             log.info("withheld observations (O-B and O-A RMSE):\n%s",
                      withheld[["variable", "level", "platform", "n", "omb_rmse", "oma_rmse"]].to_string(index=False))
         if withheld_figure is not None:
-            plot_withheld(withheld, withheld_figure)
+            pooled = withheld_ratio_interval(fb, ["variable", "level"]) if len(withheld) else None
+            plot_withheld(withheld, withheld_figure, pooled)
     if forecast_path is not None:
         model = forecast.build(channels)
         skill = forecast_skill(model, mean, truth, clim, times, grid.area_weights(), names, forecast_days,
@@ -244,9 +245,11 @@ def write_reliability(mean, std, truth, weights, names, path, figure=None, n_bin
     return out
 
 
-def plot_withheld(table: pd.DataFrame, path) -> None:
+def plot_withheld(table: pd.DataFrame, path, intervals: pd.DataFrame | None = None) -> None:
     """RMSE of background and analysis against the withheld observations per variable and level
-    (pooled over platforms), as a fraction of the background's; an empty table gives a note."""
+    (pooled over platforms), as a fraction of the background's, with the 95 % interval of the
+    ratio when ``intervals`` (:func:`withheld_ratio_interval` by variable and level) is given; an
+    empty table gives a note."""
     from hloba.plotting import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -256,6 +259,12 @@ def plot_withheld(table: pd.DataFrame, path) -> None:
         x = np.arange(len(g))
         ax.bar(x - 0.2, np.ones(len(g)), 0.4, label="background (O-B)")
         ax.bar(x + 0.2, g["oma_over_omb"], 0.4, label="analysis (O-A)")
+        if intervals is not None and len(intervals):
+            bounds = intervals.rename(index=lambda v: -1.0 if pd.isna(v) else v, level="level")
+            bounds = bounds.reindex(g.index)[["low", "high"]].to_numpy()
+            ratio = g["oma_over_omb"].to_numpy()
+            ax.errorbar(x + 0.2, ratio, yerr=np.abs(np.stack((ratio - bounds[:, 0], bounds[:, 1] - ratio))),
+                        fmt="none", ecolor="black", capsize=3, label="95 % interval (days resampled)")
         ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
         ax.set_ylabel("RMSE / background RMSE")
         ax.set_ylim(0.0, 1.3)  # room above the bars for the legend
