@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
+from hloba.world.simulate import PRECISIONS  # noqa: E402
 
 
 def run(dt_minutes: float, dtype: torch.dtype, days: int, seed: int = 0) -> dict:
@@ -54,7 +55,7 @@ def run(dt_minutes: float, dtype: torch.dtype, days: int, seed: int = 0) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dt-minutes", type=float, nargs="+", default=[30.0, 60.0])
-    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=sorted(PRECISIONS))
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--system-malloc", action="store_true",
@@ -66,7 +67,7 @@ def main() -> None:
           "energy (m2 s-2) every 30 days")
     for dt in args.dt_minutes:
         for name in args.dtype:
-            r = run(dt, getattr(torch, name), args.days)
+            r = run(dt, PRECISIONS[name], args.days)
             state = f"blew up on day {r['blew_up']}" if r["blew_up"] is not None else "stable"
             print(f"dt {dt:g} min {name}: {r['ms_per_day']:.1f} ms per simulated day, "
                   f"{r['years_per_minute']:.2f} simulated years per minute, {state}; energy "

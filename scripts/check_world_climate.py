@@ -31,7 +31,7 @@ from hloba.world.diagnostics import (  # noqa: E402
     eddy_kinetic_energy, error_doubling_time, max_wind_speed, relative_change, seasonal_ratio,
 )
 from hloba.world.qg import QGModel  # noqa: E402
-from hloba.world.simulate import WorldConfig, day_of_year, simulate_years  # noqa: E402
+from hloba.world.simulate import PRECISIONS, WorldConfig, day_of_year, simulate_years  # noqa: E402
 
 
 def twin_doubling_time(config: WorldConfig, ds, month: int) -> float:
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--years", type=int, default=4)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="QG parameter override")
-    parser.add_argument("--precision", choices=["float64", "float32"], help="world.precision override")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), help="world.precision override")
     parser.add_argument("--reference", nargs="+", help="use these consecutive reference files instead of simulating")
     parser.add_argument("--twin-years", type=int, default=2, help="years whose Jan/Jul states start twin experiments")
     args = parser.parse_args()
