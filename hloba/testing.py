@@ -215,9 +215,10 @@ TINY_FORECAST = {"model": "qg", "perturb": {"drag_timescale_days": 2.5, "shear_m
 
 
 def untrained_checkpoints(reference_path, normalization_path, out_dir, seed: int = 0,
-                          latent_channels: int = 4, patch: int = 2) -> tuple:
-    """An autoencoder and an O2Lnet with seeded random weights, saved as checkpoints of the
-    reference's channels and grid: the stream's mechanics in seconds (no skill is expected)."""
+                          latent_channels: int = 4, patch: int = 2, slots: tuple = (0,)) -> tuple:
+    """An autoencoder and an O2Lnet (reading the cycles ``slots``) with seeded random weights, saved
+    as checkpoints of the reference's channels and grid: the stream's mechanics in seconds (no skill
+    is expected)."""
     from pathlib import Path
 
     import torch
@@ -239,7 +240,7 @@ def untrained_checkpoints(reference_path, normalization_path, out_dir, seed: int
                             blocks=1, periodic_lat=grid.latitude_period is not None,
                             periodic_lon=grid.longitude_period is not None)
     ae = Autoencoder(cfg)
-    o2l_cfg = O2LnetConfig(cfg.to_dict(), width=16, blocks=1)
+    o2l_cfg = O2LnetConfig(cfg.to_dict(), width=16, blocks=1, slots=slots)
     o2l = O2Lnet(o2l_cfg)
     paths = out / "autoencoder.pt", out / "o2lnet.pt"
     save_checkpoint(paths[0], "autoencoder", cfg.to_dict(), ae.state_dict(), channels, grid, normalizer.state())

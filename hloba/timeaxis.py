@@ -44,3 +44,13 @@ def period_cycles(times: pd.DatetimeIndex, first: int, days: float) -> int:
     """Cycles of ``times`` up to ``days`` after the cycle ``first`` (clipped to the stream's end)."""
     interval = times[1] - times[0]
     return min(len(times), first + int(round(pd.Timedelta(days=days) / interval)))
+
+
+def window_cycles(window_hours: float, interval: pd.Timedelta, key: str = "assimilation.window_hours") -> int:
+    """Steps in a window of ``window_hours`` (the config ``key``) at the data's step ``interval``:
+    a window shorter than one step, or not a whole number of steps, is an error naming both."""
+    n = pd.Timedelta(hours=window_hours) / pd.Timedelta(interval)
+    if n < 1 or abs(n - round(n)) > 1e-9:
+        raise ValueError(f"{key} {window_hours:g} is not a whole number (>= 1) of the data's "
+                         f"{pd.Timedelta(interval) / pd.Timedelta(hours=1):g}-hour steps: give a multiple of the step")
+    return int(round(n))

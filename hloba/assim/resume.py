@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from hloba.io import atomic_path
+from hloba.obs.withhold import QC_NOT_ASSIMILATED
 from hloba.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # of the checkpoint files (1: before the methods had their own state)
-QC_NOT_ASSIMILATED = 2
 
 
 def fingerprint(year: int, config: dict, forecast: dict, paths) -> str:

@@ -42,12 +42,11 @@ from hloba.assim.update import first_guess_check
 from hloba.forecast import check_forecast_model
 from hloba.latent import FIELDS
 from hloba.obs.operator import apply_operator
-from hloba.obs.withhold import QC_WITHHELD
+from hloba.obs.withhold import QC_FIRST_GUESS, QC_NOT_ASSIMILATED, QC_USED, QC_WITHHELD
 from hloba.timeaxis import cycle_times
 
 log = logging.getLogger(__name__)
 
-QC_USED, QC_FIRST_GUESS, QC_NOT_ASSIMILATED = 0, 1, 2
 DIAGNOSTICS = (
     "n_obs", "n_used", "n_rejected", "innovation_mean", "innovation_var", "obs_innovation_rms",
     "increment_rms", "inflation", "sigma_b2_mean", "sigma_o2_mean", "sigma_a2_mean", "members", "iterations",
@@ -196,7 +195,7 @@ def run_stream(
             cold_first = cold and k == 0
             reject, ok, state.b2_channel, normalised = _check(k, t, obs, s, hx_b, cold_first, cfg, method,
                                                               alarm, state.b2_channel, 0.01 * m.model_error_var)
-            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap)
+            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap, state.qc)
             clock.lap("qc")
             a = method.analyse(c)
             clock.lap("update")

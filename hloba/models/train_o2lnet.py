@@ -29,6 +29,7 @@ from hloba.models.checkpoint import (
     save_checkpoint,
 )
 from hloba.states import load_years
+from hloba.timeaxis import window_cycles
 from hloba.runtime import resolve_device
 from hloba.normalization import Normalizer
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
@@ -66,6 +67,18 @@ def predict(model: O2Lnet, obs: GriddedObservations, cycles, n_channels, ny, nx,
     return model(rendered.to(device))
 
 
+def window_architecture(architecture: dict, times) -> dict:
+    """O2LnetConfig's keywords from the config's ``o2lnet`` architecture: ``window_hours`` (the
+    observations of the cycles of that many hours that end at the analysis time; absent or null:
+    the analysis time's only) becomes the slots ``(1 - n, ..., -1, 0)`` at the data's step."""
+    architecture = dict(architecture)
+    hours = architecture.pop("window_hours", None)
+    if hours is not None:
+        n = window_cycles(hours, times[1] - times[0], "o2lnet.window_hours")
+        architecture["slots"] = tuple(range(1 - n, 1))
+    return architecture
+
+
 def train_o2lnet(
     train_refs: list, train_obs: list, val_refs: list, val_obs: list, autoencoder_path,
     checkpoint_path, report_path, architecture: dict, training: TrainingConfig, options: O2LnetTraining,
@@ -83,7 +96,7 @@ def train_o2lnet(
         check_matches_data(ae_payload, list_channels(ds), Grid.from_dataset(ds), autoencoder_path)
     z_train = encode_all(ae, x_train)
     z_val = encode_all(ae, x_val)
-    cfg = O2LnetConfig(autoencoder=ae.cfg.to_dict(), **architecture)
+    cfg = O2LnetConfig(autoencoder=ae.cfg.to_dict(), **window_architecture(architecture, obs_train.times))
     torch.manual_seed(training.seed)
     model = O2Lnet(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())

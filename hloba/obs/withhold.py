@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-QC_WITHHELD = 3
+# the feedback's qc codes: used, rejected by the first-guess check, not assimilated (free run, or the
+# stream has not reached the cycle), withheld for verification
+QC_USED, QC_FIRST_GUESS, QC_NOT_ASSIMILATED, QC_WITHHELD = 0, 1, 2, 3
 
 
 def _uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:

@@ -35,7 +35,7 @@ from hloba.verify.latent import truth_on
 from hloba.scores import rmse
 from hloba.timeaxis import cycle_times
 from hloba.assim.methods import REGISTRY
-from hloba.assim.methods.l4dvar import window_cycles
+from hloba.timeaxis import window_cycles
 from hloba.verify.settings import method_settings
 
 log = logging.getLogger(__name__)

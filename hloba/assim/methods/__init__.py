@@ -9,13 +9,13 @@ from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.methods.free import Free
 from hloba.assim.methods.hloba import Hloba
 from hloba.assim.methods.l3dvar import Latent3DVar
-from hloba.assim.methods.l4dvar import Latent4DVar, window_cycles
+from hloba.assim.methods.l4dvar import Latent4DVar
 from hloba.assim.methods.oi import OptimalInterpolation
 
 REGISTRY: dict[str, type[Method]] = {m.name: m for m in (Hloba, Free, Latent3DVar, Latent4DVar, OptimalInterpolation)}
 NAMES = tuple(REGISTRY)
 
-__all__ = ["NAMES", "REGISTRY", "Analysis", "Cycle", "Method", "MethodError", "build_method", "window_cycles"]
+__all__ = ["NAMES", "REGISTRY", "Analysis", "Cycle", "Method", "MethodError", "build_method"]
 
 
 def build_method(name: str, models, cfg) -> Method:

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from hloba.assim.cycle import ensemble_variance, mode_groups
+from hloba.obs.withhold import QC_USED
 
 if TYPE_CHECKING:
     from hloba.assim.models import StreamModels
@@ -47,6 +48,7 @@ class Cycle:
     b2_channel: torch.Tensor  # (C,) background error variance at the observations, per channel
     cold_first: bool  # first cycle of a cold start from climatology: no background worth weighing
     lap: Callable[[str], None]  # the stream's stage clock
+    qc: torch.Tensor | None = None  # (rows of obs,) int8: the stream's qc codes, set for cycles before k
 
     @property
     def time(self) -> pd.Timestamp:
@@ -59,6 +61,15 @@ class Cycle:
     @property
     def n_used(self) -> int:
         return int(self.ok.sum())
+
+    def used(self, k: int) -> tuple[slice, torch.Tensor]:
+        """Rows of cycle ``k``'s observations (``k <= self.k``) and which of them were assimilated."""
+        if k == self.k:
+            return self.s, self.ok
+        if k > self.k or self.qc is None:
+            raise ValueError(f"cycle {self.k} knows the decisions of earlier cycles only, not of cycle {k}")
+        s = self.obs.cycle(k)
+        return s, (self.qc[s] == QC_USED).to(self.ok.device)
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """HLOBA: O2Lnet's latent estimate from the cycle's observations, weighed element-wise against the
 hybrid (static + time-lagged ensemble) background variance, with the inflation adapted online.
 
+An O2Lnet trained on a window of cycles (``o2lnet.window_hours``: slots ``(1 - n, ..., 0)``) reads
+the observations that the stream assimilated at the window's earlier cycles besides this cycle's.
+
 ``assimilation.update`` chooses what is weighed: O2Lnet's posterior as it comes (``posterior``,
 the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
 (``likelihood``; :func:`hloba.assim.update.observation_estimate`)."""
@@ -23,26 +26,37 @@ class Hloba(Method):
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
-        slots = tuple(getattr(getattr(models.o2lnet, "cfg", None), "slots", (0,)))
-        if slots != (0,):
-            raise MethodError(f"O2Lnet reads a window of cycles (slots {slots}); the stream assimilates one "
-                              "cycle's observations: use an O2Lnet trained with slots (0,) (rule train_o2lnet)")
+        self.slots = tuple(getattr(getattr(models.o2lnet, "cfg", None), "slots", (0,)))
+        if max(self.slots) > 0:
+            raise MethodError(f"O2Lnet reads the observations of later cycles (slots {self.slots}); a stream "
+                              "knows only those up to its analysis time: train it with o2lnet.window_hours, "
+                              "whose windows end at the analysis time")
         try:  # before the first cycle, not at it
             check_update_inputs(cfg.update, models.prior_mean, models.prior_var)
         except ValueError as err:
             raise MethodError(str(err)) from None
 
+    def window_observations(self, c: Cycle) -> tuple[torch.Tensor, ...]:
+        """``channel, row, col, value`` of the used observations of O2Lnet's slots (cycles before the
+        stream's first contribute none); slot ``j``'s channels are offset by ``j * C``."""
+        C, o = len(self.models.channels), c.obs
+        parts = []
+        for j, offset in enumerate(self.slots):
+            if c.k + offset >= 0:
+                s, used = c.used(c.k + offset)
+                parts.append((o.channel[s][used] + j * C, o.row[s][used], o.col[s][used], o.value_std[s][used]))
+        return tuple(torch.cat(x) for x in zip(*parts))
+
     def observation_estimate(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
-        """O2Lnet's ``(z_o, sigma_o2)`` from the cycle's used observations (``inf`` without any)."""
+        """O2Lnet's ``(z_o, sigma_o2)`` from the window's used observations (``inf`` without any)."""
         z_b = c.z_b
-        if c.n_used == 0:
+        if c.n_used == 0:  # nothing new: the earlier slots' observations are already in the background
             return torch.zeros_like(z_b), torch.full_like(z_b, float("inf"))
-        m, ok, s = self.models, c.ok, c.s
+        m = self.models
         (ny, nx), C = m.grid.shape, len(m.channels)
-        rendered = render_observations(
-            torch.zeros(c.n_used, dtype=torch.long, device=m.device), c.obs.channel[s][ok], c.obs.row[s][ok],
-            c.obs.col[s][ok], c.obs.value_std[s][ok], 1, C, ny, nx,
-        )
+        channel, row, col, value = self.window_observations(c)
+        rendered = render_observations(torch.zeros(len(value), dtype=torch.long, device=m.device), channel, row,
+                                       col, value, 1, C * len(self.slots), ny, nx)
         z_o, logvar = m.o2lnet(rendered)
         return z_o, logvar.exp()
 

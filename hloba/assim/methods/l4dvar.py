@@ -10,23 +10,13 @@ fitted (as 4D-Var feedback files report them), and their analysis ``H`` of the f
 
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
 from hloba.assim.methods.base import Analysis, Cycle, Method
 from hloba.assim.update import first_guess_check
 from hloba.assim.var import latent_var, window_observer
 from hloba.obs.operator import apply_operator
-
-
-def window_cycles(window_hours: float, interval: pd.Timedelta) -> int:
-    """Cycles in a window of ``window_hours`` (``assimilation.window_hours``) at the data's step:
-    a window shorter than one step, or not a whole number of steps, is an error naming both."""
-    n = pd.Timedelta(hours=window_hours) / interval
-    if n < 1 or abs(n - round(n)) > 1e-9:
-        raise ValueError(f"assimilation.window_hours {window_hours:g} is not a whole number (>= 1) of the data's "
-                         f"{interval / pd.Timedelta(hours=1):g}-hour steps: give a multiple of the step")
-    return int(round(n))
+from hloba.timeaxis import window_cycles
 
 
 class Latent4DVar(Method):
