@@ -10,7 +10,7 @@ only in the sense of keeping the diagonal of ``V^T diag(var z) V``), and back li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,12 @@ class UpdateSpace:
     """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``."""
 
     rotation: torch.Tensor | None = None  # (n, n), columns are modes
+    # V**2, which maps variances, formed once (forming it at each use cost more than the products)
+    squared: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.rotation is not None:
+            object.__setattr__(self, "squared", self.rotation.square())
 
     def to(self, device) -> "UpdateSpace":
         return UpdateSpace(None if self.rotation is None else self.rotation.to(device))
@@ -31,10 +37,10 @@ class UpdateSpace:
         return w if self.rotation is None else w @ self.rotation.T
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
-        return var_z if self.rotation is None else var_z @ self.rotation.square()
+        return var_z if self.rotation is None else var_z @ self.squared
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
-        return var_w if self.rotation is None else var_w @ self.rotation.square().T
+        return var_w if self.rotation is None else var_w @ self.squared.T
 
 
 def ensemble_variance(members: torch.Tensor) -> torch.Tensor:

@@ -132,6 +132,12 @@ def apply_tuning(models: StreamModels, path) -> StreamModels:
         models.error_correlation = torch.as_tensor(ds["error_correlation"].values)
         if "observation_variance_factor" in ds:  # absent from tuning files written before it existed
             models.observation_variance_factor = torch.as_tensor(ds["observation_variance_factor"].values)
+        if "static_variance" in ds:  # assimilation.background_variance: cycling
+            static = torch.as_tensor(ds["static_variance"].values, dtype=models.sigma_clim2.dtype)
+            if static.shape != models.sigma_clim2.shape:
+                raise StreamError(f"{path} holds a static variance of {static.numel()} update coordinates, the "
+                                  f"calibration {models.sigma_clim2.numel()}: rerun rule tune_stream")
+            models.sigma_clim2, models.hybrid_a, models.hybrid_b = static.to(models.device), 1.0, 0.0
     return models
 
 

@@ -21,6 +21,9 @@ from hloba.assim.update import UPDATE_FORMS
 from hloba.forecast import ForecastSpec
 
 RUN_KEYS = ("checkpoint_every", "log_every", "device")
+# hloba's static background variance: the calibration's (6-hour forecasts from the truth, the paper's)
+# or refitted by rule tune_stream to the background errors of a cycling stream
+BACKGROUND_VARIANCES = ("forecast", "cycling")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class StreamConfig:
     adaptive_inflation: bool = True
     update: str = "posterior"  # hloba: weigh O2Lnet's posterior as it is (the paper) or its likelihood
     calibrate_observation_variance: bool = False  # hloba: per-band factor of the estimate's variance (tune_stream)
+    background_variance: str = "forecast"  # hloba: static variance from forecasts from the truth or cycling errors
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
@@ -55,6 +59,12 @@ class StreamConfig:
             raise ValueError(f"assimilation.method {self.method!r} is not one of {tuple(REGISTRY)}")
         if self.update not in UPDATE_FORMS:
             raise ValueError(f"assimilation.update {self.update!r} is not one of {UPDATE_FORMS}")
+        if self.background_variance not in BACKGROUND_VARIANCES:
+            raise ValueError(f"assimilation.background_variance {self.background_variance!r} is not one of "
+                             f"{BACKGROUND_VARIANCES}")
+        if self.background_variance == "cycling" and self.tuning_days <= 0:
+            raise ValueError("assimilation.background_variance: cycling is refitted by the tuning streams: set "
+                             "assimilation.tuning_days > 0 or background_variance: forecast")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

@@ -15,7 +15,13 @@ coordinates:
 1. ``inflation_correction = mean((w_b - w_t)^2) / mean(sigma_b2)``: the background error the
    online inflation misses;
 2. with that correction applied, ``analysis_variance_factor = mean((w_a - w_t)^2) / mean(sigma_a2)``:
-   the factor that makes the reported analysis variance calibrated.
+   the factor that makes the reported analysis variance calibrated;
+3. with ``assimilation.background_variance: cycling``, the static variance is refitted to the
+   background errors of the stream of step 2 (``mean((w_b - w_t)^2)`` per update coordinate: the
+   calibration's comes from 6-hour forecasts from the truth, mostly the model's bias, ten times
+   smaller than a cycling background's error on the built-in world), the hybrid weights become
+   ``a = 1, b = 0`` (the lagged spread explains nothing of the cycling errors there: NNLS weight
+   0.05) and steps 0-2 are run again with it.
 
 Reanalysis streams read them (they never see the truth). The tuning streams are separate from the
 reanalysis streams, so years still never read each other's outputs.
@@ -94,6 +100,14 @@ def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice,
     return observed, eo, torch.where(informative, so2_w.cpu(), 1.0), informative
 
 
+def cycling_static_variance(e_b: torch.Tensor, floor: float = 1e-8) -> torch.Tensor:
+    """The static background variance per update coordinate from a cycling stream's background
+    errors ``e_b = w_b - w_t: (time, n)``: their mean square (bias included, as the calibration's
+    ``sigma_clim2`` has it), at least ``floor`` times its mean."""
+    v = e_b.double().square().mean(0)
+    return v.clamp(min=floor * float(v.mean()))
+
+
 def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg: StreamConfig,
                 run: RunSettings = RunSettings()) -> dict:
     """Run the tuning streams on ``year`` (``cfg.tuning_days`` after the spin-up); return the factors.
@@ -101,19 +115,43 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     With ``cfg.calibrate_observation_variance`` a first stream measures the per-group factor of
     the estimate's variance, ``mean(e_o^2) / mean(sigma_o2)`` (the estimate depends on the
     observations only, not on the background), and the correction is measured by a stream that
-    uses it, since the online inflation reads ``sigma_o2``."""
+    uses it, since the online inflation reads ``sigma_o2``.
+
+    With ``cfg.background_variance == "cycling"`` the static variance is then refitted to the
+    background errors of the tuned stream (:func:`cycling_static_variance`, the hybrid weights set
+    to ``a = 1, b = 0``) and the factors are tuned again with it."""
     times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
     stop = period_cycles(times, first, cfg.tuning_days)
+    z_t = _truth_latent(models, reference_paths, times[first:stop])
+    w_t = models.space.forward(z_t.to(models.device)).cpu()
+    tuning, last = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
+    tuning.update(first_time=str(times[first]), last_time=str(times[stop - 1]), background_variance="forecast")
+    if cfg.background_variance == "cycling":
+        w_b = models.space.forward(last.fields["z_b"][first:stop].to(models.device)).cpu()
+        static = cycling_static_variance(w_b - w_t)
+        log.info("static background variance refitted to the tuned stream's background errors: mean %.4g "
+                 "(the calibration's %.4g); tuning again with it", float(static.mean()),
+                 float(models.hybrid_a * models.sigma_clim2.double().mean()))
+        models.sigma_clim2 = static.to(models.device, models.sigma_clim2.dtype)
+        models.hybrid_a, models.hybrid_b = 1.0, 0.0
+        refit, _ = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
+        tuning.update(refit, static_variance=static, background_variance="cycling",
+                      latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])
+    return tuning
+
+
+def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings, sl: slice,
+                   z_t: torch.Tensor, w_t: torch.Tensor):
+    """Passes 1 (and 1b) and 2 of :func:`tune_stream` with ``models``' variances: the factors and the
+    last stream."""
+    first, stop = sl.start, sl.stop
     n = int(models.sigma_clim2.numel())
     groups = mode_groups(n, cfg.inflation_groups)
     n_groups = int(groups.max()) + 1
-    z_t = _truth_latent(models, reference_paths, times[first:stop])
-    w_t = models.space.forward(z_t.to(models.device)).cpu()
     models.inflation_correction = None
     models.analysis_variance_factor = None
     models.error_correlation = None
     models.observation_variance_factor = None
-    sl = slice(first, stop)
     log.info("tuning pass 1 on %d: %d cycles after %d spin-up cycles", year, stop - first, first)
     r1 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
     obs_factor = torch.ones(n_groups, dtype=torch.float64)
@@ -165,8 +203,7 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         "n_groups": n_groups, "mean_ratio_before_factor": mean_ratio,
         "latent_rmse_analysis_pass1": rms(r1, "z_a"), "latent_rmse_analysis_pass2": rms(r2, "z_a"),
         "latent_rmse_background_pass1": rms(r1, "z_b"), "latent_rmse_background_pass2": rms(r2, "z_b"),
-        "first_time": str(times[first]), "last_time": str(times[stop - 1]),
-    }
+    }, r2
 
 
 TUNING_FIELDS = {  # per group of update coordinates
@@ -180,9 +217,12 @@ TUNING_FIELDS = {  # per group of update coordinates
 
 
 def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
+    data = {name: ("group", tuning[name].numpy(), {"long_name": text}) for name, text in TUNING_FIELDS.items()}
+    if "static_variance" in tuning:  # background_variance: cycling; the hybrid weights are then 1 and 0
+        data["static_variance"] = ("coordinate", tuning["static_variance"].numpy(), {
+            "long_name": "static background error variance per update coordinate, from cycling errors"})
     return xr.Dataset(
-        {name: ("group", tuning[name].numpy(), {"long_name": text}) for name, text in TUNING_FIELDS.items()},
-        coords={"group": np.arange(tuning["n_groups"])},
+        data, coords={"group": np.arange(tuning["n_groups"])},
         attrs={"hloba_version": __version__, "year": year, "rotation": int(cfg.rotation), "update": cfg.update,
                "calibrate_observation_variance": int(cfg.calibrate_observation_variance),
                **{k: v for k, v in tuning.items() if isinstance(v, (int, float, str))}},

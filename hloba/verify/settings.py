@@ -15,6 +15,8 @@ VARIANTS = {
     "hloba_posterior": ("hloba", {"update": "posterior"}),  # the paper's update
     "hloba_likelihood": ("hloba", {"update": "likelihood"}),
     "hloba_ocal": ("hloba", {"calibrate_observation_variance": True}),  # O2Lnet's variance calibrated per band
+    "hloba_forecastvar": ("hloba", {"background_variance": "forecast"}),  # the calibration's static variance
+    "hloba_cyclingvar": ("hloba", {"background_variance": "cycling"}),  # refitted to cycling errors
 }
 COMPARABLE = NAMES + tuple(VARIANTS)
 

@@ -163,13 +163,17 @@ class Method:
         raise NotImplementedError
 
     # -- shared pieces -------------------------------------------------------------------------
-    def hybrid_background_variance(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
+    def hybrid_background_variance(self, c: Cycle, ws: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``a sigma_clim2 + b s2`` in update coordinates, and that times the inflation ``lambda``
         (``inf`` on a cold first cycle); ``s2`` from the lagged members once there are enough of
-        them, else the calibration's mean."""
+        them, else the calibration's mean. ``ws``: the members in update coordinates, when the
+        caller has them already."""
         m = self.models
         zs = c.zs
-        s2_w = ensemble_variance(m.space.forward(zs)) if zs.shape[0] >= max(self.members, 2) else m.s2_fallback[None]
+        if zs.shape[0] >= max(self.members, 2):
+            s2_w = ensemble_variance(m.space.forward(zs) if ws is None else ws)
+        else:
+            s2_w = m.s2_fallback[None]
         sb2_raw = m.hybrid_a * m.sigma_clim2[None] + m.hybrid_b * s2_w
         if c.cold_first:
             return sb2_raw, torch.full_like(sb2_raw, float("inf"))

@@ -64,12 +64,13 @@ class Hloba(Method):
         m, cfg = self.models, self.cfg
         z_o, sigma_o2 = self.observation_estimate(c)
         c.lap("o2lnet")
-        w_b = m.space.forward(c.z_b)
+        ws = m.space.forward(c.zs)  # the members in update coordinates, the background first
+        w_b = ws[:1]
         w_o, so2_w = observation_estimate(cfg.update, m.space.forward(z_o),
                                           m.space.forward_variance(sigma_o2) if c.n_used else sigma_o2,
                                           m.prior_mean, m.prior_var)
         so2_w = so2_w * self.obs_factor.to(so2_w.dtype)  # ones unless tune_stream calibrated it
-        sb2_raw, sb2_w = self.hybrid_background_variance(c)
+        sb2_raw, sb2_w = self.hybrid_background_variance(c, ws)
         if self.rho is None:
             w_a, sa2_w = hybrid_update(w_b, sb2_w, w_o, so2_w)
         else:
