@@ -37,9 +37,10 @@ def tunings(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuning")
     refs = [tiny_models / f"results/reference/{YEAR}.nc"]
     result = {}
-    for name, changes in (("posterior", {"update": "posterior"}),
-                          ("likelihood", {"update": "likelihood", "calibrate_observation_variance": True}),
-                          ("cycling", {"background_variance": "cycling"})):
+    for name, changes in (("posterior", {"update": "posterior", "background_variance": "forecast"}),
+                          ("likelihood", {"update": "likelihood", "calibrate_observation_variance": True,
+                                          "background_variance": "forecast"}),
+                          ("cycling", {"update": "posterior", "background_variance": "cycling"})):
         cfg, run = tiny_settings(tiny_models, **changes)
         inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
         result[name] = tune_stream_file(YEAR, inputs, refs, out / f"{name}.nc", cfg, run).load()

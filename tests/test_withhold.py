@@ -69,9 +69,11 @@ def test_a_stream_never_uses_withheld_observations_and_its_analysis_fits_them(ti
             (rows["value"] - rows["background"]) ** 2 / rows["error_std"] ** 2).mean()
 
     # the analysis draws towards what it used, not towards what it never saw (tiny world, 30 days:
-    # 0.917 for the used ones, 1.024 for the withheld ones; its backgrounds are already within the
-    # observation errors, normalised O-B rms 0.96; scripts/check_withheld.py measures the default world)
-    assert fit(fb[fb["qc"] == 0]) < fit(fb[withheld]) - 0.05
+    # 0.951 for the used ones, 0.964 for the withheld ones with O2Lnet's 24-hour window, 0.917 and
+    # 1.024 with the analysis time's observations alone: the window's earlier cycles tie the estimate
+    # less to this cycle's; its backgrounds are already within the observation errors, normalised
+    # O-B rms 0.96; scripts/check_withheld.py measures the default world)
+    assert fit(fb[fb["qc"] == 0]) < fit(fb[withheld])
     assert fit(fb[withheld]) < 1.05
 
 
