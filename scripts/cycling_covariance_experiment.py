@@ -69,15 +69,11 @@ class RecordingHloba(Hloba):
         return super().analyse(c)
 
 
-def encoded_truth(results: Path, year: int, times: pd.DatetimeIndex, models) -> torch.Tensor:
-    x, t, _, _ = load_years([results / f"reference/{year}.nc"], channels=models.channels)
-    index = pd.DatetimeIndex(t).get_indexer(times)
-    return latent_encoder(models.autoencoder.cpu(), models.normalizer)(x[torch.as_tensor(index)], times).double()
-
-
-def cycling_sample(results: Path, config: dict, cfg: StreamConfig, year: int, days: float):
-    """The stream's background errors ``(T, n)``, lagged members ``(T, K, n)`` and the encoded truth
-    over ``days`` of ``year`` after the spin-up, with the pipeline's calibration and tuning."""
+def cycling_sample(results: Path, config: dict, cfg: StreamConfig, year: int, days: float,
+                   z_year: torch.Tensor, year_times: pd.DatetimeIndex):
+    """The stream's background errors ``(T, n)`` and lagged members ``(T, K, n)`` over ``days`` of
+    ``year`` after the spin-up, with the pipeline's calibration and tuning; ``z_year``: the encoded
+    truth at ``year_times``."""
     REGISTRY["hloba"] = RecordingHloba
     inputs = StreamInputs.from_results(results, config, (year - 1, year), tuning=True)
     models = method_models(cfg.with_(method="hloba"), inputs, "cpu")
@@ -85,11 +81,11 @@ def cycling_sample(results: Path, config: dict, cfg: StreamConfig, year: int, da
     REGISTRY["hloba"] = Hloba
     ks = [k for k in range(r.first, r.stop) if k in RecordingHloba.kept]
     members = torch.stack([RecordingHloba.kept[k] for k in ks]).double()
-    z_t = encoded_truth(results, year, r.times[ks], models)
+    z_t = z_year[torch.as_tensor(year_times.get_indexer(r.times[ks]))]
     z_b = r.fields["z_b"][ks].double()
     print(f"cycling sample: {len(ks)} cycles of {year} from {r.times[ks[0]]}, latent background RMSE "
           f"{(z_b - z_t).square().mean().sqrt():.4f}, of its time mean {(z_b - z_t).mean(0).square().mean().sqrt():.4f}")
-    return z_b - z_t, members, z_t
+    return z_b - z_t, members
 
 
 def rotation_of(e: torch.Tensor) -> torch.Tensor:
@@ -162,11 +158,12 @@ def main() -> None:
     year = year_sets(config).calibration[-1]  # rule tune_stream's year
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    e, members, _ = cycling_sample(results, config, cfg, year, args.days or cfg.tuning_days)
     tuning_inputs = StreamInputs.from_results(results, config, (year - 1, year), tuning=False)
     models = method_models(cfg.with_(method="hloba"), tuning_inputs, "cpu")
     x, t, _, _ = load_years([results / f"reference/{year}.nc"], channels=models.channels)
-    z_clim = latent_encoder(models.autoencoder.cpu(), models.normalizer)(x, pd.DatetimeIndex(t)).double()
+    year_times = pd.DatetimeIndex(t)
+    z_clim = latent_encoder(models.autoencoder.cpu(), models.normalizer)(x, year_times).double()
+    e, members = cycling_sample(results, config, cfg, year, args.days or cfg.tuning_days, z_clim, year_times)
     references = [results / f"reference/{y}.nc" for y in (year - 1, year)]
     with xr.open_dataset(tuning_inputs.calibration) as ds:
         cal = ds.load()

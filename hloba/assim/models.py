@@ -62,6 +62,12 @@ class StreamModels:
     prior_mean: torch.Tensor | None = None
     prior_var: torch.Tensor | None = None
 
+    def use_static_variance(self, static: torch.Tensor) -> None:
+        """Weigh ``static`` (update coordinates) alone as the background's variance: the hybrid
+        weights become ``a = 1, b = 0`` (``assimilation.background_variance: cycling``)."""
+        self.sigma_clim2 = static.to(self.device, self.sigma_clim2.dtype)
+        self.hybrid_a, self.hybrid_b = 1.0, 0.0
+
 
 def _calibration(path, n: int, names: list[str]) -> xr.Dataset:
     with xr.open_dataset(path) as cal:
@@ -133,11 +139,11 @@ def apply_tuning(models: StreamModels, path) -> StreamModels:
         if "observation_variance_factor" in ds:  # absent from tuning files written before it existed
             models.observation_variance_factor = torch.as_tensor(ds["observation_variance_factor"].values)
         if "static_variance" in ds:  # assimilation.background_variance: cycling
-            static = torch.as_tensor(ds["static_variance"].values, dtype=models.sigma_clim2.dtype)
+            static = torch.as_tensor(ds["static_variance"].values)
             if static.shape != models.sigma_clim2.shape:
                 raise StreamError(f"{path} holds a static variance of {static.numel()} update coordinates, the "
                                   f"calibration {models.sigma_clim2.numel()}: rerun rule tune_stream")
-            models.sigma_clim2, models.hybrid_a, models.hybrid_b = static.to(models.device), 1.0, 0.0
+            models.use_static_variance(static)
     return models
 
 

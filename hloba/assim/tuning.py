@@ -132,8 +132,7 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         log.info("static background variance refitted to the tuned stream's background errors: mean %.4g "
                  "(the calibration's %.4g); tuning again with it", float(static.mean()),
                  float(models.hybrid_a * models.sigma_clim2.double().mean()))
-        models.sigma_clim2 = static.to(models.device, models.sigma_clim2.dtype)
-        models.hybrid_a, models.hybrid_b = 1.0, 0.0
+        models.use_static_variance(static)
         refit, _ = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
         tuning.update(refit, static_variance=static, background_variance="cycling",
                       latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])

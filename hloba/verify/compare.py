@@ -33,9 +33,8 @@ from hloba.grid import Grid
 from hloba.io import atomic_path, write_netcdf
 from hloba.verify.latent import truth_on
 from hloba.scores import rmse
-from hloba.timeaxis import cycle_times
+from hloba.timeaxis import cycle_times, window_cycles
 from hloba.assim.methods import REGISTRY
-from hloba.timeaxis import window_cycles
 from hloba.verify.settings import method_settings
 
 log = logging.getLogger(__name__)
