@@ -1,11 +1,13 @@
 """Seconds per training epoch of the autoencoder and O2Lnet at the default configuration.
 
-    python benchmarks/training_speed.py [--steps 10] [--threads 2]
+    python benchmarks/training_speed.py [--steps 10] [--threads 2] [--precision float32 bfloat16]
 
-Builds both networks from config.yaml's sections at the default grid (64 x 64, 8 channels), on
-random standardised fields and a random cycle of observations of the default density, times
-``--steps`` optimiser steps of each in the same run, and scales to an epoch of
-``samples_per_epoch`` samples.
+Builds both networks from config.yaml's sections at the default grid (64 x 64, 8 channels;
+O2Lnet with the slots of ``o2lnet.window_hours`` at 6-hourly cycles), on random standardised
+fields and random observations of the default density per cycle, times ``--steps`` optimiser
+steps of each in each precision (``training.precision``: the steps under autocast, as
+``hloba.models.training.fit`` runs them) in the same run, and scales to an epoch of
+``samples_per_epoch`` samples. Ratios are to the first precision listed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import yaml
 
@@ -23,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss  # noqa: E402
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations  # noqa: E402
+from hloba.models.train_o2lnet import window_architecture  # noqa: E402
+from hloba.models.training import resolve_precision, step_precision  # noqa: E402
 
 
 def time_steps(step, n: int) -> float:
@@ -39,6 +44,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--obs-per-cycle", type=int, default=1200)
+    parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
+                        choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
     args = parser.parse_args()
@@ -51,43 +58,55 @@ def main() -> None:
     ae_cfg = AutoencoderConfig(channels=channels, ny=ny, nx=nx, periodic_lat=True, periodic_lon=True,
                                latent_channels=ae_sec["latent_channels"], patch=ae_sec["patch"], width=ae_sec["width"],
                                blocks=ae_sec["blocks"])
+    cpu = torch.device("cpu")
     ae = Autoencoder(ae_cfg)
     batch = ae_sec["batch_size"]
     x = torch.randn(batch, channels, ny, nx)
     opt = torch.optim.Adam(ae.parameters(), 1e-3)
 
-    def ae_step():
-        loss = reconstruction_loss(x, ae(x))
+    def ae_step(dtype):
+        with step_precision(cpu, dtype):
+            loss = reconstruction_loss(x, ae(x))
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    ae_per_step = time_steps(ae_step, args.steps)
-    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), width=o2_sec["width"], blocks=o2_sec["blocks"]))
-    for p in ae.parameters():
+    frozen = Autoencoder(ae_cfg)
+    for p in frozen.parameters():
         p.requires_grad_(False)
-    n = args.obs_per_cycle * batch
+    arch = window_architecture({k: o2_sec[k] for k in ("width", "blocks", "window_hours") if k in o2_sec},
+                               pd.date_range("2001", periods=2, freq="6h"))  # slots at 6-hourly cycles
+    net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), **arch))
+    slots = len(net.cfg.slots)
+    n = args.obs_per_cycle * batch * slots
     g = torch.Generator().manual_seed(0)
-    obs = (torch.arange(batch).repeat_interleave(args.obs_per_cycle), torch.randint(0, channels, (n,), generator=g),
-           torch.randint(0, ny, (n,), generator=g), torch.randint(0, nx, (n,), generator=g), torch.randn(n, generator=g))
+    obs = (torch.arange(batch).repeat_interleave(args.obs_per_cycle * slots),
+           torch.randint(0, channels * slots, (n,), generator=g), torch.randint(0, ny, (n,), generator=g),
+           torch.randint(0, nx, (n,), generator=g), torch.randn(n, generator=g))
     z_t = torch.randn(batch, ae_cfg.n_latent)
     opt2 = torch.optim.Adam(net.parameters(), 1e-3)
 
-    def o2l_step():
-        rendered = render_observations(*obs, batch, channels, ny, nx)
-        z_o, logvar = net(rendered)
-        loss = gaussian_nll(z_t, z_o, logvar) + torch.mean((ae.decode(z_o) - x) ** 2)
+    def o2l_step(dtype):
+        with step_precision(cpu, dtype):
+            rendered = render_observations(*obs, batch, channels * slots, ny, nx)
+            z_o, logvar = net(rendered)
+            loss = gaussian_nll(z_t, z_o, logvar) + torch.mean((frozen.decode(z_o) - x) ** 2)
         opt2.zero_grad()
         loss.backward()
         opt2.step()
 
-    o2_per_step = time_steps(o2l_step, args.steps)
-    for name, per_step, sec, model in (("autoencoder", ae_per_step, ae_sec, ae), ("o2lnet", o2_per_step, o2_sec, net)):
-        steps = sec["samples_per_epoch"] // sec["batch_size"]
-        params = sum(p.numel() for p in model.parameters())
-        print(f"{name}: {params / 1e6:.2f} M parameters, {per_step * 1000 / sec['batch_size']:.1f} ms per sample, "
-              f"{per_step * steps:.0f} s per epoch of {sec['samples_per_epoch']} samples ({args.threads} threads, "
-              f"freed memory reused: {reused})")
+    first = {}
+    for precision in args.precision:
+        dtype = resolve_precision(precision, cpu)
+        for name, step, sec, model in (("autoencoder", ae_step, ae_sec, ae), ("o2lnet", o2l_step, o2_sec, net)):
+            per_step = time_steps(lambda: step(dtype), args.steps)
+            first.setdefault(name, per_step)
+            steps = sec["samples_per_epoch"] // sec["batch_size"]
+            params = sum(p.numel() for p in model.parameters())
+            print(f"{name} ({precision}): {params / 1e6:.2f} M parameters, {per_step * 1000 / sec['batch_size']:.1f} ms "
+                  f"per sample, {per_step * steps:.0f} s per epoch of {sec['samples_per_epoch']} samples, "
+                  f"{per_step / first[name]:.2f} x {args.precision[0]} ({args.threads} threads, freed memory reused: "
+                  f"{reused})")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def cmd_simulate_observations(args: argparse.Namespace) -> int:
 def _training(args: argparse.Namespace):
     from hloba.models.training import TrainingConfig
 
-    return TrainingConfig(epochs=args.epochs, max_minutes=args.max_minutes, device=args.device, seed=args.seed)
+    return TrainingConfig(epochs=args.epochs, max_minutes=args.max_minutes, device=args.device, seed=args.seed,
+                          precision=args.precision)
 
 
 def cmd_train_autoencoder(args: argparse.Namespace) -> int:
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--epochs", type=int, default=40)
         p.add_argument("--max-minutes", type=float, default=None)
         p.add_argument("--device", default="auto")
+        p.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                       help="training steps' matrix products (auto: bfloat16 where the hardware has it)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture option, e.g. --set width=64 (repeatable)")

@@ -73,6 +73,27 @@ def test_what_each_method_changes(runs):
     assert hloba.diagnostic("members")[: hloba.stop].max() == 3 and free.diagnostic("members")[: free.stop].max() == 1
 
 
+def test_hloba_with_static_variance_alone_forecasts_no_lagged_members(factory, monkeypatch):
+    """With the hybrid weight b = 0 (assimilation.background_variance: cycling) the lagged members
+    weigh nothing: HLOBA forecasts the background alone, with the analyses of a stream that
+    forecasts and encodes the members anyway (to float32 rounding: a batch of one forecasts and
+    encodes in other sums than a batch of four)."""
+    inputs, _ = factory
+    cfg = _settings("hloba", window_hours=12)
+    models = method_models(cfg, inputs, RUN.device)
+    models.use_static_variance(models.sigma_clim2.clone())
+    alone = run_period(2002, models, inputs.observations, cfg, 1, RUN)
+    assert alone.diagnostic("members")[: alone.stop].max() == 1
+    monkeypatch.setattr(REGISTRY["hloba"], "members", property(lambda self: self.models.members))
+    models = method_models(cfg, inputs, RUN.device)
+    models.use_static_variance(models.sigma_clim2.clone())
+    forced = run_period(2002, models, inputs.observations, cfg, 1, RUN)
+    assert forced.diagnostic("members")[: forced.stop].max() == 3
+    for name in ("z_a", "z_b", "sigma_a2", "sigma_b2"):
+        torch.testing.assert_close(alone.fields[name][: alone.stop], forced.fields[name][: alone.stop], rtol=1e-3,
+                                   atol=1e-5)
+
+
 def test_a_new_method_is_one_class_and_one_registry_entry(factory, monkeypatch):
     """The loop names no method: a method registered from outside runs with its own state."""
     inputs, _ = factory

@@ -11,7 +11,7 @@ from hloba.models.checkpoint import CheckpointError, check_matches_data, load_ch
 from hloba.models.diagnostics import latent_decorrelation
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
 from hloba.models.autoencoder import load_autoencoder
-from hloba.models.training import TrainingConfig, fit
+from hloba.models.training import TrainingConfig, fit, resolve_precision, training_environment
 
 TINY = dict(latent_channels=4, patch=4, width=16, blocks=1)
 
@@ -79,6 +79,47 @@ def test_training_reduces_the_loss_and_is_deterministic():
     assert history[-1]["validation_loss"] < 0.5 * before
     _, _, again = train()
     assert [h["validation_loss"] for h in history] == [h["validation_loss"] for h in again]
+
+
+def test_bfloat16_steps_train_float32_weights_about_as_well():
+    """``training.precision: bfloat16`` runs the steps' products in bfloat16 (autocast): the weights,
+    the losses and the validation stay float32, and the network learns about as well."""
+    x, x_val = smooth_fields(128), smooth_fields(32, seed=1)
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = Autoencoder(AutoencoderConfig(channels=2, ny=12, nx=12, **TINY))
+        cfg = TrainingConfig(epochs=30, batch_size=16, samples_per_epoch=128, learning_rate=3e-3, device="cpu",
+                             patience=30, precision=precision)
+        losses = []
+
+        def loss(idx, g):
+            out = reconstruction_loss(x[idx], model(x[idx]))
+            losses.append(out.dtype)
+            return out
+
+        history = fit(model, list(model.parameters()), loss, lambda: float(reconstruction_loss(x_val, model(x_val))),
+                      len(x), cfg, torch.device("cpu"), "test", progress=False)
+        assert {p.dtype for p in model.parameters()} == {torch.float32} and set(losses) == {torch.float32}
+        results[precision] = [h["validation_loss"] for h in history]
+    f32, bf16 = results["float32"], results["bfloat16"]
+    assert f32 != bf16  # the bfloat16 steps ran in bfloat16
+    assert bf16[-1] < 0.5 * bf16[0] and 0.8 < bf16[-1] / f32[-1] < 1.25
+    # under autocast the networks still hand back the caller's dtype
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.encode(x_val).dtype == torch.float32 and model(x_val).dtype == torch.float32
+
+
+def test_training_precision_auto_follows_the_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", cpu) == torch.float32 and resolve_precision("bfloat16", cpu) == torch.bfloat16
+    assert training_environment(cpu, "auto")["precision"] == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", cpu) == torch.bfloat16 and resolve_precision("float32", cpu) == torch.float32
+    assert training_environment(cpu, "auto")["precision"] == "bfloat16"
+    with pytest.raises(ValueError, match="'half' must be one of auto, float32, bfloat16"):
+        TrainingConfig(precision="half")
 
 
 def save_tiny(path, cfg=None, kind="autoencoder"):

@@ -126,11 +126,12 @@ class Autoencoder(nn.Module):
         self.to_latent = nn.Conv2d(cfg.width, cfg.latent_channels, 1)
         self.decoder = Decoder(cfg)
 
+    # outputs come in the input's dtype, also under autocast (training.precision: bfloat16)
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_latent(self.encoder(x)).flatten(1)
+        return self.to_latent(self.encoder(x)).flatten(1).to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z.view(z.shape[0], *self.cfg.latent_shape))
+        return self.decoder(z.view(z.shape[0], *self.cfg.latent_shape)).to(z.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -66,9 +66,9 @@ class O2Lnet(nn.Module):
         self.logvar_head = nn.Conv2d(self.body.width, ae.latent_channels, 1)
 
     def forward(self, rendered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(rendered)
-        logvar = self.logvar_head(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
-        return self.mean_head(h).flatten(1), logvar.flatten(1)
+        h = self.body(rendered)  # under autocast in h's dtype; the outputs in the input's
+        logvar = self.logvar_head(h).to(rendered.dtype).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return self.mean_head(h).flatten(1).to(rendered.dtype), logvar.flatten(1)
 
 
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,7 @@ def train_autoencoder(
         "validation_rmse_over_std": {c.name: float(r) for c, r in zip(channels, ratio_total)},
         "decorrelation_6h_differences": latent_decorrelation(z_val[1:] - z_val[:-1]),
         "history": history,
-        **training_environment(device),
+        **training_environment(device, training.precision),
     }
     for c, r in zip(channels, rmse):
         log.info("autoencoder validation RMSE %-26s %.4f anomaly std", c.name, r)

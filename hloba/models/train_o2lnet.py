@@ -131,7 +131,7 @@ def train_o2lnet(
     model.eval()
     report = evaluate_o2lnet(model, ae, obs_val, x_val, z_val, channels, device)
     report.update({"n_parameters": n_params, "history": history, "platforms": obs_train.platforms,
-                   **training_environment(device)})
+                   **training_environment(device, training.precision)})
     static = torch.as_tensor(report.pop("static_sigma_o2"))
     save_checkpoint(checkpoint_path, "o2lnet", cfg.to_dict(), model.state_dict(), channels, grid,
                     normalizer.state(), {"history": history, "platforms": obs_train.platforms,

@@ -14,6 +14,31 @@ from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 in hardware: a CPU with AMX tiles or a CUDA GPU
+    with bfloat16 support. Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype of a training step's matrix products for ``training.precision``: ``auto`` is
+    bfloat16 where :func:`native_bfloat16`, float32 otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"training precision {precision!r} must be one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def step_precision(device: torch.device, dtype: torch.dtype):
+    """Autocast of a training step's forward pass to ``dtype`` (a no-op for float32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -25,6 +50,13 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     max_minutes: float | None = None
+    # the training step's convolutions and matrix products: float32, bfloat16 (autocast: weights,
+    # optimiser and losses stay float32), or auto (bfloat16 where the hardware has it natively)
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
@@ -34,11 +66,14 @@ class TrainingConfig:
         return asdict(self)
 
 
-def training_environment(device) -> dict:
-    """What a trained network's weights depend on besides data, config and seed: the device and
-    torch's intra-op thread count (on CPU, 1 and 2 threads give weights that differ by ~1e-7..1e-5,
-    since reductions are split differently; the same count gives identical weights)."""
-    return {"device": str(device), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+def training_environment(device: torch.device, precision: str = "float32") -> dict:
+    """What a trained network's weights depend on besides data, config and seed: the device, the
+    step's precision and torch's intra-op thread count (on CPU, 1 and 2 threads give weights that
+    differ by ~1e-7..1e-5, since reductions are split differently; the same count gives identical
+    weights)."""
+    dtype = resolve_precision(precision, torch.device(device))
+    return {"device": str(device), "precision": str(dtype).removeprefix("torch."),
+            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
 
 def fit(
@@ -54,9 +89,12 @@ def fit(
 ) -> list[dict]:
     """Train ``params`` by Adam with cosine decay; keep the weights of the best validation epoch.
 
-    ``batch_loss(indices, generator)`` returns the loss of the training samples ``indices``;
-    ``validation_loss()`` the mean validation loss. Returns the per-epoch history.
+    ``batch_loss(indices, generator)`` returns the loss of the training samples ``indices``, run
+    under autocast to ``cfg.precision``; ``validation_loss()`` the mean validation loss, always
+    in float32 (it chooses the epoch kept). Returns the per-epoch history.
     """
+    dtype = resolve_precision(cfg.precision, torch.device(device))
+    log.info("%s: training steps in %s on %s", name, str(dtype).removeprefix("torch."), device)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
@@ -76,7 +114,8 @@ def fit(
         t_epoch = time.perf_counter()
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss = batch_loss(idx, generator)
+            with step_precision(torch.device(device), dtype):
+                loss = batch_loss(idx, generator).float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -110,7 +110,7 @@ class Method:
     rotates = False  # updates in the calibration's decorrelating coordinates (assimilation.rotation)
     tuned = False  # reads rule tune_stream's factors
     needs_static_covariance = False  # reads rule oi_covariance's file
-    lagged_members = False  # forecasts the time-lagged members alongside the background
+    lagged_members = False  # forecasts the time-lagged members alongside the background (if b != 0)
     uses_later_observations = False  # an analysis reads observations after its time (a smoother)
 
     def __init__(self, models: "StreamModels", cfg) -> None:
@@ -127,7 +127,10 @@ class Method:
 
     @property
     def members(self) -> int:
-        return self.models.members if self.lagged_members else 1
+        """The forecasts run each cycle: the background, and the time-lagged members when the
+        method weighs them (``lagged_members`` and a hybrid weight ``b`` that is not 0)."""
+        weighed = self.lagged_members and self.models.hybrid_b != 0
+        return self.models.members if weighed else 1
 
     @property
     def window(self) -> int:
