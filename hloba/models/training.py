@@ -25,11 +25,15 @@ def native_bfloat16(device: torch.device) -> bool:
     return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
 
 
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"training precision {precision!r} must be one of {', '.join(PRECISIONS)}")
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of a training step's matrix products for ``training.precision``: ``auto`` is
     bfloat16 where :func:`native_bfloat16`, float32 otherwise."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"training precision {precision!r} must be one of {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "auto":
         return torch.bfloat16 if native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
@@ -55,8 +59,7 @@ class TrainingConfig:
     precision: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"training precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
@@ -69,8 +72,8 @@ class TrainingConfig:
 def training_environment(device: torch.device, precision: str = "float32") -> dict:
     """What a trained network's weights depend on besides data, config and seed: the device, the
     step's precision and torch's intra-op thread count (on CPU, 1 and 2 threads give weights that
-    differ by ~1e-7..1e-5, since reductions are split differently; the same count gives identical
-    weights)."""
+    differ by ~1e-7..1e-5, since reductions are split differently; in float32 the same count gives
+    identical weights, in bfloat16 two runs may differ: README, "The learned latent space")."""
     dtype = resolve_precision(precision, torch.device(device))
     return {"device": str(device), "precision": str(dtype).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
