@@ -96,7 +96,8 @@ def fit(
     under autocast to ``cfg.precision``; ``validation_loss()`` the mean validation loss, always
     in float32 (it chooses the epoch kept). Returns the per-epoch history.
     """
-    dtype = resolve_precision(cfg.precision, torch.device(device))
+    device = torch.device(device)
+    dtype = resolve_precision(cfg.precision, device)
     log.info("%s: training steps in %s on %s", name, str(dtype).removeprefix("torch."), device)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -117,7 +118,7 @@ def fit(
         t_epoch = time.perf_counter()
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            with step_precision(torch.device(device), dtype):
+            with step_precision(device, dtype):
                 loss = batch_loss(idx, generator).float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
