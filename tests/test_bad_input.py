@@ -235,6 +235,28 @@ def test_models_from_other_grids_name_both_files(tiny_models, tmp_path):
         load_stream_models(replace(tiny_inputs(tiny_models), autoencoder=str(tmp_path / "autoencoder.pt")))
 
 
+def test_a_tuning_made_with_other_settings_is_refused(tiny_models):
+    """A tuning file holds factors (and, cycling, a static variance) for the settings it was tuned
+    with; a stream with other settings (a compared variant given the shared tuning) stops with the
+    file and each differing setting named instead of weighing the wrong variances."""
+    from hloba.assim.models import StreamError, check_tuning_settings, method_models
+
+    inputs = tiny_inputs(tiny_models)
+    with xr.open_dataset(inputs.tuning) as ds:
+        attrs = dict(ds.attrs)
+    cfg, _ = tiny_settings(tiny_models)
+    assert attrs["background_variance"] == cfg.background_variance and attrs["rotation"] == int(cfg.rotation)
+    method_models(cfg, inputs, "cpu")  # the settings it was tuned with: read
+    other = {"cycling": "forecast", "forecast": "cycling"}[cfg.background_variance]
+    with pytest.raises(StreamError, match=rf"stream_tuning.nc was tuned with other settings \(background_variance: "
+                                          rf"{cfg.background_variance} in the file, {other} in this stream\)"):
+        method_models(cfg.with_(background_variance=other), inputs, "cpu")
+    with pytest.raises(StreamError, match="rotation: 1 in the file, False in this stream; update: "):
+        method_models(cfg.with_(rotation=False, update={"posterior": "likelihood"}.get(cfg.update, "posterior")),
+                      inputs, "cpu")
+    check_tuning_settings({}, cfg, inputs.tuning)  # a file that records none passes
+
+
 def test_write_failures_name_the_file_and_the_cause(tmp_path, monkeypatch):
     import hloba.io
     from hloba.io import OutputError, check_writable, write_netcdf

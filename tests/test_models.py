@@ -230,3 +230,19 @@ def test_decorrelation_diagnostic_separates_independent_from_correlated():
     c = latent_decorrelation(correlated)
     assert c["off_diagonal_energy_fraction"] > 0.9
     assert c["max_abs_offdiagonal_correlation"] > 0.7
+
+
+def test_decoder_channel_weights_name_channels_or_variables_and_keep_mean_one():
+    from hloba.models.train_o2lnet import decoder_channel_weights
+
+    channels = [Channel("geopotential", 250), Channel("geopotential", 750), Channel("temperature", 500),
+                Channel("specific_humidity")]
+    assert decoder_channel_weights({}, channels).tolist() == [1.0, 1.0, 1.0, 1.0]
+    w = decoder_channel_weights({"specific_humidity": 4.0}, channels)
+    assert w.tolist() == pytest.approx([4 / 7, 4 / 7, 4 / 7, 16 / 7])  # 1, 1, 1, 4 over their mean 7/4
+    w = decoder_channel_weights({"geopotential": 3.0, "temperature_500": 2.0}, channels)  # a variable: both levels
+    assert w.tolist() == pytest.approx([3 / 2.25, 3 / 2.25, 2 / 2.25, 1 / 2.25])
+    with pytest.raises(ValueError, match="'humidity'.*specific_humidity"):
+        decoder_channel_weights({"humidity": 2.0}, channels)
+    with pytest.raises(ValueError, match="must be > 0"):
+        decoder_channel_weights({"temperature": 0.0}, channels)

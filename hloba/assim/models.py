@@ -147,11 +147,29 @@ def apply_tuning(models: StreamModels, path) -> StreamModels:
     return models
 
 
+# the settings a tuning file was tuned with (its attributes) that a stream reading it must share
+TUNED_SETTINGS = ("rotation", "update", "calibrate_observation_variance", "background_variance")
+
+
+def check_tuning_settings(attrs, cfg: StreamConfig, path) -> None:
+    """``StreamError`` naming the settings in which ``cfg`` differs from those the tuning file
+    ``path`` (its attributes ``attrs``) was tuned with; files that do not record one pass it."""
+    differ = [f"{k}: {attrs[k]} in the file, {getattr(cfg, k)} in this stream" for k in TUNED_SETTINGS
+              if k in attrs and str(attrs[k]) != str(type(attrs[k])(getattr(cfg, k)))]
+    if differ:
+        raise StreamError(f"{path} was tuned with other settings ({'; '.join(differ)}): tune these settings "
+                          "(rule tune_stream, or tune_variant's results/comparison/tuning/{variant}.nc for a "
+                          "compared variant)")
+
+
 def method_models(cfg: StreamConfig, inputs: StreamInputs, device: str = "auto") -> StreamModels:
-    """The models a stream of ``cfg.method`` needs, with the tuning when the method is tuned."""
+    """The models a stream of ``cfg.method`` needs, with the tuning when the method is tuned (which
+    must have been tuned with ``cfg``'s settings: :func:`check_tuning_settings`)."""
     method = REGISTRY[cfg.method]
     models = load_stream_models(inputs, device, cfg.rotation and method.rotates, method.needs_static_covariance,
                                 cfg.oi_b_scale)
     if inputs.tuning and method.tuned:
+        with xr.open_dataset(inputs.tuning) as ds:
+            check_tuning_settings(ds.attrs, cfg, inputs.tuning)
         apply_tuning(models, inputs.tuning)
     return models

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,27 @@ class O2LnetTraining:
     decoder_weight: float = 1.0
     min_keep: float = 0.3
     network_dropout: float = 0.1
+    channel_weights: dict = field(default_factory=dict)  # channel or variable name -> weight in the decoder term
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def decoder_channel_weights(weights: Mapping[str, float], channels: Sequence) -> torch.Tensor:
+    """Per-channel weights ``(C,)`` of the decoder term, scaled to mean 1 (so that
+    ``decoder_weight`` keeps its size): ``weights`` names channels (``specific_humidity``,
+    ``geopotential_500``) or variables (all their levels); the channels it does not name weigh 1."""
+    names = [c.name for c in channels]
+    w = torch.ones(len(channels), dtype=torch.float32)
+    for key, value in weights.items():
+        hit = [i for i, c in enumerate(channels) if key in (c.name, c.variable)]
+        if not hit:
+            raise ValueError(f"o2lnet.channel_weights names {key!r}, which is neither a channel nor a variable "
+                             f"of the data: use one of {names}")
+        if not value > 0:
+            raise ValueError(f"o2lnet.channel_weights[{key!r}] = {value} must be > 0")
+        w[hit] = float(value)
+    return w / w.mean()
 
 
 def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):
@@ -94,6 +113,11 @@ def train_o2lnet(
     x_val, obs_val = _prepare(val_refs, val_obs, normalizer, channels, grid, obs_train.platforms)
     with xr.open_dataset(train_refs[0]) as ds:
         check_matches_data(ae_payload, list_channels(ds), Grid.from_dataset(ds), autoencoder_path)
+    weights = decoder_channel_weights(options.channel_weights, channels).to(device)[None, :, None, None]
+
+    def decoder_term(z_o, x):
+        return options.decoder_weight * torch.mean(weights * (ae.decode(z_o) - x.to(device)) ** 2)
+
     z_train = encode_all(ae, x_train)
     z_val = encode_all(ae, x_val)
     cfg = O2LnetConfig(autoencoder=ae.cfg.to_dict(), **window_architecture(architecture, obs_train.times))
@@ -111,7 +135,7 @@ def train_o2lnet(
         z_o, logvar = predict(model, obs_train, idx, n_ch, ny, nx, device, keep, generator)
         loss = gaussian_nll(z_train[idx].to(device), z_o, logvar)
         if options.decoder_weight:
-            loss = loss + options.decoder_weight * torch.mean((ae.decode(z_o) - x_train[idx].to(device)) ** 2)
+            loss = loss + decoder_term(z_o, x_train[idx])
         return loss
 
     val_cycles = torch.linspace(0, len(obs_val) - 1, min(len(obs_val), 256)).long()
@@ -122,7 +146,7 @@ def train_o2lnet(
             z_o, logvar = predict(model, obs_val, idx, n_ch, ny, nx, device)
             loss = gaussian_nll(z_val[idx].to(device), z_o, logvar)
             if options.decoder_weight:
-                loss = loss + options.decoder_weight * torch.mean((ae.decode(z_o) - x_val[idx].to(device)) ** 2)
+                loss = loss + decoder_term(z_o, x_val[idx])
             losses.append(float(loss))
         return float(np.mean(losses))
 

@@ -117,7 +117,7 @@ TRAINING_KEYS = (
     "patience",
     "max_minutes",
 )
-O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout")
+O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
 
 
 def network_architecture(name):
