@@ -28,7 +28,7 @@ from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.config import load_config, stream_years, year_sets
 from hloba.verify.compare import run_method, scorecard
 from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, withheld_statistics
-from hloba.verify.settings import ComparisonSettings, own_tuning
+from hloba.verify.settings import ComparisonSettings, own_tuning, variant_tuning
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
             for name in methods:
                 out, fb = Path(tmp) / f"{name}-{fraction}.nc", Path(tmp) / f"{name}-{fraction}.parquet"
                 # a variant that changes a tuned setting reads its own tuning (rule tune_variant's)
-                tuned = replace(inputs, tuning=str(r / f"comparison/tuning/{name}.nc")) if own_tuning(name, cfg) else inputs
+                tuned = replace(inputs, tuning=variant_tuning(r, name)) if own_tuning(name, cfg) else inputs
                 runs[name] = run_method(
                     name, year, days, tuned, out, cfg.with_(withhold_fraction=fraction, withhold_seed=args.seed),
                     spinup_days=spinup, run=RunSettings(progress=False), feedback_output=fb)

@@ -113,12 +113,12 @@ def test_the_streams_take_the_refitted_static_variance_from_the_tuning_file(tiny
     cycling = tunings["cycling"]
     path = tmp_path / "tuning.nc"
     cycling.to_netcdf(path)
-    apply_tuning(models, path)
+    apply_tuning(models, path, cfg)
     assert models.sigma_clim2.numpy() == pytest.approx(cycling["static_variance"].values.astype(np.float32))
     assert (models.hybrid_a, models.hybrid_b) == (1.0, 0.0)
     cycling.isel(coordinate=slice(0, 5)).to_netcdf(tmp_path / "short.nc")
     with pytest.raises(StreamError, match="rerun rule tune_stream"):
-        apply_tuning(models, tmp_path / "short.nc")
+        apply_tuning(models, tmp_path / "short.nc", cfg)
 
 
 def test_a_cycling_background_variance_needs_the_tuning_streams():

@@ -130,9 +130,11 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
     )
 
 
-def apply_tuning(models: StreamModels, path) -> StreamModels:
-    """Set the tuned factors of ``path`` (rule tune_stream's output) on ``models``."""
+def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
+    """Set the tuned factors of ``path`` (rule tune_stream's output) on ``models``; the file must
+    have been tuned with ``cfg``'s settings (:func:`check_tuning_settings`)."""
     with xr.open_dataset(path) as ds:
+        check_tuning_settings(ds.attrs, cfg, path)
         models.inflation_correction = torch.as_tensor(ds["inflation_correction"].values)
         models.analysis_variance_factor = torch.as_tensor(ds["analysis_variance_factor"].values)
         models.error_correlation = torch.as_tensor(ds["error_correlation"].values)
@@ -151,11 +153,17 @@ def apply_tuning(models: StreamModels, path) -> StreamModels:
 TUNED_SETTINGS = ("rotation", "update", "calibrate_observation_variance", "background_variance")
 
 
+def tuned_settings(cfg: StreamConfig) -> dict:
+    """``cfg``'s :data:`TUNED_SETTINGS` as a tuning file's attributes record them (booleans as 0/1)."""
+    values = {k: getattr(cfg, k) for k in TUNED_SETTINGS}
+    return {k: int(v) if isinstance(v, bool) else v for k, v in values.items()}
+
+
 def check_tuning_settings(attrs, cfg: StreamConfig, path) -> None:
     """``StreamError`` naming the settings in which ``cfg`` differs from those the tuning file
     ``path`` (its attributes ``attrs``) was tuned with; files that do not record one pass it."""
-    differ = [f"{k}: {attrs[k]} in the file, {getattr(cfg, k)} in this stream" for k in TUNED_SETTINGS
-              if k in attrs and str(attrs[k]) != str(type(attrs[k])(getattr(cfg, k)))]
+    differ = [f"{k}: {attrs[k]} in the file, {getattr(cfg, k)} in this stream" for k, v in tuned_settings(cfg).items()
+              if k in attrs and str(attrs[k]) != str(v)]
     if differ:
         raise StreamError(f"{path} was tuned with other settings ({'; '.join(differ)}): tune these settings "
                           "(rule tune_stream, or tune_variant's results/comparison/tuning/{variant}.nc for a "
@@ -164,12 +172,10 @@ def check_tuning_settings(attrs, cfg: StreamConfig, path) -> None:
 
 def method_models(cfg: StreamConfig, inputs: StreamInputs, device: str = "auto") -> StreamModels:
     """The models a stream of ``cfg.method`` needs, with the tuning when the method is tuned (which
-    must have been tuned with ``cfg``'s settings: :func:`check_tuning_settings`)."""
+    must have been tuned with ``cfg``'s settings: :func:`apply_tuning`)."""
     method = REGISTRY[cfg.method]
     models = load_stream_models(inputs, device, cfg.rotation and method.rotates, method.needs_static_covariance,
                                 cfg.oi_b_scale)
     if inputs.tuning and method.tuned:
-        with xr.open_dataset(inputs.tuning) as ds:
-            check_tuning_settings(ds.attrs, cfg, inputs.tuning)
-        apply_tuning(models, inputs.tuning)
+        apply_tuning(models, inputs.tuning, cfg)
     return models

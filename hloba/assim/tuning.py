@@ -38,7 +38,7 @@ import xarray as xr
 
 from hloba import __version__
 from hloba.assim.cycle import mode_groups
-from hloba.assim.models import StreamModels, load_stream_models
+from hloba.assim.models import StreamModels, load_stream_models, tuned_settings
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.update import observation_estimate
 from hloba.assim.year import run_period
@@ -222,8 +222,7 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
             "long_name": "static background error variance per update coordinate, from cycling errors"})
     return xr.Dataset(
         data, coords={"group": np.arange(tuning["n_groups"])},
-        attrs={"hloba_version": __version__, "year": year, "rotation": int(cfg.rotation), "update": cfg.update,
-               "calibrate_observation_variance": int(cfg.calibrate_observation_variance),
+        attrs={"hloba_version": __version__, "year": year, **tuned_settings(cfg),
                **{k: v for k, v in tuning.items() if isinstance(v, (int, float, str))}},
     )
 

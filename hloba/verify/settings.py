@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hloba.assim.methods import NAMES, REGISTRY
 from hloba.assim.settings import StreamConfig
@@ -32,6 +33,12 @@ def method_settings(name: str, cfg: StreamConfig) -> StreamConfig:
     """The stream settings of a compared name (``hloba_norotation``: hloba without rotation)."""
     method, extra = variant(name)
     return cfg.with_(method=method, **extra)
+
+
+def variant_tuning(results, name: str) -> str:
+    """The tuning file of a compared variant with tuning streams of its own (rule tune_variant's
+    output; ``name`` ``"{variant}"`` gives the rule's pattern)."""
+    return str(Path(results) / "comparison" / "tuning" / f"{name}.nc")
 
 
 def own_tuning(name: str, cfg: StreamConfig) -> bool:

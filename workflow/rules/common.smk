@@ -27,6 +27,7 @@ from hloba.verify.settings import (
     ComparisonSettings,
     method_settings,
     own_tuning,
+    variant_tuning,
 )
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
@@ -257,7 +258,7 @@ def compare_method_inputs(wildcards):
     method = ComparisonSettings.base_method(wildcards.method)
     tuning = method_tuning_input(method)
     if tuning and own_tuning(wildcards.method, ASSIMILATION):
-        tuning = {"tuning": f"results/comparison/tuning/{wildcards.method}.nc"}
+        tuning = {"tuning": variant_tuning("results", wildcards.method)}
     return tuning | method_covariance_input(method)
 
 

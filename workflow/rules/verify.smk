@@ -79,7 +79,7 @@ rule tune_variant:
         observations=tuning_observation_files,
         references=reference_files([TUNING_YEAR]),
     output:
-        tuning="results/comparison/tuning/{variant}.nc",
+        tuning=variant_tuning("results", "{variant}"),
     log:
         "results/logs/tune_variant/{variant}.log",
     benchmark:
