@@ -58,20 +58,22 @@ def assimilate(config: dict, results, year: int, out=None, method: str | None = 
 
 
 def decode(config: dict, results, year: int, out=None, progress: bool = True):
-    """Rule decode_year: the archive year from the latent analyses (with the std factors when the
-    method is tuned and ``uncertainty.calibrate`` is on)."""
+    """Rule decode_year: the archive year from the latent analyses (with the calibrated std, the
+    network's or the factors' by ``uncertainty.model``, when the method is tuned and
+    ``uncertainty.calibrate`` is on)."""
     from hloba.archive.year import decode_year
 
     results, out = Path(results), Path(out or results)
     unc, dask = UncertaintySettings.from_config(config), DecodeSettings.from_config(config)
     latent, ae = results / f"latent/{year}.nc", results / "models/autoencoder.pt"
-    factors = results / "ensemble/uncertainty_factors.nc"
-    use_factors = REGISTRY[StreamConfig.from_config(config).method].tuned and unc.calibrate
-    _need(latent, ae, *([factors] if use_factors else []))
+    calibrated = REGISTRY[StreamConfig.from_config(config).method].tuned and unc.calibrate
+    factors = results / "ensemble/uncertainty_factors.nc" if calibrated and unc.model == "factor" else None
+    network = results / "ensemble/uncertainty_model.pt" if calibrated and unc.model == "network" else None
+    _need(latent, ae, *[p for p in (factors, network) if p is not None])
     (archive,) = _outputs(out, f"reanalysis/{year}.nc")
     return decode_year(latent, ae, archive, **unc.sampling(), time_chunk=dask.time_chunk,
                        workers=dask.workers if dask.workers is not None else 1,
-                       scheduler_address=dask.scheduler_address, std_factors=factors if use_factors else None,
+                       scheduler_address=dask.scheduler_address, std_factors=factors, std_model=network,
                        progress=progress)
 
 

@@ -42,7 +42,7 @@ from hloba.models.autoencoder import load_autoencoder  # noqa: E402
 from hloba.normalization import Normalizer  # noqa: E402
 from hloba.scores import gaussian_crps  # noqa: E402
 from hloba.verify.latent import truth_on  # noqa: E402
-from hloba.verify.reliability import reliability  # noqa: E402
+from hloba.verify.reliability import fixed_stations, reliability, station_distance_thirds  # noqa: E402
 
 
 def modulations(latent: xr.Dataset, index, shape) -> dict[str, torch.Tensor]:
@@ -76,18 +76,9 @@ def decode_std(ae, norm, z_a, s2_update, rotation, r, times, samples: int, seed:
     return mean, torch.stack(draws).std(dim=0)
 
 
-def distance_thirds(grid: Grid, obs_path, period: float | None) -> tuple[np.ndarray, np.ndarray]:
-    obs = pd.read_parquet(obs_path, columns=["platform", "station_id", "latitude", "longitude"])
-    fixed = obs[obs["platform"].isin(["radiosonde", "surface"])].drop_duplicates("station_id")
-    lat, lon = np.meshgrid(np.asarray(grid.latitude), np.asarray(grid.longitude), indexing="ij")
-    d = np.full(lat.shape, np.inf)
-    for la, lo in fixed[["latitude", "longitude"]].to_numpy():
-        dl = np.abs(lon - lo)
-        if period:
-            dl = np.minimum(dl, period - dl)
-        d = np.minimum(d, np.hypot(lat - la, dl))
-    q1, q2 = np.quantile(d, [1 / 3, 2 / 3])
-    return d <= q1, d >= q2
+def distance_thirds(grid: Grid, obs_path) -> tuple[np.ndarray, np.ndarray]:
+    obs = pd.read_parquet(obs_path, columns=["time", "station_id", "latitude", "longitude"])
+    return station_distance_thirds(grid, *fixed_stations(obs))
 
 
 def main() -> None:
@@ -108,10 +99,9 @@ def main() -> None:
     ref_path = r / f"reference/{args.year}.nc"
     with xr.open_dataset(ref_path) as ref:
         channels = list_channels(ref)
-        grid = Grid(ref["latitude"].values, ref["longitude"].values)
-        period = ref.attrs.get("longitude_period_degrees") if ref.attrs.get("longitude_periodic", 0) else None
+        grid = Grid.from_dataset(ref)
     truth = truth_on([ref_path], times, channels)
-    near, far = distance_thirds(grid, r / f"obs/{args.year}.parquet", period)
+    near, far = distance_thirds(grid, r / f"obs/{args.year}.parquet")
     names = [c.name for c in channels]
     w = grid.area_weights()
     rotation = latent["rotation"].values if "rotation" in latent else None

@@ -72,7 +72,7 @@ def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models
     assert main(["decode", *stage]) == 0
     with xr.open_dataset(results / "reanalysis/2001.nc") as ds:
         assert ds.sizes["time"] == 365 * 4 and "temperature_std" in ds
-        assert "uncertainty_std_factors" in ds.attrs  # hloba: calibrated std, as rule decode_year
+        assert ds.attrs["uncertainty_model"] == "network"  # hloba: calibrated std, as rule decode_year
     assert main(["evaluate", *stage]) == 0
     scores = pd.read_csv(results / "evaluation/2001/scores.csv")
     assert set(scores["channel"]) >= {"temperature", "geopotential_250"} and (scores["rmse"] > 0).all()

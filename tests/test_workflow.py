@@ -110,7 +110,7 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     # the stream, the archive, the figures and the evaluation of the reanalysis year
     with xr.open_dataset(workdir / "results/reanalysis/2002.nc") as ds:
         assert ds.sizes["time"] == 1460 and "temperature_std" in ds
-        assert len(ds.attrs["uncertainty_std_factors"]) == 8  # calibrated on the calibration year
+        assert ds.attrs["uncertainty_model"] == "network"  # the std network fitted on the calibration year
     for png in ("maps.png", "uncertainty_series.png"):
         assert (workdir / "results/figures/2002" / png).read_bytes()[:4] == b"\x89PNG"
     scores = pd.read_csv(workdir / "results/evaluation/2002/scores.csv")
@@ -123,6 +123,12 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     np.testing.assert_allclose(spread[year.index], year.spread_skill, rtol=1e-4)
     assert reliability.corr_std_abs_error.between(-1, 1).all() and reliability.reliability_slope.notna().all()
     assert (workdir / "results/evaluation/2002/reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # the std network's archive std (issue #16's targets, on the tiny world): shape, size and slope,
+    # and larger far from the fixed stations than near them, as the error is
+    summary = reliability.groupby("channel").first()
+    assert (summary.corr_std_abs_error >= 0.3).all() and summary.spread_over_rmse.between(0.8, 1.2).all(), summary
+    assert summary.reliability_slope.between(0.7, 1.3).all(), summary
+    assert summary.std_far_over_near.mean() > 1.0 and summary.rmse_far_over_near.mean() > 1.0, summary
     obs_stats = pd.read_csv(workdir / "results/evaluation/2002/observations.csv")
     assert set(obs_stats.platform) == {"radiosonde", "surface", "satellite", "aircraft"}
     assert (obs_stats.oma_std < obs_stats.omb_std).mean() > 0.8  # the analysis fits the observations better

@@ -89,10 +89,11 @@ def time_chunks(n: int, size: int) -> list[slice]:
 
 
 def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int, time_chunk: int,
-                  client=None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  client=None, progress: bool = True, name: str = "analysis") -> tuple[np.ndarray, np.ndarray]:
     """Decode every time of ``latent`` (the stream's dataset); returns ``(mean, std)`` physical.
 
-    With a dask ``client`` the chunks run on its workers; without one, in this process.
+    With a dask ``client`` the chunks run on its workers; without one, in this process. ``name``
+    tells the dask tasks of different fields apart (the background's decoding is not the analysis's).
     """
     times = pd.DatetimeIndex(latent["time"].values)
     z_a = latent["z_a"].values
@@ -120,8 +121,10 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     else:
         from distributed import as_completed
 
-        rot = client.scatter(rotation, broadcast=True) if rotation is not None else None
-        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, key=f"decode-{i}-{sha256[:8]}-{seed}")
+        # hash=False: a fresh key per call (a hashed key shared with an earlier call's released
+        # future is lost with it: "lost dependencies")
+        rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
+        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, f in enumerate(as_completed(futures), 1):
@@ -129,5 +132,5 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
             if progress and (done % max(1, len(chunks) // 10) == 0 or done == len(chunks)):
                 log.info("decoded %d/%d chunks (%.1f s)", done, len(chunks), _time.perf_counter() - t0)
             f.release()
-    log.info("decoded %d times x %d samples in %.1f s", len(times), samples, _time.perf_counter() - t0)
+    log.info("decoded %s: %d times x %d samples in %.1f s", name, len(times), samples, _time.perf_counter() - t0)
     return mean, std

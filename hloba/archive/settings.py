@@ -7,18 +7,44 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 
+MODELS = ("network", "factor")
+
+
 @dataclass(frozen=True)
 class UncertaintySettings:
-    """Monte-Carlo samples of the decoded uncertainty; ``calibrate``: per-channel std factors from
-    the calibration year (rule calibrate_uncertainty)."""
+    """Monte-Carlo samples of the decoded uncertainty; ``calibrate``: the archive's std calibrated
+    on the calibration year (rule calibrate_uncertainty) by ``model``: ``network`` (the std network
+    of :mod:`hloba.archive.std_model`) or ``factor`` (a per-channel factor on the Monte-Carlo std).
+    The calibration stream runs ``calibration_days`` of the year, every ``calibration_every``-th
+    cycle decoded; the network (``network_layers`` 3 x 3 convolutions, ``network_hidden``
+    channels) trains up to ``network_epochs``."""
 
     samples: int = 16
     seed: int = 0
     calibrate: bool = True
+    model: str = "network"
+    calibration_days: float = 365.0
+    calibration_every: int = 4
+    network_epochs: int = 30
+    network_hidden: int = 32
+    network_layers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"uncertainty.model is {self.model!r}: use one of {', '.join(MODELS)}")
+        if self.model == "network" and self.calibrate and self.samples < 2:
+            raise ValueError("uncertainty.model: network reads the Monte-Carlo std: set uncertainty.samples >= 2 "
+                             "or uncertainty.calibrate: false")
 
     @classmethod
     def from_config(cls, config: Mapping) -> "UncertaintySettings":
         return cls(**(config.get("uncertainty") or {}))
+
+    def calibration(self) -> dict:
+        """What rule calibrate_uncertainty's outputs depend on besides the sampling."""
+        return {"days": self.calibration_days, "every": self.calibration_every,
+                "network": {"epochs": self.network_epochs, "hidden": self.network_hidden,
+                            "layers": self.network_layers}}
 
     def sampling(self) -> dict:
         """What the decoded std depends on (``samples``, ``seed``): decode's and calibration's params."""

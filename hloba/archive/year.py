@@ -5,28 +5,32 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from hloba.archive.cluster import dask_client
 from hloba.archive.dataset import reanalysis_dataset
 from hloba.archive.decode import decode_latent
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
+from hloba.archive.std_model import load_std_model, network_std
 from hloba.runtime import file_sha256
 from hloba.io import write_netcdf
 from hloba.latent import open_latent
 from hloba.models.checkpoint import channels_from_state, grid_from_state, load_checkpoint
+from hloba.normalization import Normalizer
 
 log = logging.getLogger(__name__)
 
 
 def decode_year(latent_path, autoencoder_path, output, *, samples: int = UncertaintySettings.samples,
                 seed: int = UncertaintySettings.seed, time_chunk: int = DecodeSettings.time_chunk,
-                workers: int = 1, scheduler_address: str | None = None, std_factors=None,
+                workers: int = 1, scheduler_address: str | None = None, std_factors=None, std_model=None,
                 progress: bool = True) -> xr.Dataset:
     """Decode the year's analyses and uncertainty and write the archive file atomically.
 
     ``std_factors``: rule calibrate_uncertainty's file; each channel's std is multiplied by its
-    factor (without it the raw Monte-Carlo std is written)."""
+    factor (without it the raw Monte-Carlo std is written). ``std_model``: the same rule's std
+    network, which then gives the std instead (:mod:`hloba.archive.std_model`)."""
     payload = load_checkpoint(autoencoder_path, "autoencoder")
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     sha = file_sha256(autoencoder_path)
@@ -39,8 +43,13 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = Uncerta
              time_chunk, scheduler_address or f"{workers} local worker(s)")
     with dask_client(workers, scheduler_address) as client:
         mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress)
+        decoded = None if not std_model else {"mean": mean, "mc_std": std, **{
+            name: decode_latent(latent.assign(z_a=latent[z]), autoencoder_path, sha, 0, seed, time_chunk, client,
+                                progress, name=name)[0] for name, z in (("background", "z_b"), ("estimate", "z_o"))}}
     factors = None
-    if std_factors:
+    if std_model:
+        std = model_std(std_model, decoded, latent, payload, channels)
+    elif std_factors:
         with xr.open_dataset(std_factors) as f:
             order = [str(c) for c in f["channel"].values]
             if order != [c.name for c in channels]:
@@ -51,8 +60,23 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = Uncerta
     ds = reanalysis_dataset(mean, std, latent["time"].values, channels, grid, latent.attrs, samples, seed)
     if factors is not None:
         ds.attrs["uncertainty_std_factors"] = [float(v) for v in factors]
+    ds.attrs["uncertainty_model"] = "network" if std_model else ("factor" if factors is not None else "samples")
     write_netcdf(ds, output)
     return ds
+
+
+def model_std(path, decoded: dict, latent: xr.Dataset, autoencoder_payload: dict, channels) -> np.ndarray:
+    """The std network's archive std for the decoded year (checked against the autoencoder)."""
+    model, payload = load_std_model(path)
+    names = [c.name for c in channels_from_state(payload["channels"])]
+    if names != [c.name for c in channels] or not np.array_equal(
+            payload["normalizer"]["anomaly_std"].numpy(), autoencoder_payload["normalizer"]["anomaly_std"].numpy()):
+        raise ValueError(f"{path} was fitted for another autoencoder (channels {names} or its normalisation "
+                         "differ): rerun calibrate_uncertainty")
+    times = pd.DatetimeIndex(latent["time"].values)
+    log.info("std network %s on %d times", path, len(times))
+    return network_std(model, decoded, latent["sigma_o2"].values, latent["sigma_b2"].values,
+                       Normalizer.from_state(autoencoder_payload["normalizer"]), times, model.latent_shape)
 
 
 def write_zarr_archive(paths, output) -> None:

@@ -84,12 +84,6 @@ class StreamConfig:
             raise ValueError(f"assimilation settings {unknown} are not known; allowed: {sorted(known)}")
         return cls(**{k: v for k, v in (params or {}).items() if k in known})
 
-    @property
-    def calibration_days(self) -> float:
-        """Days of the uncertainty calibration's stream: the tuning streams' length, or its default
-        when tuning is off."""
-        return self.tuning_days or StreamConfig.__dataclass_fields__["tuning_days"].default
-
     def with_(self, **changes) -> "StreamConfig":
         return replace(self, **changes)
 

@@ -4,7 +4,9 @@ The analysis variances are calibrated in the latent space (rule tune_stream); th
 nonlinear decoder the decoded spread of some channels still comes out too small or too large.
 On the calibration year (truth known) a short stream with the tuned settings is decoded with
 Monte-Carlo samples, and per channel ``factor = RMSE / rms(std)`` is stored; ``decode_year``
-multiplies each channel's std by it. Reanalysis years never see the truth.
+multiplies each channel's std by it (``uncertainty.model: factor``). On the same decoded times the
+std network of :mod:`hloba.archive.std_model` is fitted (``uncertainty.model: network``, the
+default). Reanalysis years never see the truth.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
 from hloba import __version__
 from hloba.archive.decode import decode_latent
 from hloba.archive.settings import UncertaintySettings
+from hloba.archive.std_model import StdModel, fit_std_net, physical_inputs, save_std_model
 from hloba.assim.models import method_models
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.year import run_period
 from hloba.channels import stack_channels
 from hloba.io import write_netcdf
 from hloba.latent import latent_dataset
+from hloba.models.autoencoder import load_autoencoder
+from hloba.models.checkpoint import channels_from_state, load_checkpoint
+from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256
 from hloba.scores import rmse
 
@@ -39,22 +46,48 @@ def uncertainty_factors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, we
     return (err / spread.clamp(min=1e-30)).numpy()
 
 
+def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray, autoencoder, grid, output,
+                            network: dict, meta: dict) -> dict:
+    """Fit and write the std network (``output``) on decoded calibration times; returns its report."""
+    payload = load_checkpoint(autoencoder, "autoencoder")
+    norm = Normalizer.from_state(payload["normalizer"])
+    times = pd.DatetimeIndex(latent["time"].values)
+    latent_shape = load_autoencoder(autoencoder)[0].cfg.latent_shape
+    x = physical_inputs(decoded["mean"], decoded["background"], decoded["estimate"], decoded["mc_std"],
+                        latent["sigma_o2"].values, latent["sigma_b2"].values, norm, times, latent_shape)
+    sd = norm.anomaly_std.numpy()[None, :, None, None]
+    err2 = ((decoded["mean"] - truth) / sd) ** 2
+    center, scale = StdModel.centring(x)
+    periodic = (grid.latitude_period is not None, grid.longitude_period is not None)
+    net, report = fit_std_net((x - center[None, :, None, None]) / scale[None, :, None, None], err2,
+                              grid.area_weights(), periodic=periodic, **network)
+    model = StdModel(net, center, scale, sd.ravel(), latent_shape)
+    channels = channels_from_state(payload["channels"])
+    save_std_model(output, model, channels, grid, payload["normalizer"], {**meta, **report})
+    log.info("std network: best epoch %d of %d (validation NLL %.4f) -> %s", report["best_epoch"] + 1,
+             len(report["history"]), report["history"][report["best_epoch"]]["val_nll"], output)
+    return report
+
+
 def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cfg: StreamConfig, *,
                           samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
-                          days: float = StreamConfig.tuning_days, every: int = 4,
-                          run: RunSettings = RunSettings()) -> xr.Dataset:
+                          days: float = StreamConfig.tuning_days, every: int = 1,
+                          run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
+                          ) -> xr.Dataset:
     """Rule calibrate_uncertainty: a tuned HLOBA stream over ``days`` of ``year``, every
-    ``every``-th cycle decoded with ``samples`` Monte-Carlo draws, scored against ``reference``."""
+    ``every``-th cycle decoded with ``samples`` Monte-Carlo draws, scored against ``reference``;
+    with ``model_output`` the std network is fitted on the same times and written there."""
     cfg = cfg.with_(method="hloba")
     models = method_models(cfg, inputs, run.device)
     result = run_period(year, models, inputs.observations, cfg, days, run)
     first, stop, times = result.first, result.stop, result.times
     sel = slice(first, stop, every)
     rotation = models.space.rotation
-    latent = latent_dataset({k: result.fields[k][sel].numpy() for k in ("z_a", "sigma_a2_update")}, times[sel],
+    keys = ("z_a", "sigma_a2_update", "z_b", "z_o", "sigma_o2", "sigma_b2")
+    latent = latent_dataset({k: result.fields[k][sel].numpy() for k in keys}, times[sel],
                             rotation=None if rotation is None else rotation.cpu().numpy())
-    mean, std = decode_latent(latent, inputs.autoencoder, file_sha256(inputs.autoencoder), samples, seed, 32, None,
-                              False)
+    sha = file_sha256(inputs.autoencoder)
+    mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False)
     with xr.open_dataset(reference) as ref:
         truth = stack_channels(ref.sel(time=times[sel]).load(), models.channels)
     factors = uncertainty_factors(mean, std, truth, models.grid.area_weights())
@@ -67,5 +100,12 @@ def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cf
         attrs={"hloba_version": __version__, "year": year, "samples": samples, "times": int(len(latent.time)),
                "first_time": str(times[first]), "last_time": str(times[stop - 1])},
     )
+    if model_output is not None:
+        decoded = {"mean": mean, "mc_std": std, **{
+            name: decode_latent(latent.assign(z_a=latent[z]), inputs.autoencoder, sha, 0, seed, 32, None, False,
+                                name=name)[0] for name, z in (("background", "z_b"), ("estimate", "z_o"))}}
+        fit_uncertainty_network(latent, decoded, truth, inputs.autoencoder, models.grid, model_output,
+                                network or {}, {"year": year, "first_time": str(times[first]),
+                                                "last_time": str(times[stop - 1])})
     write_netcdf(ds, output)
     return ds

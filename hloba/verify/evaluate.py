@@ -23,7 +23,7 @@ from hloba.io import atomic_path
 from hloba.normalization import climatology_at
 from hloba.archive.dataset import archive_states
 from hloba.scores import anomaly_correlation, bias, gaussian_crps, rmse, spread_skill
-from hloba.verify.reliability import plot_reliability, reliability
+from hloba.verify.reliability import fixed_stations, plot_reliability, reliability, station_distance_thirds
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +193,12 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
     scores = gridded_scores(mean, std, truth, clim, times, grid.area_weights(), names)
     with atomic_path(scores_path) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.6g")
-    if reliability_path is not None:
-        write_reliability(mean, std, truth, grid.area_weights(), names, reliability_path, reliability_figure,
-                          reliability_bins, reference_name)
     fb = pd.read_parquet(feedback)
+    if reliability_path is not None:
+        stations = fixed_stations(fb)
+        thirds = station_distance_thirds(grid, *stations) if len(stations[0]) else None
+        write_reliability(mean, std, truth, grid.area_weights(), names, reliability_path, reliability_figure,
+                          reliability_bins, reference_name, thirds)
     obs = observation_statistics(fb)
     with atomic_path(obs_path) as tmp:
         obs.to_csv(tmp, index=False, float_format="%.6g")
@@ -233,9 +235,10 @@ def evaluate_year(reanalysis, reference, feedback, normalization, scores_path, o
 
 
 def write_reliability(mean, std, truth, weights, names, path, figure=None, n_bins: int = 10,
-                      reference_name: str = "truth") -> pd.DataFrame:
-    """The reliability bins with each channel's summary (corr(std, |error|), spread/RMSE, slope)."""
-    table, summary = reliability(mean, std, truth, weights, names, n_bins)
+                      reference_name: str = "truth", thirds=None) -> pd.DataFrame:
+    """The reliability bins with each channel's summary (corr(std, |error|), spread/RMSE, slope;
+    rms std and RMSE far from / near the fixed stations with ``thirds``)."""
+    table, summary = reliability(mean, std, truth, weights, names, n_bins, thirds)
     out = table.merge(summary, on="channel")
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")

@@ -52,10 +52,37 @@ def _bin_rows(name: str, s: np.ndarray, e: np.ndarray, w: np.ndarray, n_bins: in
     return rows
 
 
-def reliability(mean, std, truth, weights, channel_names, n_bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fixed_stations(feedback: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(latitude, longitude)`` of the stations that report from one place at several times."""
+    g = feedback.groupby("station_id").agg(lat=("latitude", "first"), lon=("longitude", "first"),
+                                           n_lat=("latitude", "nunique"), n_lon=("longitude", "nunique"),
+                                           n_times=("time", "nunique"))
+    g = g[(g["n_lat"] == 1) & (g["n_lon"] == 1) & (g["n_times"] > 1)]
+    return g["lat"].to_numpy(np.float64), g["lon"].to_numpy(np.float64)
+
+
+def station_distance_thirds(grid, latitude, longitude) -> tuple[np.ndarray, np.ndarray]:
+    """``(near, far)`` masks ``(ny, nx)``: the third of the grid nearest to the stations and the third
+    farthest from them (distance in degrees, periodic where the grid wraps)."""
+    lat, lon = np.meshgrid(np.asarray(grid.latitude), np.asarray(grid.longitude), indexing="ij")
+    d = np.full(lat.shape, np.inf)
+    for la, lo in zip(np.asarray(latitude), np.asarray(longitude)):
+        dy, dx = np.abs(lat - la), np.abs(lon - lo)
+        if grid.latitude_period:
+            dy = np.minimum(dy, grid.latitude_period - dy)
+        if grid.longitude_period:
+            dx = np.minimum(dx, grid.longitude_period - dx)
+        d = np.minimum(d, np.hypot(dy, dx))
+    q1, q2 = np.quantile(d, [1 / 3, 2 / 3])
+    return d <= q1, d >= q2
+
+
+def reliability(mean, std, truth, weights, channel_names, n_bins: int = 10,
+                thirds: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(table, summary)``: one row per channel and std bin (the bin's std range, area weight
     share, rms std and RMSE), and per channel corr(std, |error|), spread/RMSE and the reliability
-    slope of its bins."""
+    slope of its bins; with ``thirds`` (:func:`station_distance_thirds`) also the ratios far from /
+    near the stations of the rms std and of the RMSE."""
     if n_bins < 2:
         raise ValueError(f"reliability needs at least 2 bins, got {n_bins}")
     rows, summary = [], []
@@ -68,6 +95,13 @@ def reliability(mean, std, truth, weights, channel_names, n_bins: int = 10) -> t
             "spread_over_rmse": float(np.sqrt(np.average(s ** 2, weights=w) / np.average(e ** 2, weights=w))),
             "reliability_slope": reliability_slope(bins["rms_std"], bins["rmse"], bins["weight_share"]),
         })
+        if thirds is not None:
+            near, far = (np.broadcast_to(m, s.reshape(-1, *m.shape).shape).ravel() for m in thirds)
+
+            def ratio(x, near=near, far=far, w=w):
+                return float(np.sqrt(np.average(x[far] ** 2, weights=w[far]) / np.average(x[near] ** 2, weights=w[near])))
+
+            summary[-1].update({"std_far_over_near": ratio(s), "rmse_far_over_near": ratio(e)})
     return pd.concat(rows, ignore_index=True), pd.DataFrame(summary)
 
 

@@ -13,6 +13,7 @@ rule calibrate_uncertainty:
         reference=f"results/reference/{TUNING_YEAR}.nc",
     output:
         factors="results/ensemble/uncertainty_factors.nc",
+        model="results/ensemble/uncertainty_model.pt",
     log:
         "results/logs/calibrate_uncertainty.log",
     benchmark:
@@ -33,7 +34,7 @@ rule calibrate_uncertainty:
         assimilation=ASSIMILATION.to_dict(),
         forecast=FORECAST,
         uncertainty=UNCERTAINTY.sampling(),
-        days=ASSIMILATION.calibration_days,
+        calibration=UNCERTAINTY.calibration(),
     script:
         "../scripts/calibrate_uncertainty.py"
 

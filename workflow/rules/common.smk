@@ -221,9 +221,11 @@ def evaluation_files(years):
 
 
 def uncertainty_factor_input(wildcards):
-    """Per-channel std factors for decoding, when the streams' method is tuned (HLOBA)."""
+    """The calibrated std for decoding (factors or network), when the streams' method is tuned (HLOBA)."""
     if not (method_class(ASSIMILATION.method).tuned and UNCERTAINTY.calibrate):
         return {}
+    if UNCERTAINTY.model == "network":
+        return {"std_model": "results/ensemble/uncertainty_model.pt"}
     return {"std_factors": "results/ensemble/uncertainty_factors.nc"}
 
 

@@ -12,4 +12,5 @@ if __name__ == "__main__":
         sm.input.latent, sm.input.autoencoder, sm.output.reanalysis, **sm.params.uncertainty,
         time_chunk=dask["time_chunk"], workers=dask["workers"] or sm.threads,
         scheduler_address=dask["scheduler_address"], std_factors=sm.input.get("std_factors"),
+        std_model=sm.input.get("std_model"),
     )

@@ -1,0 +1,202 @@
+"""The archive's std from a network that reads where the analysis is likely wrong (issue #16).
+
+The Monte-Carlo std ``D(z_a + V (sigma_w * eps))`` has the right size but little shape: the update
+rotation's global modes average away where the observations are, and the lagged spread carries
+almost no flow information. ``uncertainty.model: network`` replaces it, per channel and grid
+point, by ``exp(s / 2)`` with ``s`` the log error variance a small periodic convolutional network
+predicts from what the stream knows at that time:
+
+- the decoded analysis (standardised anomaly), the decoded increment ``D(z_a) - D(z_b)`` and the
+  decoded O2Lnet-minus-background difference ``D(z_o) - D(z_b)`` (in anomaly-std units);
+- the log Monte-Carlo variance of every channel;
+- the log background and O2Lnet variances of every latent channel, upsampled to the grid
+  (O2Lnet's is large far from the observations).
+
+It is fitted by Gaussian negative log-likelihood of the errors of a stream on the calibration
+year (rule calibrate_uncertainty, truth known), keeping the weights of the best validation epoch
+(the last fifth of the times). ``uncertainty.model: factor`` keeps the former per-channel factor
+on the Monte-Carlo std (selectable for comparison). Measured in ``scripts/std_model_experiment.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hloba.models.checkpoint import load_module, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+KIND = "std_model"
+EPS = 1e-12
+
+
+class StdNet(torch.nn.Module):
+    """``(batch, n_in, ny, nx) -> (batch, n_out, ny, nx)`` log error variance (anomaly-std units).
+
+    3 x 3 convolutions; each axis padded periodically where the grid wraps, by repetition where
+    it does not."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int = 32, layers: int = 4,
+                 periodic: tuple[bool, bool] = (True, True)) -> None:
+        super().__init__()
+        self.periodic = tuple(bool(p) for p in periodic)
+        sizes = [n_in] + [hidden] * (layers - 1) + [n_out]
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(a, b, 3) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        lat_periodic, lon_periodic = self.periodic
+        x = F.pad(x, (1, 1, 0, 0), mode="circular" if lon_periodic else "replicate")
+        return F.pad(x, (0, 0, 1, 1), mode="circular" if lat_periodic else "replicate")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = conv(self.pad(x))
+            if i < len(self.convs) - 1:
+                x = F.gelu(x)
+        return x
+
+
+def build_std_net(config: dict) -> StdNet:
+    return StdNet(config["n_in"], config["n_out"], config["hidden"], config["layers"], tuple(config["periodic"]))
+
+
+def std_inputs(anomaly: np.ndarray, increment: np.ndarray, innovation: np.ndarray, mc_std: np.ndarray,
+               sigma_o2: np.ndarray, sigma_b2: np.ndarray, latent_shape) -> np.ndarray:
+    """The network's inputs ``(time, 4 C + 2 C_latent, ny, nx)`` float32, not yet centred.
+
+    ``anomaly``, ``increment``, ``innovation`` and ``mc_std`` are ``(time, C, ny, nx)`` in
+    anomaly-std units; ``sigma_o2``, ``sigma_b2`` are ``(time, n_latent)`` on the latent grid
+    ``latent_shape = (C_latent, h, w)``."""
+    grid = anomaly.shape[-2:]
+
+    def upsampled_log(v):
+        lv = torch.as_tensor(np.log(np.asarray(v, np.float64).reshape(len(v), *latent_shape) + EPS))
+        return F.interpolate(lv, size=grid, mode="bilinear", align_corners=False).numpy()
+
+    parts = [anomaly, increment, innovation, np.log(np.asarray(mc_std, np.float64) ** 2 + EPS),
+             upsampled_log(sigma_o2), upsampled_log(sigma_b2)]
+    return np.concatenate([np.asarray(p, np.float32) for p in parts], axis=1)
+
+
+def weighted_nll(log_var: torch.Tensor, err2: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (without constants) over area weights ``(1, 1, ny, 1)``."""
+    return (weights * (log_var + err2 * torch.exp(-log_var))).mean()
+
+
+def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, *, epochs: int = 30,
+                hidden: int = 32, layers: int = 4, periodic=(True, True), validation_fraction: float = 0.2,
+                batch: int = 8, lr: float = 2e-3, seed: int = 0, patience: int = 5) -> tuple[StdNet, dict]:
+    """Fit :class:`StdNet` on ``inputs`` (centred) against squared errors ``err2`` (anomaly-std
+    units, ``(time, C, ny, nx)``); the last ``validation_fraction`` of the times choose the epoch,
+    and training stops after ``patience`` epochs without a better one (or after ``epochs``).
+    Returns the network (eval mode) and a report (per-epoch losses, the best epoch)."""
+    if len(inputs) < 5:
+        raise ValueError(f"the std network needs at least 5 calibration times, got {len(inputs)}: "
+                         "lengthen assimilation.tuning_days or use uncertainty.model: factor")
+    torch.manual_seed(seed)
+    x = torch.as_tensor(inputs, dtype=torch.float32)
+    e2 = torch.as_tensor(err2, dtype=torch.float32)
+    w = torch.as_tensor(area_weights / np.mean(area_weights), dtype=torch.float32)[None, None, :, None]
+    n_val = max(1, int(round(validation_fraction * len(x))))
+    n_fit = len(x) - n_val
+    net = StdNet(x.shape[1], e2.shape[1], hidden, layers, periodic)
+    with torch.no_grad():
+        net.convs[-1].bias.copy_(torch.log(e2[:n_fit].mean(dim=(0, 2, 3)).clamp(min=EPS)))
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, history = float("inf"), None, []
+    for epoch in range(epochs):
+        net.train()
+        total = 0.0
+        for idx in torch.randperm(n_fit, generator=g).split(batch):
+            loss = weighted_nll(net(x[idx]), e2[idx], w)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        net.eval()
+        with torch.no_grad():
+            val = float(weighted_nll(net(x[n_fit:]), e2[n_fit:], w))
+        history.append({"epoch": epoch, "train_nll": total / n_fit, "val_nll": val})
+        if val < best:
+            best, best_state = val, copy.deepcopy(net.state_dict())
+        log.info("std network epoch %d/%d: train NLL %.4f, validation NLL %.4f", epoch + 1, epochs, total / n_fit, val)
+        if epoch - min(history, key=lambda h: h["val_nll"])["epoch"] >= patience:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    best_epoch = min(history, key=lambda h: h["val_nll"])["epoch"]
+    return net, {"history": history, "best_epoch": best_epoch, "fit_times": n_fit, "validation_times": n_val}
+
+
+def physical_inputs(mean, background, estimate, mc_std, sigma_o2, sigma_b2, normalizer, times,
+                    latent_shape) -> np.ndarray:
+    """:func:`std_inputs` from physical ``(time, C, ny, nx)`` decoded fields and the stream's
+    latent variances; ``normalizer``: the autoencoder's :class:`hloba.normalization.Normalizer`."""
+    sd = normalizer.anomaly_std.numpy()[None, :, None, None]
+    anomaly = normalizer.standardize(torch.as_tensor(np.asarray(mean)), times).numpy()
+    return std_inputs(anomaly, (mean - background) / sd, (estimate - background) / sd, mc_std / sd,
+                      sigma_o2, sigma_b2, latent_shape)
+
+
+class StdModel:
+    """A fitted network with its input centring: ``predict`` gives the std in physical units."""
+
+    def __init__(self, net: StdNet, center: np.ndarray, scale: np.ndarray, anomaly_std: np.ndarray,
+                 latent_shape) -> None:
+        self.net = net.eval()
+        self.latent_shape = tuple(int(v) for v in latent_shape)
+        self.center = np.asarray(center, np.float32)[None, :, None, None]
+        self.scale = np.asarray(scale, np.float32)[None, :, None, None]
+        self.anomaly_std = np.asarray(anomaly_std, np.float64)[None, :, None, None]
+
+    @staticmethod
+    def centring(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per input channel mean and std (floored) over times and points."""
+        center = inputs.mean(axis=(0, 2, 3), dtype=np.float64)
+        scale = np.maximum(inputs.std(axis=(0, 2, 3), dtype=np.float64), 1e-6)
+        return center.astype(np.float32), scale.astype(np.float32)
+
+    def standardize(self, inputs: np.ndarray) -> np.ndarray:
+        return (inputs - self.center) / self.scale
+
+    @torch.no_grad()
+    def predict(self, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Physical std ``(time, C, ny, nx)`` float32 from uncentred :func:`std_inputs`."""
+        x = self.standardize(inputs)
+        out = [self.net(torch.as_tensor(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
+        return (np.exp(0.5 * np.concatenate(out).astype(np.float64)) * self.anomaly_std).astype(np.float32)
+
+
+def network_std(model: StdModel, decoded: dict, sigma_o2, sigma_b2, normalizer, times, latent_shape,
+                chunk: int = 64) -> np.ndarray:
+    """The archive's std ``(time, C, ny, nx)`` from ``decoded`` (``mean``, ``background``,
+    ``estimate``, ``mc_std``: physical arrays), a chunk of times at a time."""
+    out = np.empty(decoded["mean"].shape, np.float32)
+    for i in range(0, len(times), chunk):
+        c = slice(i, i + chunk)
+        x = physical_inputs(decoded["mean"][c], decoded["background"][c], decoded["estimate"][c],
+                            decoded["mc_std"][c], sigma_o2[c], sigma_b2[c], normalizer, times[c], latent_shape)
+        out[c] = model.predict(x)
+    return out
+
+
+def save_std_model(path, model: StdModel, channels, grid, normalizer_state: dict, meta: dict) -> None:
+    n = model.net
+    config = {"n_in": n.convs[0].in_channels, "n_out": n.convs[-1].out_channels, "hidden": n.convs[0].out_channels,
+              "layers": len(n.convs), "periodic": list(n.periodic), "latent_shape": list(model.latent_shape)}
+    save_checkpoint(path, KIND, config, n.state_dict(), channels, grid, normalizer_state, meta,
+                    tensors={"center": torch.as_tensor(model.center.ravel()),
+                             "scale": torch.as_tensor(model.scale.ravel())})
+
+
+def load_std_model(path) -> tuple[StdModel, dict]:
+    net, payload = load_module(path, KIND, build_std_net)
+    anomaly_std = payload["normalizer"]["anomaly_std"].numpy()
+    return StdModel(net, payload["center"].numpy(), payload["scale"].numpy(), anomaly_std,
+                    payload["config"]["latent_shape"]), payload

@@ -1,0 +1,89 @@
+"""The archive's std network (hloba.archive.std_model): it learns a variance that its inputs
+carry, respects the grid's periodicity, and survives a save and load."""
+
+import numpy as np
+import pytest
+import torch
+
+from hloba.archive.settings import UncertaintySettings
+from hloba.archive.std_model import StdModel, StdNet, fit_std_net, load_std_model, save_std_model, std_inputs
+from hloba.channels import Channel
+from hloba.grid import Grid
+
+
+def synthetic(n=60, ny=12, nx=12, seed=0):
+    """Errors whose std is exp(x / 2) of a smooth input field x, in 2 channels."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1, ny, nx))
+    x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2)) / np.sqrt(3)  # some spatial structure
+    noise = rng.normal(size=(n, 1, ny, nx))
+    inputs = np.concatenate([x, noise], axis=1).astype(np.float32)  # one informative, one useless input
+    std = np.exp(0.5 * np.concatenate([x, -x], axis=1))
+    err = std * rng.normal(size=std.shape)
+    return inputs, err**2, std
+
+
+def test_the_network_learns_the_variance_its_inputs_carry():
+    inputs, err2, std = synthetic()
+    net, report = fit_std_net(inputs, err2, np.ones(12), epochs=40, hidden=8, layers=2, seed=1)
+    with torch.no_grad():
+        pred = np.exp(0.5 * net(torch.as_tensor(inputs)).numpy())
+    for c in range(2):
+        r = np.corrcoef(np.log(pred[:, c]).ravel(), np.log(std[:, c]).ravel())[0, 1]
+        assert r > 0.9, (c, r)
+    # the size as well as the shape: predicted over true rms std within 15 %
+    ratio = np.sqrt((pred**2).mean(axis=(0, 2, 3)) / (std**2).mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(ratio, 1.0, atol=0.15)
+    assert report["validation_times"] == 12 and report["fit_times"] == 48
+    assert report["history"][report["best_epoch"]]["val_nll"] == min(h["val_nll"] for h in report["history"])
+
+
+def test_periodic_padding_commutes_with_a_shift_and_edges_do_not_wrap_otherwise():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 10, 14)
+    periodic = StdNet(3, 2, hidden=4, layers=3, periodic=(True, True)).eval()
+    with torch.no_grad():
+        shifted = periodic(torch.roll(x, (3, 5), dims=(2, 3)))
+        np.testing.assert_allclose(shifted.numpy(), torch.roll(periodic(x), (3, 5), dims=(2, 3)).numpy(), atol=1e-5)
+        regional = StdNet(3, 2, hidden=4, layers=3, periodic=(False, False)).eval()
+        regional.load_state_dict(periodic.state_dict())
+        far_edge = x.clone()
+        far_edge[..., -1] += 10.0  # change the eastern column only
+        # without wrapping, the western columns cannot see it (3 layers: 3 columns of reach)
+        np.testing.assert_array_equal(regional(far_edge)[..., :5].numpy(), regional(x)[..., :5].numpy())
+        assert not np.allclose(periodic(far_edge)[..., :1].numpy(), periodic(x)[..., :1].numpy())
+
+
+def test_inputs_have_the_documented_channels():
+    t, c, ny, nx = 3, 2, 8, 8
+    field = np.ones((t, c, ny, nx))
+    sigma = np.full((t, 4 * 2 * 2), 2.0)
+    x = std_inputs(field, 2 * field, 3 * field, 0.5 * field, sigma, 4 * sigma, (4, 2, 2))
+    assert x.shape == (t, 4 * c + 2 * 4, ny, nx) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 6:8], np.log(0.25), rtol=1e-6)  # log Monte-Carlo variance
+    np.testing.assert_allclose(x[:, 8:12], np.log(2.0), rtol=1e-6)  # log O2Lnet variance, upsampled
+    np.testing.assert_allclose(x[:, 12:], np.log(8.0), rtol=1e-6)
+
+
+def test_a_saved_model_predicts_the_same(tmp_path):
+    inputs, err2, _ = synthetic(n=20)
+    center, scale = StdModel.centring(inputs)
+    net, _ = fit_std_net((inputs - center[None, :, None, None]) / scale[None, :, None, None], err2, np.ones(12),
+                         epochs=2, hidden=4, layers=2)
+    model = StdModel(net, center, scale, np.array([2.0, 3.0]), (1, 3, 3))
+    channels = [Channel("a"), Channel("b")]
+    grid = Grid(tuple(np.linspace(40, 50, 12)), tuple(np.linspace(0, 10, 12)))
+    normalizer = {"anomaly_std": torch.tensor([2.0, 3.0]), "coefficients": torch.zeros(1, 2, 12, 12),
+                  "n_harmonics": 0}
+    save_std_model(tmp_path / "m.pt", model, channels, grid, normalizer, {"year": 2009})
+    loaded, payload = load_std_model(tmp_path / "m.pt")
+    np.testing.assert_array_equal(loaded.predict(inputs), model.predict(inputs))
+    assert loaded.latent_shape == (1, 3, 3) and payload["meta"]["year"] == 2009
+
+
+def test_unknown_uncertainty_model_is_named():
+    with pytest.raises(ValueError, match="uncertainty.model is 'ensemble'"):
+        UncertaintySettings(model="ensemble")
+    with pytest.raises(ValueError, match="samples >= 2"):
+        UncertaintySettings(samples=1)
+    assert UncertaintySettings(samples=1, calibrate=False).model == "network"
