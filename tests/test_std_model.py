@@ -87,3 +87,21 @@ def test_unknown_uncertainty_model_is_named():
     with pytest.raises(ValueError, match="samples >= 2"):
         UncertaintySettings(samples=1)
     assert UncertaintySettings(samples=1, calibrate=False).model == "network"
+
+
+def test_a_model_fitted_for_another_autoencoder_is_refused(tmp_path):
+    from hloba.archive.year import model_std
+
+    inputs, err2, _ = synthetic(n=10)
+    center, scale = StdModel.centring(inputs)
+    net, _ = fit_std_net(inputs, err2, np.ones(12), epochs=1, hidden=2, layers=1)
+    grid = Grid(tuple(np.linspace(40, 50, 12)), tuple(np.linspace(0, 10, 12)))
+    normalizer = {"anomaly_std": torch.tensor([2.0, 3.0]), "coefficients": torch.zeros(1, 2, 12, 12),
+                  "n_harmonics": 0}
+    save_std_model(tmp_path / "m.pt", StdModel(net, center, scale, np.array([2.0, 3.0]), (1, 3, 3)),
+                   [Channel("a"), Channel("b")], grid, normalizer, {})
+    other = {"normalizer": {**normalizer, "anomaly_std": torch.tensor([2.0, 4.0])}}
+    with pytest.raises(ValueError, match="m.pt was fitted for another autoencoder.*rerun calibrate_uncertainty"):
+        model_std(tmp_path / "m.pt", {}, None, other, [Channel("a"), Channel("b")])
+    with pytest.raises(ValueError, match="fitted for another autoencoder"):
+        model_std(tmp_path / "m.pt", {}, None, {"normalizer": normalizer}, [Channel("a"), Channel("c")])
