@@ -189,6 +189,12 @@ def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_worl
         assert ((several["oma_over_omb_low"] <= several["oma_over_omb"])
                 & (several["oma_over_omb"] <= several["oma_over_omb_high"])).all()
         assert 0.03 < (feedback["qc"] == 3).mean() < 0.2
+        # the std network on a regional, non-periodic grid (issue #16's targets): shape, size, slope,
+        # and larger far from the fixed stations than near them, as the error is
+        rel = pd.read_csv(r / "evaluation/2002/reliability.csv").groupby("channel").first()
+        assert (rel.corr_std_abs_error >= 0.3).all() and rel.spread_over_rmse.between(0.8, 1.2).all(), rel
+        assert rel.reliability_slope.between(0.7, 1.3).all(), rel
+        assert (rel.std_far_over_near > 1.0).all() and (rel.rmse_far_over_near > 1.0).all(), rel
 
 
 def test_observation_files_are_validated_per_year(era5, tmp_path):
