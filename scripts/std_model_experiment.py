@@ -37,8 +37,8 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.archive.dataset import archive_states  # noqa: E402
-from hloba.archive.decode import decode_latent  # noqa: E402
-from hloba.archive.std_model import StdModel, fit_std_net, physical_inputs  # noqa: E402
+from hloba.archive.decode import decode_latent, decode_means  # noqa: E402
+from hloba.archive.std_model import STD_MODEL_FIELDS, fit_std_model, physical_inputs  # noqa: E402
 from hloba.channels import stack_channels  # noqa: E402
 from hloba.models.autoencoder import load_autoencoder  # noqa: E402
 from hloba.normalization import Normalizer  # noqa: E402
@@ -124,19 +124,16 @@ def main() -> None:
     norm = Normalizer.from_state(payload["normalizer"])
     with xr.open_dataset(r / f"latent/{args.year}.nc") as lat:
         lat = lat.sel(time=times).load()
-    z_b, z_o = (torch.as_tensor(lat[k].values) for k in ("z_b", "z_o"))
     latent_var = {k: lat[k].values for k in ("sigma_o2", "sigma_b2")}
-    # the Monte-Carlo std as decode_year draws it (the archive's std may be the network's)
+    # the Monte-Carlo std as decode_year draws it (the archive's std may be the network's), and the
+    # background and O2Lnet estimate the network reads
     archived = std
     ae_path = r / "models/autoencoder.pt"
-    _, std = decode_latent(lat, ae_path, file_sha256(ae_path), args.samples, 0, 32, None, False)
+    sha = file_sha256(ae_path)
+    _, std = decode_latent(lat, ae_path, sha, args.samples, 0, 32, None, False)
+    decoded = decode_means(lat, STD_MODEL_FIELDS, ae_path, sha, 0, 32, None, False)
+    background, estimate = decoded["background"], decoded["estimate"]
 
-    @torch.no_grad()
-    def decode(z):
-        return np.concatenate([norm.destandardize(ae.decode(z[i:i + 64]), times[i:i + 64]).numpy()
-                               for i in range(0, len(times), 64)])
-
-    background, estimate = decode(z_b), decode(z_o)
     density = observation_density(r / f"obs/{args.year}.parquet", times, grid)
     names, w_lat = [c.name for c in channels], grid.area_weights()
     fit = np.asarray(times < pd.Timestamp(f"{args.year}-{args.split}"))
@@ -174,13 +171,10 @@ def main() -> None:
     fields = np.concatenate([x[:, :2 * len(names)], x[:, 3 * len(names):n_fields]], axis=1)
     x = {"pipeline": x, "fields": fields, "density": np.concatenate([x, density], axis=1)}[args.inputs]
     x = x.astype(np.float32)
-    center, scale = StdModel.centring(x[fit])
     sd = norm.anomaly_std.numpy()
-    model = StdModel(fit_std_net(((x[fit] - center[None, :, None, None]) / scale[None, :, None, None]),
-                                 (err2[fit] / sd[None, :, None, None] ** 2).astype(np.float32), w_lat,
-                                 epochs=args.epochs, periodic=(grid.latitude_period is not None,
-                                                               grid.longitude_period is not None))[0],
-                     center, scale, sd, ae.cfg.latent_shape)
+    model, _ = fit_std_model(x[fit], (err2[fit] / sd[None, :, None, None] ** 2).astype(np.float32), w_lat, sd,
+                             ae.cfg.latent_shape, epochs=args.epochs,
+                             periodic=(grid.latitude_period is not None, grid.longitude_period is not None))
     sig = model.predict(x[test])
     _, summary = reliability(mean[test], sig, truth[test], w_lat, names)
     crps = gaussian_crps(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (mean[test], sig, truth[test])),

@@ -134,3 +134,11 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
             f.release()
     log.info("decoded %s: %d times x %d samples in %.1f s", name, len(times), samples, _time.perf_counter() - t0)
     return mean, std
+
+
+def decode_means(latent, fields: dict, autoencoder_path, sha256: str, seed: int, time_chunk: int, client=None,
+                 progress: bool = True) -> dict:
+    """``{name: D(latent[variable])}`` physical, without samples, for ``fields = {name: variable}``
+    (e.g. the background ``z_b`` and the O2Lnet estimate ``z_o`` that the std network reads)."""
+    return {name: decode_latent(latent.assign(z_a=latent[variable]), autoencoder_path, sha256, 0, seed, time_chunk,
+                                client, progress, name=name)[0] for name, variable in fields.items()}

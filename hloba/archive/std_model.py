@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 KIND = "std_model"
 EPS = 1e-12
+STD_MODEL_FIELDS = {"background": "z_b", "estimate": "z_o"}  # decoded besides the analysis
 
 
 class StdNet(torch.nn.Module):
@@ -97,7 +98,8 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
     Returns the network (eval mode) and a report (per-epoch losses, the best epoch)."""
     if len(inputs) < 5:
         raise ValueError(f"the std network needs at least 5 calibration times, got {len(inputs)}: "
-                         "lengthen assimilation.tuning_days or use uncertainty.model: factor")
+                         "lengthen uncertainty.calibration_days, lower uncertainty.calibration_every or use "
+                         "uncertainty.model: factor")
     torch.manual_seed(seed)
     x = torch.as_tensor(inputs, dtype=torch.float32)
     e2 = torch.as_tensor(err2, dtype=torch.float32)
@@ -109,7 +111,7 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
         net.convs[-1].bias.copy_(torch.log(e2[:n_fit].mean(dim=(0, 2, 3)).clamp(min=EPS)))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    best, best_state, history = float("inf"), None, []
+    best_epoch, best_state, history = -1, None, []
     for epoch in range(epochs):
         net.train()
         total = 0.0
@@ -123,14 +125,13 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
         with torch.no_grad():
             val = float(weighted_nll(net(x[n_fit:]), e2[n_fit:], w))
         history.append({"epoch": epoch, "train_nll": total / n_fit, "val_nll": val})
-        if val < best:
-            best, best_state = val, copy.deepcopy(net.state_dict())
+        if best_epoch < 0 or val < history[best_epoch]["val_nll"]:
+            best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
         log.info("std network epoch %d/%d: train NLL %.4f, validation NLL %.4f", epoch + 1, epochs, total / n_fit, val)
-        if epoch - min(history, key=lambda h: h["val_nll"])["epoch"] >= patience:
+        if epoch - best_epoch >= patience:
             break
     net.load_state_dict(best_state)
     net.eval()
-    best_epoch = min(history, key=lambda h: h["val_nll"])["epoch"]
     return net, {"history": history, "best_epoch": best_epoch, "fit_times": n_fit, "validation_times": n_val}
 
 
@@ -171,6 +172,16 @@ class StdModel:
         x = self.standardize(inputs)
         out = [self.net(torch.as_tensor(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
         return (np.exp(0.5 * np.concatenate(out).astype(np.float64)) * self.anomaly_std).astype(np.float32)
+
+
+def fit_std_model(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, anomaly_std: np.ndarray,
+                  latent_shape, **fit) -> tuple[StdModel, dict]:
+    """A :class:`StdModel` fitted on uncentred :func:`std_inputs` against squared errors in
+    anomaly-std units (``fit``: :func:`fit_std_net`'s keywords); returns it and the fit's report."""
+    center, scale = StdModel.centring(inputs)
+    net, report = fit_std_net((inputs - center[None, :, None, None]) / scale[None, :, None, None], err2,
+                              area_weights, **fit)
+    return StdModel(net, center, scale, anomaly_std, latent_shape), report
 
 
 def network_std(model: StdModel, decoded: dict, sigma_o2, sigma_b2, normalizer, times, latent_shape,

@@ -10,9 +10,9 @@ import xarray as xr
 
 from hloba.archive.cluster import dask_client
 from hloba.archive.dataset import reanalysis_dataset
-from hloba.archive.decode import decode_latent
+from hloba.archive.decode import decode_latent, decode_means
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
-from hloba.archive.std_model import load_std_model, network_std
+from hloba.archive.std_model import STD_MODEL_FIELDS, load_std_model, network_std
 from hloba.runtime import file_sha256
 from hloba.io import write_netcdf
 from hloba.latent import open_latent
@@ -43,9 +43,8 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = Uncerta
              time_chunk, scheduler_address or f"{workers} local worker(s)")
     with dask_client(workers, scheduler_address) as client:
         mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress)
-        decoded = None if not std_model else {"mean": mean, "mc_std": std, **{
-            name: decode_latent(latent.assign(z_a=latent[z]), autoencoder_path, sha, 0, seed, time_chunk, client,
-                                progress, name=name)[0] for name, z in (("background", "z_b"), ("estimate", "z_o"))}}
+        decoded = None if not std_model else {"mean": mean, "mc_std": std, **decode_means(
+            latent, STD_MODEL_FIELDS, autoencoder_path, sha, seed, time_chunk, client, progress)}
     factors = None
     if std_model:
         std = model_std(std_model, decoded, latent, payload, channels)

@@ -19,9 +19,9 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.archive.decode import decode_latent
+from hloba.archive.decode import decode_latent, decode_means
 from hloba.archive.settings import UncertaintySettings
-from hloba.archive.std_model import StdModel, fit_std_net, physical_inputs, save_std_model
+from hloba.archive.std_model import STD_MODEL_FIELDS, fit_std_model, physical_inputs, save_std_model
 from hloba.assim.models import method_models
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.year import run_period
@@ -29,7 +29,7 @@ from hloba.channels import stack_channels
 from hloba.io import write_netcdf
 from hloba.latent import latent_dataset
 from hloba.models.autoencoder import load_autoencoder
-from hloba.models.checkpoint import channels_from_state, load_checkpoint
+from hloba.models.checkpoint import channels_from_state
 from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256
 from hloba.scores import rmse
@@ -49,21 +49,17 @@ def uncertainty_factors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, we
 def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray, autoencoder, grid, output,
                             network: dict, meta: dict) -> dict:
     """Fit and write the std network (``output``) on decoded calibration times; returns its report."""
-    payload = load_checkpoint(autoencoder, "autoencoder")
+    ae, payload = load_autoencoder(autoencoder)
     norm = Normalizer.from_state(payload["normalizer"])
     times = pd.DatetimeIndex(latent["time"].values)
-    latent_shape = load_autoencoder(autoencoder)[0].cfg.latent_shape
     x = physical_inputs(decoded["mean"], decoded["background"], decoded["estimate"], decoded["mc_std"],
-                        latent["sigma_o2"].values, latent["sigma_b2"].values, norm, times, latent_shape)
-    sd = norm.anomaly_std.numpy()[None, :, None, None]
-    err2 = ((decoded["mean"] - truth) / sd) ** 2
-    center, scale = StdModel.centring(x)
+                        latent["sigma_o2"].values, latent["sigma_b2"].values, norm, times, ae.cfg.latent_shape)
+    sd = norm.anomaly_std.numpy()
+    err2 = ((decoded["mean"] - truth) / sd[None, :, None, None]) ** 2
     periodic = (grid.latitude_period is not None, grid.longitude_period is not None)
-    net, report = fit_std_net((x - center[None, :, None, None]) / scale[None, :, None, None], err2,
-                              grid.area_weights(), periodic=periodic, **network)
-    model = StdModel(net, center, scale, sd.ravel(), latent_shape)
-    channels = channels_from_state(payload["channels"])
-    save_std_model(output, model, channels, grid, payload["normalizer"], {**meta, **report})
+    model, report = fit_std_model(x, err2, grid.area_weights(), sd, ae.cfg.latent_shape, periodic=periodic, **network)
+    save_std_model(output, model, channels_from_state(payload["channels"]), grid, payload["normalizer"],
+                   {**meta, **report})
     log.info("std network: best epoch %d of %d (validation NLL %.4f) -> %s", report["best_epoch"] + 1,
              len(report["history"]), report["history"][report["best_epoch"]]["val_nll"], output)
     return report
@@ -71,7 +67,8 @@ def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray
 
 def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cfg: StreamConfig, *,
                           samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
-                          days: float = StreamConfig.tuning_days, every: int = 1,
+                          days: float = UncertaintySettings.calibration_days,
+                          every: int = UncertaintySettings.calibration_every,
                           run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
                           ) -> xr.Dataset:
     """Rule calibrate_uncertainty: a tuned HLOBA stream over ``days`` of ``year``, every
@@ -101,9 +98,8 @@ def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cf
                "first_time": str(times[first]), "last_time": str(times[stop - 1])},
     )
     if model_output is not None:
-        decoded = {"mean": mean, "mc_std": std, **{
-            name: decode_latent(latent.assign(z_a=latent[z]), inputs.autoencoder, sha, 0, seed, 32, None, False,
-                                name=name)[0] for name, z in (("background", "z_b"), ("estimate", "z_o"))}}
+        decoded = {"mean": mean, "mc_std": std, **decode_means(latent, STD_MODEL_FIELDS, inputs.autoencoder, sha,
+                                                               seed, 32, None, False)}
         fit_uncertainty_network(latent, decoded, truth, inputs.autoencoder, models.grid, model_output,
                                 network or {}, {"year": year, "first_time": str(times[first]),
                                                 "last_time": str(times[stop - 1])})
