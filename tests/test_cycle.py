@@ -5,6 +5,7 @@ import torch
 from hloba.assim.cycle import (
     UpdateSpace,
     ensemble_variance,
+    latent_variances,
     inflation_estimate,
     mode_groups,
     observation_background_variance,
@@ -29,6 +30,24 @@ def test_rotation_round_trip_and_variance_mapping():
     torch.testing.assert_close(space.forward_variance(s)[0], expected)
     ident = UpdateSpace(None)
     assert ident.forward(z) is z and ident.backward_variance(s) is s
+
+
+def test_latent_variances_map_every_cycle_at_once():
+    """The stream's end-of-stream mapping equals the per-cycle one, chunk by chunk; a cold start's
+    row (non-finite) stays uninformative; without a rotation the variances are copied."""
+    space = UpdateSpace(_rotation(6, 2))
+    update = torch.rand(7, 6, dtype=torch.float64) + 0.1
+    update[0, 2] = float("inf")
+    mapped = latent_variances(space, update, chunk=3)
+    assert torch.isinf(mapped[0]).all()
+    for k in range(1, 7):
+        torch.testing.assert_close(mapped[k], space.backward_variance(update[k:k + 1])[0])
+    # the products that read a transposed copy give the plain ones
+    z = torch.randn(3, 6, dtype=torch.float64)
+    torch.testing.assert_close(space.forward(z), z @ space.rotation)
+    torch.testing.assert_close(space.forward_variance(update[1:]), update[1:] @ space.rotation.square())
+    ident = latent_variances(UpdateSpace(None), update)
+    assert torch.equal(ident, update) and ident is not update
 
 
 def test_rotated_update_is_the_full_covariance_update_for_a_static_b():

@@ -52,7 +52,7 @@ def test_the_window_reads_the_observations_the_stream_used_at_earlier_cycles():
     assert s == slice(3, 5) and used.tolist() == [False, True]
     with pytest.raises(ValueError, match="cycle 2 knows the decisions of earlier cycles only, not of cycle 3"):
         c.used(3)
-    method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2]), slots=(-3, -2, -1, 0))
+    method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2]), slots=(-3, -2, -1, 0), _used={})
     from hloba.assim.methods.hloba import Hloba
 
     channel, row, col, value = Hloba.window_observations(method, c)
@@ -62,6 +62,13 @@ def test_the_window_reads_the_observations_the_stream_used_at_earlier_cycles():
     assert channel.tolist() == [3, 5, 8, 10, 10, 9]
     assert col.tolist() == [10, 12, 14, 15, 16, 17]
     torch.testing.assert_close(value, torch.tensor([0.0, 0.2, 0.4, 0.5, 0.6, 0.7]))
+    # each cycle's used rows are gathered once and kept while a later window reads them: a kept
+    # entry is what the next cycle's window reads (here altered, to show it is not gathered again)
+    assert sorted(method._used) == [0, 1, 2]
+    method._used[1] = tuple(x[:0] for x in method._used[1])
+    method._used[-4] = method._used[0]  # before the window of cycle 2 (cycles -1..2): dropped
+    assert Hloba.window_observations(method, c)[1].tolist() == [0, 2, 5, 6, 7]  # no cycle-1 rows now
+    assert sorted(method._used) == [0, 1, 2]
 
 
 @pytest.fixture(scope="module")

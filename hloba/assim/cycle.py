@@ -22,25 +22,56 @@ class UpdateSpace:
     rotation: torch.Tensor | None = None  # (n, n), columns are modes
     # V**2, which maps variances, formed once (forming it at each use cost more than the products)
     squared: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
+    # V^T and (V**2)^T stored row-major: every product is then ``rows @ M.T`` with M row-major, the
+    # form BLAS serves fastest for a few rows (on 2 cores one to three rows cost as much as one row
+    # that way, against 1.7-2 times as much as ``rows @ V``: benchmarks/analysis_kernels.py)
+    rotation_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
+    squared_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if self.rotation is not None:
-            object.__setattr__(self, "squared", self.rotation.square())
+            squared = self.rotation.square()
+            object.__setattr__(self, "squared", squared)
+            object.__setattr__(self, "rotation_t", self.rotation.T.contiguous())
+            object.__setattr__(self, "squared_t", squared.T.contiguous())
 
     def to(self, device) -> "UpdateSpace":
         return UpdateSpace(None if self.rotation is None else self.rotation.to(device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z if self.rotation is None else z @ self.rotation
+        return z if self.rotation is None else z @ self.rotation_t.T
 
     def backward(self, w: torch.Tensor) -> torch.Tensor:
         return w if self.rotation is None else w @ self.rotation.T
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
-        return var_z if self.rotation is None else var_z @ self.squared
+        return var_z if self.rotation is None else var_z @ self.squared_t.T
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
         return var_w if self.rotation is None else var_w @ self.squared.T
+
+
+def latent_variances(space: UpdateSpace, update: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Variances ``(cycles, n)`` in update coordinates mapped back to latent ones (on the space's
+    device, returned on ``update``'s device and dtype). A row with a non-finite element (the
+    uninformative background of a cold start) is ``inf`` throughout.
+
+    The stream maps its cycles' variances in one pass at its end: read once for many cycles, the
+    rotation costs a fraction of a matrix-vector product per cycle. Every product has ``chunk``
+    rows (the last padded with zeros), so that a row's result does not depend on how many cycles
+    the stream ran (BLAS picks its kernel by the shape): a stream stopped early, or resumed, maps
+    its cycles bit for bit as a longer one."""
+    if space.rotation is None:
+        return update.clone()
+    out = torch.empty_like(update)
+    dev, dtype = space.squared.device, space.squared.dtype
+    for start in range(0, update.shape[0], chunk):
+        part = update[start:start + chunk]
+        rows = torch.zeros(chunk, part.shape[1], device=dev, dtype=dtype)
+        rows[: len(part)] = part.to(dev, dtype).nan_to_num(posinf=0.0)
+        mapped = space.backward_variance(rows)[: len(part)].to(update)
+        out[start:start + chunk] = torch.where(torch.isfinite(part).all(dim=1, keepdim=True), mapped, float("inf"))
+    return out
 
 
 def ensemble_variance(members: torch.Tensor) -> torch.Tensor:

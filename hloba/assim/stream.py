@@ -36,7 +36,7 @@ from hloba.assim.observations import cold_start_state, prepare_observations
 from hloba.assim.qc_alarm import RejectionAlarm
 from hloba.assim.resume import StreamState
 from hloba.assim.settings import RunSettings, StreamConfig
-from hloba.assim.cycle import observation_background_variance
+from hloba.assim.cycle import latent_variances, observation_background_variance
 from hloba.assim.timers import STAGES, StageClock
 from hloba.assim.update import first_guess_check
 from hloba.forecast import check_forecast_model
@@ -115,9 +115,8 @@ def _record(state: StreamState, c: Cycle, a: Analysis, z_a, hx_a, reject, normal
             memory: float) -> None:
     """Write the cycle's latent fields, feedback and diagnostics into ``state``."""
     obs, s = c.obs, c.s
-    for name, value in (("z_b", c.z_b), ("z_o", a.z_o), ("z_a", z_a), ("sigma_b2", a.sigma_b2),
-                        ("sigma_o2", a.sigma_o2), ("sigma_a2", a.sigma_a2), ("sigma_a2_update", a.sigma_a2_update),
-                        ("sigma_b2_update", a.sigma_b2_update)):
+    for name, value in (("z_b", c.z_b), ("z_o", a.z_o), ("z_a", z_a), ("sigma_o2", a.sigma_o2),
+                        ("sigma_a2_update", a.sigma_a2_update), ("sigma_b2_update", a.sigma_b2_update)):
         state.fields[name][c.k] = value[0].cpu()
     decided = method.decided_background(c.k)
     state.background[s], state.analysis[s] = (c.hx_b if decided is None else decided).cpu(), hx_a.cpu()
@@ -235,6 +234,10 @@ def run_stream(
                 state.generator = m.forecast.generator.get_state()
             state.save(resume_path, fingerprint_value)
     alarm.check()
+    clock.start()  # the latent variances of every cycle run so far, counted in the update's time
+    for name in ("sigma_b2", "sigma_a2"):
+        state.fields[name][:stop] = latent_variances(m.space, state.fields[f"{name}_update"][:stop])
+    clock.lap("update")
     return StreamResult(
         times, first, state.fields, state.diagnostics, obs.table, state.background, state.analysis, state.qc,
         clock.total, method.inflation, stop - k0, stop,

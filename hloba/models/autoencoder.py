@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hloba.models.checkpoint import load_module
-from hloba.models.layers import ResidualBlock, pad_domain, padded_size
+from hloba.models.layers import PatchTranspose, ResidualBlock, pad_domain, padded_size
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         self.from_latent = nn.Conv2d(cfg.latent_channels, cfg.width, 1)
         self.blocks = nn.Sequential(*identity_blocks(cfg.blocks, cfg.width, cfg.periodic_lat, cfg.periodic_lon))
-        self.head = nn.ConvTranspose2d(cfg.width, cfg.channels, 2 * cfg.patch, stride=cfg.patch)
+        self.head = PatchTranspose(cfg.width, cfg.channels, cfg.patch)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c, p = self.cfg, self.cfg.patch

@@ -39,5 +39,46 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(F.gelu(self.conv1(F.gelu(x))))
 
 
+class PatchTranspose(nn.ConvTranspose2d):
+    """A transposed convolution of kernel ``m * stride`` (no padding): the same parameters, module
+    and outputs as :class:`torch.nn.ConvTranspose2d`, computed as an ordinary ``m x m`` convolution
+    with ``stride**2`` output phases followed by a pixel shuffle.
+
+    Output pixel ``s q + r`` sums ``x[q - a] w[r + s a]`` over ``a < m``: phase ``r`` is an ordinary
+    convolution of the input (padded by ``m - 1`` zeros) with the kernel taps ``r, r + s, ...``
+    reversed. On CPU torch has no fast path for transposed convolutions: the autoencoder's decoder
+    head took 2.2 ms for one sample this way against 0.27 ms (``benchmarks/analysis_kernels.py``)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, multiple: int = 2) -> None:
+        super().__init__(cin, cout, multiple * stride, stride=stride)
+        self.multiple = multiple
+        self._cached: tuple | None = None  # (key, kernel, bias) for inference
+
+    def phase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ordinary convolution's ``(cout * stride**2, cin, m, m)`` kernel and its bias; without
+        gradients, formed once per version of the parameters (a stream decodes every cycle)."""
+        if torch.is_grad_enabled():
+            return self._phase_weight()
+        params = (self.weight, self.bias)
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params if p is not None)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, *self._phase_weight())
+        return self._cached[1:]
+
+    def _phase_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        s, m = self.stride[0], self.multiple
+        cin, cout = self.weight.shape[:2]
+        w = self.weight.view(cin, cout, m, s, m, s).flip(2, 4)  # (c, o, a_y, r_y, a_x, r_x), a reversed
+        w = w.permute(1, 3, 5, 0, 2, 4).reshape(cout * s * s, cin, m, m)
+        return w, None if self.bias is None else self.bias.repeat_interleave(s * s)
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if output_size is not None:
+            raise ValueError("PatchTranspose has one output size: (n - 1) * stride + kernel")
+        w, b = self.phase_weight()
+        m = self.multiple
+        return F.pixel_shuffle(F.conv2d(F.pad(x, (m - 1,) * 4), w, b), self.stride[0])
+
+
 def padded_size(n: int, factor: int) -> int:
     return -(-n // factor) * factor

@@ -78,13 +78,12 @@ class Analysis:
 
     ``z_a`` (latent, decoded by the loop) or ``x_a`` (physical, encoded by the loop) or neither
     (no analysis: the forecast goes on). Variances ``*_update`` are in the method's update
-    coordinates, the others latent; ``sigma_a2_raw_mean`` is the update's own mean analysis
-    variance before any calibration factor."""
+    coordinates (the stream maps them to latent coordinates for all cycles at once at its end:
+    :func:`hloba.assim.cycle.latent_variances`), ``sigma_o2`` is latent; ``sigma_a2_raw_mean`` is
+    the update's own mean analysis variance before any calibration factor."""
 
     z_o: torch.Tensor
     sigma_o2: torch.Tensor
-    sigma_b2: torch.Tensor
-    sigma_a2: torch.Tensor
     sigma_b2_update: torch.Tensor
     sigma_a2_update: torch.Tensor
     innovation: torch.Tensor  # z_o - z_b in update coordinates where z_o is informative
@@ -187,21 +186,20 @@ class Method:
         return self.cfg.var_b_scale * self.models.sigma_clim2[None].clone()
 
     def report(self, c: Cycle, sb2_w: torch.Tensor, sa2_w: torch.Tensor, *, z_o=None, sigma_o2=None, so2_w=None,
-               w_o=None, z_a=None, x_a=None, iterations: int = 0) -> Analysis:
+               w_o=None, w_b=None, z_a=None, x_a=None, iterations: int = 0) -> Analysis:
         """The :class:`Analysis` of an update with background/analysis variances ``sb2_w``/``sa2_w``
         (update coordinates); without an observation estimate ``z_o`` it is uninformative (``inf``).
-        ``w_o, so2_w``: the estimate the update weighed, in update coordinates (default ``z_o``'s)."""
+        ``w_o, so2_w``: the estimate the update weighed, in update coordinates (default ``z_o``'s);
+        ``w_b``: the background in update coordinates, when the caller has it."""
         space, z_b = self.models.space, c.z_b
         if z_o is None:
             z_o, sigma_o2 = torch.zeros_like(z_b), torch.full_like(z_b, float("inf"))
             so2_w = sigma_o2
         w_o = space.forward(z_o) if w_o is None else w_o
-        innovation = (w_o - space.forward(z_b))[torch.isfinite(so2_w)]
+        innovation = (w_o - (space.forward(z_b) if w_b is None else w_b))[torch.isfinite(so2_w)]
         sa2_reported = sa2_w * self.alpha.to(sa2_w.dtype)
-        sigma_b2 = torch.full_like(sb2_w, float("inf")) if c.cold_first else space.backward_variance(sb2_w)
         return Analysis(
-            z_o=z_o, sigma_o2=sigma_o2, sigma_b2=sigma_b2, sigma_a2=space.backward_variance(sa2_reported),
-            sigma_b2_update=sb2_w, sigma_a2_update=sa2_reported, innovation=innovation,
+            z_o=z_o, sigma_o2=sigma_o2, sigma_b2_update=sb2_w, sigma_a2_update=sa2_reported, innovation=innovation,
             sigma_b2_mean=_finite_mean(sb2_w), sigma_o2_mean=_finite_mean(so2_w), sigma_a2_raw_mean=sa2_w.mean().item(),
             z_a=z_a, x_a=x_a, iterations=iterations,
         )

@@ -31,6 +31,7 @@ class Hloba(Method):
             raise MethodError(f"O2Lnet reads the observations of later cycles (slots {self.slots}); a stream "
                               "knows only those up to its analysis time: train it with o2lnet.window_hours, "
                               "whose windows end at the analysis time")
+        self._used: dict[int, tuple[torch.Tensor, ...]] = {}  # cycle -> its used observations
         try:  # before the first cycle, not at it
             check_update_inputs(cfg.update, models.prior_mean, models.prior_var)
         except ValueError as err:
@@ -38,13 +39,23 @@ class Hloba(Method):
 
     def window_observations(self, c: Cycle) -> tuple[torch.Tensor, ...]:
         """``channel, row, col, value`` of the used observations of O2Lnet's slots (cycles before the
-        stream's first contribute none); slot ``j``'s channels are offset by ``j * C``."""
-        C, o = len(self.models.channels), c.obs
+        stream's first contribute none); slot ``j``'s channels are offset by ``j * C``.
+
+        Each cycle's used observations are gathered once and kept while a later window reads them
+        (after a resume they are gathered again from the stream's qc codes: the same rows)."""
+        C = len(self.models.channels)
         parts = []
         for j, offset in enumerate(self.slots):
-            if c.k + offset >= 0:
-                s, used = c.used(c.k + offset)
-                parts.append((o.channel[s][used] + j * C, o.row[s][used], o.col[s][used], o.value_std[s][used]))
+            k = c.k + offset
+            if k >= 0:
+                if k not in self._used:
+                    s, used = c.used(k)
+                    o = c.obs
+                    self._used[k] = (o.channel[s][used], o.row[s][used], o.col[s][used], o.value_std[s][used])
+                channel, row, col, value = self._used[k]
+                parts.append((channel + j * C, row, col, value))
+        for k in [k for k in self._used if k <= c.k + min(self.slots)]:
+            del self._used[k]  # no later window reads it
         return tuple(torch.cat(x) for x in zip(*parts))
 
     def observation_estimate(self, c: Cycle) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,9 +75,11 @@ class Hloba(Method):
         m, cfg = self.models, self.cfg
         z_o, sigma_o2 = self.observation_estimate(c)
         c.lap("o2lnet")
-        ws = m.space.forward(c.zs)  # the members in update coordinates, the background first
-        w_b = ws[:1]
-        w_o, so2_w = observation_estimate(cfg.update, m.space.forward(z_o),
+        # the members (background first) and the estimate in update coordinates: one product, so
+        # that the rotation is read once (the update's cost is reading V, not multiplying by it)
+        rotated = m.space.forward(torch.cat((c.zs, z_o.to(c.zs.dtype)))) if c.n_used else m.space.forward(c.zs)
+        ws, w_b = rotated[: c.zs.shape[0]], rotated[:1]
+        w_o, so2_w = observation_estimate(cfg.update, rotated[-1:] if c.n_used else z_o,
                                           m.space.forward_variance(sigma_o2) if c.n_used else sigma_o2,
                                           m.prior_mean, m.prior_var)
         so2_w = so2_w * self.obs_factor.to(so2_w.dtype)  # ones unless tune_stream calibrated it
@@ -79,5 +92,5 @@ class Hloba(Method):
             est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
-        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o,
+        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b,
                            z_a=m.space.backward(w_a))
