@@ -58,3 +58,19 @@ def test_inference_kernel_follows_the_parameters():
         fast.double()
         reference.load_state_dict(fast.state_dict())
         assert torch.allclose(fast(x.double()), reference.double()(x.double()), atol=1e-12)
+
+
+@pytest.mark.parametrize("periodic", [(True, True), (False, False), (True, False), (False, True)])
+def test_pad_domain_in_one_copy_equals_one_axis_after_the_other(periodic):
+    """Padding both axes at once (they pad alike) gives the values of padding longitude, then
+    latitude: circular where an axis wraps, replicate where it does not."""
+    import torch.nn.functional as F
+
+    from hloba.models.layers import pad_domain
+
+    x = torch.randn(2, 3, 5, 7)
+    lat, lon = (2, 1), (1, 3)
+    mode = lambda p: "circular" if p else "replicate"  # noqa: E731
+    expected = F.pad(F.pad(x, (*lon, 0, 0), mode=mode(periodic[1])), (0, 0, *lat), mode=mode(periodic[0]))
+    assert torch.equal(pad_domain(x, lat, lon, *periodic), expected)
+    assert torch.equal(pad_domain(x, (0, 0), lon, *periodic), F.pad(x, (*lon, 0, 0), mode=mode(periodic[1])))
