@@ -155,6 +155,7 @@ class Normalizer:
         self.anomaly_std = anomaly_std.double()  # (C,)
         self.coefficients = coefficients.double()  # (1 + 2 n_harmonics, C, ny, nx)
         self.n_harmonics = int(n_harmonics)
+        self._last: tuple | None = None  # (times, climatology) of the last call
 
     @classmethod
     def from_dataset(cls, norm: xr.Dataset) -> "Normalizer":
@@ -171,9 +172,19 @@ class Normalizer:
         return {"anomaly_std": self.anomaly_std, "coefficients": self.coefficients, "n_harmonics": self.n_harmonics}
 
     def climatology(self, times) -> torch.Tensor:
-        """``(time, C, ny, nx)`` climatology at ``times``."""
-        design = torch.as_tensor(harmonic_design(fractional_day_of_year(pd.DatetimeIndex(np.atleast_1d(times))), self.n_harmonics))
-        return torch.tensordot(design, self.coefficients, dims=1)
+        """``(time, C, ny, nx)`` climatology at ``times`` (a new tensor at each call).
+
+        The last call's result is kept: a stream standardises its background and destandardises its
+        analysis at the same time, once each cycle."""
+        index = pd.DatetimeIndex(np.atleast_1d(times))
+        stamps = (str(index.dtype), index.asi8)  # asi8 counts in the index's unit
+        last = self._last  # read once: dask threads may share the normaliser
+        if last is not None and last[0][0] == stamps[0] and np.array_equal(last[0][1], stamps[1]):
+            return last[1].clone()
+        design = torch.as_tensor(harmonic_design(fractional_day_of_year(index), self.n_harmonics))
+        clim = torch.tensordot(design, self.coefficients, dims=1)
+        self._last = (stamps, clim)
+        return clim.clone()
 
     def standardize(self, x: torch.Tensor, times) -> torch.Tensor:
         clim = self.climatology(times).to(x.device, torch.float64)

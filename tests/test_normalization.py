@@ -71,3 +71,25 @@ def test_anomaly_std_is_the_noise_about_the_seasonal_cycle():
     norm = compute_normalization(yearly([2001, 2002], fill), n_harmonics=1)
     np.testing.assert_allclose(norm["anomaly_std"].values, 0.5, rtol=0.02)
     assert (norm["std"].values > 7.0).all()
+
+
+def test_climatology_keeps_the_last_call_and_returns_new_tensors():
+    """The stream asks for the same time twice a cycle: the second call gives the same values from
+    the kept result, in a tensor of its own (changing it changes nothing kept)."""
+    import pandas as pd
+    import torch
+
+    from hloba.normalization import Normalizer
+
+    g = torch.Generator().manual_seed(0)
+    norm = Normalizer(torch.ones(2), torch.randn(7, 2, 3, 4, generator=g, dtype=torch.float64), 3)
+    t = [pd.Timestamp("2003-05-01 06:00")]
+    first = norm.climatology(t)
+    expected = first.clone()
+    first.zero_()
+    again = norm.climatology(t)
+    assert torch.equal(again, expected) and again is not first
+    other = norm.climatology([pd.Timestamp("2003-05-01 12:00")])
+    assert not torch.equal(other, expected)
+    norm._last = None  # the same values computed afresh
+    assert torch.equal(norm.climatology(t), expected)

@@ -1,0 +1,106 @@
+"""HLOBA's stream with its network passes in float32 and in bfloat16 (autocast), on a finished
+pipeline: analysis time per cycle by stage and the scorecard RMSE of each.
+
+    python scripts/inference_precision_experiment.py [--results results] [--days 20] [--spinup 10]
+
+Runs the comparison's HLOBA stream (config.yaml's settings, the pipeline's models and tuning, the
+last reanalysis year) twice in separate processes: as it is, and with the autoencoder's encode and
+decode and O2Lnet's forward pass under ``torch.autocast(dtype=bfloat16)`` when no gradient is
+taken. bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles, CUDA);
+elsewhere it is emulated and slower. An experiment, not a setting: the pipeline runs float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _bfloat16_passes() -> None:
+    """Wrap the inference passes in bfloat16 autocast (training, with gradients, is left alone)."""
+    import torch
+
+    from hloba.models.autoencoder import Autoencoder
+    from hloba.models.o2lnet import O2Lnet
+
+    def wrap(cls, name):
+        plain = getattr(cls, name)
+
+        def wrapped(self, *args, **kwargs):
+            if torch.is_grad_enabled():
+                return plain(self, *args, **kwargs)
+            with torch.autocast(torch.device("cpu").type, dtype=torch.bfloat16):
+                return plain(self, *args, **kwargs)
+
+        setattr(cls, name, wrapped)
+
+    for cls, name in ((O2Lnet, "forward"), (Autoencoder, "encode"), (Autoencoder, "decode")):
+        wrap(cls, name)
+
+
+def run_one(args, precision: str, out: str) -> None:
+    import torch
+
+    from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+    from hloba.config import load_config, stream_years, year_sets
+    from hloba.runtime import reuse_freed_memory
+    from hloba.verify.compare import run_method
+
+    torch.set_num_threads(args.threads)
+    reuse_freed_memory()
+    if precision == "bfloat16":
+        _bfloat16_passes()
+    cfg = load_config(REPO / args.configfile)
+    r = Path(args.results)
+    year = year_sets(cfg).reanalysis[-1]
+    inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, year_sets(cfg).all),
+                                       tuning=(r / "ensemble/stream_tuning.nc").exists())
+    run_method("hloba", year, args.days, inputs, out, StreamConfig.from_config(cfg), spinup_days=args.spinup,
+               run=RunSettings(log_every=10 ** 6, progress=False))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configfile", default="config.yaml")
+    p.add_argument("--results", default="results")
+    p.add_argument("--days", type=float, default=20.0)
+    p.add_argument("--spinup", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    import pandas as pd
+    import xarray as xr
+
+    from hloba.verify.compare import scorecard
+
+    runs, ctx = {}, mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in ("float32", "bfloat16"):
+            out = f"{tmp}/{precision}.nc"
+            proc = ctx.Process(target=run_one, args=(args, precision, out))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                sys.exit(f"the {precision} stream failed (exit {proc.exitcode})")
+            with xr.open_dataset(out) as ds:
+                runs[precision] = ds.load()
+    r = Path(args.results)
+    with xr.open_dataset(r / "prep/normalization.nc") as norm:
+        card = scorecard(runs, sorted(r.glob("reference/*.nc")), norm["anomaly_std"].values)
+    pd.set_option("display.width", 200)
+    stages = pd.DataFrame({k: {s.removeprefix("seconds_per_cycle_"): 1e3 * v for s, v in ds.attrs.items()
+                               if s.startswith("seconds_per_cycle_") or s == "analysis_seconds_per_cycle"}
+                           for k, ds in runs.items()})
+    print("milliseconds per cycle\n" + stages.round(2).to_string())
+    rmse = card.pivot(index="channel", columns="method", values="rmse_normalised")
+    rmse["bfloat16 / float32"] = rmse["bfloat16"] / rmse["float32"]
+    print("\nscorecard RMSE / anomaly std\n" + rmse.round(4).to_string())
+
+
+if __name__ == "__main__":
+    main()
