@@ -172,26 +172,29 @@ class Normalizer:
         return {"anomaly_std": self.anomaly_std, "coefficients": self.coefficients, "n_harmonics": self.n_harmonics}
 
     def climatology(self, times) -> torch.Tensor:
-        """``(time, C, ny, nx)`` climatology at ``times`` (a new tensor at each call).
+        """``(time, C, ny, nx)`` climatology at ``times`` (a new tensor at each call)."""
+        return self._shared_climatology(times).clone()
 
-        The last call's result is kept: a stream standardises its background and destandardises its
-        analysis at the same time, once each cycle."""
+    def _shared_climatology(self, times) -> torch.Tensor:
+        """The climatology at ``times``, the last call's kept and returned as it is (callers must not
+        modify it): a stream standardises its background and destandardises its analysis at the
+        same time, once each cycle."""
         index = pd.DatetimeIndex(np.atleast_1d(times))
         stamps = (str(index.dtype), index.asi8)  # asi8 counts in the index's unit
         last = self._last  # read once: dask threads may share the normaliser
         if last is not None and last[0][0] == stamps[0] and np.array_equal(last[0][1], stamps[1]):
-            return last[1].clone()
+            return last[1]
         design = torch.as_tensor(harmonic_design(fractional_day_of_year(index), self.n_harmonics))
         clim = torch.tensordot(design, self.coefficients, dims=1)
         self._last = (stamps, clim)
-        return clim.clone()
+        return clim
 
     def standardize(self, x: torch.Tensor, times) -> torch.Tensor:
-        clim = self.climatology(times).to(x.device, torch.float64)
+        clim = self._shared_climatology(times).to(x.device, torch.float64)  # read only
         std = self.anomaly_std.to(x.device)[None, :, None, None]
         return ((x.double() - clim) / std).to(torch.float32)
 
     def destandardize(self, x_norm: torch.Tensor, times) -> torch.Tensor:
-        clim = self.climatology(times).to(x_norm.device, torch.float64)
+        clim = self._shared_climatology(times).to(x_norm.device, torch.float64)  # read only
         std = self.anomaly_std.to(x_norm.device)[None, :, None, None]
         return x_norm.double() * std + clim

@@ -89,6 +89,10 @@ def test_climatology_keeps_the_last_call_and_returns_new_tensors():
     first.zero_()
     again = norm.climatology(t)
     assert torch.equal(again, expected) and again is not first
+    # standardising and destandardising read the kept tensor and leave it as it was
+    x = torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(norm.destandardize(norm.standardize(x, t), t), x, rtol=1e-6, atol=1e-6)
+    assert torch.equal(norm.climatology(t), expected)
     other = norm.climatology([pd.Timestamp("2003-05-01 12:00")])
     assert not torch.equal(other, expected)
     norm._last = None  # the same values computed afresh
