@@ -16,7 +16,6 @@ forecast milliseconds per cycle, and the ratios of analysis time and memory to l
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import tempfile
 from pathlib import Path
@@ -59,22 +58,16 @@ def main() -> None:
 
     if args.year is None:
         args.year = year_sets(load_config(REPO / args.configfile)).reanalysis[-1]
-    import xarray as xr
-
-    from hloba.verify.compare import cost_table
+    from hloba.verify.compare import cost_table, run_in_own_process
 
     runs = {}
-    ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods.split(","):
             out = f"{tmp}/{method}.nc"
-            proc = ctx.Process(target=run_one, args=(args, method, out))
-            proc.start()
-            proc.join()
-            if proc.exitcode != 0:
-                sys.exit(f"method {method} failed (exit {proc.exitcode})")
-            with xr.open_dataset(out) as ds:
-                runs[method] = ds.load()
+            try:
+                runs[method] = run_in_own_process(run_one, (args, method, out), out)
+            except RuntimeError as err:
+                sys.exit(f"method {method} failed ({err})")
     table = cost_table(runs)
     pd.set_option("display.width", 200)
     print(f"year {args.year}, {args.days} days from the reference at Jan 1, device {args.device}, "

@@ -13,7 +13,6 @@ elsewhere it is emulated and slower. An experiment, not a setting: the pipeline 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import tempfile
 from pathlib import Path
@@ -76,19 +75,16 @@ def main() -> None:
     import pandas as pd
     import xarray as xr
 
-    from hloba.verify.compare import scorecard
+    from hloba.verify.compare import run_in_own_process, scorecard
 
-    runs, ctx = {}, mp.get_context("spawn")
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("float32", "bfloat16"):
             out = f"{tmp}/{precision}.nc"
-            proc = ctx.Process(target=run_one, args=(args, precision, out))
-            proc.start()
-            proc.join()
-            if proc.exitcode != 0:
-                sys.exit(f"the {precision} stream failed (exit {proc.exitcode})")
-            with xr.open_dataset(out) as ds:
-                runs[precision] = ds.load()
+            try:
+                runs[precision] = run_in_own_process(run_one, (args, precision, out), out)
+            except RuntimeError as err:
+                sys.exit(f"the {precision} stream failed ({err})")
     r = Path(args.results)
     with xr.open_dataset(r / "prep/normalization.nc") as norm:
         card = scorecard(runs, sorted(r.glob("reference/*.nc")), norm["anomaly_std"].values)

@@ -18,6 +18,7 @@ analyses; :func:`scorecard` and :func:`cost_table` put the results side by side.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,19 @@ from hloba.assim.methods import REGISTRY
 from hloba.verify.settings import method_settings
 
 log = logging.getLogger(__name__)
+
+
+def run_in_own_process(target, args: tuple, output) -> xr.Dataset:
+    """Run ``target(*args)``, which writes the netCDF file ``output``, in a spawned process and
+    return that file loaded: one run's freed memory cannot hide another's peak (benchmarks and
+    experiments that compare runs). ``RuntimeError`` naming the exit code when the process fails."""
+    proc = mp.get_context("spawn").Process(target=target, args=args)
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"exit {proc.exitcode}")
+    with xr.open_dataset(output) as ds:
+        return ds.load()
 
 
 def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, cfg: StreamConfig, *,
