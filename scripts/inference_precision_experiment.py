@@ -4,10 +4,12 @@ pipeline: analysis time per cycle by stage and the scorecard RMSE of each.
     python scripts/inference_precision_experiment.py [--results results] [--days 20] [--spinup 10]
 
 Runs the comparison's HLOBA stream (config.yaml's settings, the pipeline's models and tuning, the
-last reanalysis year) twice in separate processes: as it is, and with the autoencoder's encode and
-decode and O2Lnet's forward pass under ``torch.autocast(dtype=bfloat16)`` when no gradient is
-taken. bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles, CUDA);
-elsewhere it is emulated and slower. An experiment, not a setting: the pipeline runs float32.
+last reanalysis year) three times in separate processes, with ``assimilation.o2lnet_precision:
+float32`` (``float32``), with ``bfloat16`` (``bfloat16_o2lnet``: O2Lnet's pass under
+``torch.autocast(dtype=bfloat16)``, what ``auto`` does on such hardware), and with the
+autoencoder's encode and decode, which every method shares, in bfloat16 too (``bfloat16``; not a
+setting). bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles,
+CUDA); elsewhere it is emulated and slower.
 """
 
 from __future__ import annotations
@@ -21,26 +23,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _bfloat16_passes() -> None:
-    """Wrap the inference passes in bfloat16 autocast (training, with gradients, is left alone)."""
+def _bfloat16_autoencoder() -> None:
+    """Wrap the autoencoder's encode and decode in bfloat16 autocast when no gradient is taken."""
     import torch
 
     from hloba.models.autoencoder import Autoencoder
-    from hloba.models.o2lnet import O2Lnet
 
-    def wrap(cls, name):
-        plain = getattr(cls, name)
+    for name in ("encode", "decode"):
+        plain = getattr(Autoencoder, name)
 
-        def wrapped(self, *args, **kwargs):
+        def wrapped(self, *args, _plain=plain, **kwargs):
             if torch.is_grad_enabled():
-                return plain(self, *args, **kwargs)
+                return _plain(self, *args, **kwargs)
             with torch.autocast(torch.device("cpu").type, dtype=torch.bfloat16):
-                return plain(self, *args, **kwargs)
+                return _plain(self, *args, **kwargs)
 
-        setattr(cls, name, wrapped)
-
-    for cls, name in ((O2Lnet, "forward"), (Autoencoder, "encode"), (Autoencoder, "decode")):
-        wrap(cls, name)
+        setattr(Autoencoder, name, wrapped)
 
 
 def run_one(args, precision: str, out: str) -> None:
@@ -54,13 +52,14 @@ def run_one(args, precision: str, out: str) -> None:
     torch.set_num_threads(args.threads)
     reuse_freed_memory()
     if precision == "bfloat16":
-        _bfloat16_passes()
+        _bfloat16_autoencoder()
     cfg = load_config(REPO / args.configfile)
     r = Path(args.results)
     year = year_sets(cfg).reanalysis[-1]
     inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, year_sets(cfg).all),
                                        tuning=(r / "ensemble/stream_tuning.nc").exists())
-    run_method("hloba", year, args.days, inputs, out, StreamConfig.from_config(cfg), spinup_days=args.spinup,
+    settings = StreamConfig.from_config(cfg).with_(o2lnet_precision="float32" if precision == "float32" else "bfloat16")
+    run_method("hloba", year, args.days, inputs, out, settings, spinup_days=args.spinup,
                run=RunSettings(log_every=10 ** 6, progress=False))
 
 
@@ -79,7 +78,7 @@ def main() -> None:
 
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in ("float32", "bfloat16"):
+        for precision in ("float32", "bfloat16_o2lnet", "bfloat16"):
             out = f"{tmp}/{precision}.nc"
             try:
                 runs[precision] = run_in_own_process(run_one, (args, precision, out), out)
@@ -94,7 +93,8 @@ def main() -> None:
                            for k, ds in runs.items()})
     print("milliseconds per cycle\n" + stages.round(2).to_string())
     rmse = card.pivot(index="channel", columns="method", values="rmse_normalised")
-    rmse["bfloat16 / float32"] = rmse["bfloat16"] / rmse["float32"]
+    for variant in ("bfloat16_o2lnet", "bfloat16"):
+        rmse[f"{variant} / float32"] = rmse[variant] / rmse["float32"]
     print("\nscorecard RMSE / anomaly std\n" + rmse.round(4).to_string())
 
 

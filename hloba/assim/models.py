@@ -22,6 +22,7 @@ from hloba.grid import Grid
 from hloba.models.autoencoder import load_autoencoder
 from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
 from hloba.models.o2lnet import load_o2lnet
+from hloba.models.training import resolve_precision
 from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256, resolve_device
 
@@ -57,6 +58,7 @@ class StreamModels:
     observation_variance_factor: torch.Tensor | None = None  # of the observation estimate's variance
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
     phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
+    o2lnet_dtype: torch.dtype = torch.float32  # of O2Lnet's pass in the stream (assimilation.o2lnet_precision)
     # O2Lnet's climatological prior in update coordinates (assimilation.update: likelihood); None in
     # calibration files written before it was stored
     prior_mean: torch.Tensor | None = None
@@ -89,10 +91,12 @@ def _static_covariance(path, names: list[str], grid: Grid, dev, scale: float) ->
 
 
 def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: bool = True,
-                       static_covariance: bool = False, oi_b_scale: float = 1.0) -> StreamModels:
+                       static_covariance: bool = False, oi_b_scale: float = 1.0,
+                       o2lnet_precision: str = "float32") -> StreamModels:
     """Load the trained networks and the calibration; build the forecast model; check they fit.
 
-    ``static_covariance``: also load ``inputs.oi_covariance`` (the ``oi`` method's)."""
+    ``static_covariance``: also load ``inputs.oi_covariance`` (the ``oi`` method's);
+    ``o2lnet_precision``: of O2Lnet's pass (``assimilation.o2lnet_precision``)."""
     dev = resolve_device(device)
     ae, payload = load_autoencoder(inputs.autoencoder, dev)
     ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
@@ -126,7 +130,7 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, interval, hashes,
         oi=_static_covariance(oi_path, names, grid, dev, oi_b_scale) if oi_path else None,
         phase=pd.Timedelta(hours=float(cal.attrs.get("cycle_phase_hours", 0.0))),
-        prior_mean=prior_mean, prior_var=prior_var,
+        prior_mean=prior_mean, prior_var=prior_var, o2lnet_dtype=resolve_precision(o2lnet_precision, dev),
     )
 
 
@@ -175,7 +179,7 @@ def method_models(cfg: StreamConfig, inputs: StreamInputs, device: str = "auto")
     must have been tuned with ``cfg``'s settings: :func:`apply_tuning`)."""
     method = REGISTRY[cfg.method]
     models = load_stream_models(inputs, device, cfg.rotation and method.rotates, method.needs_static_covariance,
-                                cfg.oi_b_scale)
+                                cfg.oi_b_scale, cfg.o2lnet_precision)
     if inputs.tuning and method.tuned:
         apply_tuning(models, inputs.tuning, cfg)
     return models

@@ -19,6 +19,7 @@ from pathlib import Path
 from hloba.assim.methods import REGISTRY
 from hloba.assim.update import UPDATE_FORMS
 from hloba.forecast import ForecastSpec
+from hloba.models.training import check_precision
 
 RUN_KEYS = ("checkpoint_every", "log_every", "device")
 # hloba's static background variance: the calibration's (6-hour forecasts from the truth, the paper's)
@@ -42,6 +43,9 @@ class StreamConfig:
     calibrate_observation_variance: bool = False  # hloba: per-band factor of the estimate's variance (tune_stream)
     background_variance: str = "forecast"  # hloba: static variance from forecasts from the truth or cycling errors
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
+    # hloba: O2Lnet's pass at each cycle in bfloat16 (autocast, as it was trained) or float32; auto:
+    # bfloat16 where the hardware multiplies it natively (hloba.models.training.native_bfloat16)
+    o2lnet_precision: str = "auto"
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
     inflation_min: float = 0.5
@@ -59,6 +63,7 @@ class StreamConfig:
             raise ValueError(f"assimilation.method {self.method!r} is not one of {tuple(REGISTRY)}")
         if self.update not in UPDATE_FORMS:
             raise ValueError(f"assimilation.update {self.update!r} is not one of {UPDATE_FORMS}")
+        check_precision(self.o2lnet_precision, "assimilation.o2lnet_precision")
         if self.background_variance not in BACKGROUND_VARIANCES:
             raise ValueError(f"assimilation.background_variance {self.background_variance!r} is not one of "
                              f"{BACKGROUND_VARIANCES}")

@@ -46,6 +46,7 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
             "members": int(result.diagnostic("members")[: result.stop].max()) if result.stop else 1,
             "final_inflation_geometric_mean": float(result.inflation.log().mean().exp()),
             "qc_threshold": cfg.qc_threshold, "interval_hours": models.interval / pd.Timedelta(hours=1),
+            "o2lnet_precision": str(models.o2lnet_dtype).removeprefix("torch."),
             **{f"seconds_{k}": v for k, v in result.timers.items()},
             **{f"fraction_{k}": v / total for k, v in result.timers.items()},
             **models.hashes, **attrs,

@@ -25,14 +25,15 @@ def native_bfloat16(device: torch.device) -> bool:
     return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
 
 
-def check_precision(precision: str) -> None:
+def check_precision(precision: str, key: str = "training.precision") -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"training precision {precision!r} must be one of {', '.join(PRECISIONS)}")
+        raise ValueError(f"{key} {precision!r} must be one of {', '.join(PRECISIONS)}")
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of a training step's matrix products for ``training.precision``: ``auto`` is
-    bfloat16 where :func:`native_bfloat16`, float32 otherwise."""
+    """The dtype of a pass's convolutions and matrix products for a precision setting
+    (``training.precision``, ``assimilation.o2lnet_precision``): ``auto`` is bfloat16 where
+    :func:`native_bfloat16`, float32 otherwise."""
     check_precision(precision)
     if precision == "auto":
         return torch.bfloat16 if native_bfloat16(device) else torch.float32

@@ -6,7 +6,9 @@ the observations that the stream assimilated at the window's earlier cycles besi
 
 ``assimilation.update`` chooses what is weighed: O2Lnet's posterior as it comes (``posterior``,
 the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
-(``likelihood``; :func:`hloba.assim.update.observation_estimate`)."""
+(``likelihood``; :func:`hloba.assim.update.observation_estimate`). O2Lnet's pass runs in
+``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
+:func:`hloba.models.o2lnet.inference_pass`)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.update import check_update_inputs, correlated_update, hybrid_update, observation_estimate
-from hloba.models.o2lnet import render_observations
+from hloba.models.o2lnet import inference_pass, render_observations
 
 
 class Hloba(Method):
@@ -32,6 +34,7 @@ class Hloba(Method):
                               "knows only those up to its analysis time: train it with o2lnet.window_hours, "
                               "whose windows end at the analysis time")
         self._used: dict[int, tuple[torch.Tensor, ...]] = {}  # cycle -> its used observations
+        self.o2lnet_pass = inference_pass(models.o2lnet, models.o2lnet_dtype)
         try:  # before the first cycle, not at it
             check_update_inputs(cfg.update, models.prior_mean, models.prior_var)
         except ValueError as err:
@@ -68,7 +71,7 @@ class Hloba(Method):
         channel, row, col, value = self.window_observations(c)
         rendered = render_observations(torch.zeros(len(value), dtype=torch.long, device=m.device), channel, row,
                                        col, value, 1, C * len(self.slots), ny, nx)
-        z_o, logvar = m.o2lnet(rendered)
+        z_o, logvar = self.o2lnet_pass(rendered)
         return z_o, logvar.exp()
 
     def analyse(self, c: Cycle) -> Analysis:
