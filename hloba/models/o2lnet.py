@@ -81,14 +81,17 @@ def inference_pass(net: O2Lnet, dtype: torch.dtype) -> Callable[[torch.Tensor], 
 
     float32 is the network itself. bfloat16 runs a copy of the body with bfloat16 weights, made
     once (autocast would convert them at every call: 0.7 ms of O2Lnet's 3.9 on 2 CPU cores with
-    AMX): the products and activations of the body are those of autocast, as in bfloat16 training;
-    the 1 x 1 heads run in float32 on its features, and the outputs are in the input's dtype."""
+    AMX), in channels-last layout (the layout of the AMX kernels: 0.4 ms less again), with the
+    products and activations in bfloat16 as in bfloat16 training; the 1 x 1 heads run in float32
+    on its features, and the outputs are in the input's dtype."""
     if dtype == torch.float32:
         return net
-    body = copy.deepcopy(net.body).to(dtype).requires_grad_(False)
+    layout = torch.channels_last
+    body = copy.deepcopy(net.body).to(dtype).to(memory_format=layout).requires_grad_(False)
 
     def estimate(rendered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return net.heads(body(rendered.to(dtype)).to(rendered.dtype), rendered.dtype)
+        h = body(rendered.to(dtype).contiguous(memory_format=layout))
+        return net.heads(h.to(rendered.dtype), rendered.dtype)
 
     return estimate
 
