@@ -177,6 +177,22 @@ def test_render_observations_means_and_masks():
     assert out[:, 2:].sum() == 3  # three observed cells
 
 
+def test_render_observations_matches_a_cell_by_cell_mean():
+    g = torch.Generator().manual_seed(3)
+    batch, n_channels, ny, nx, n = 3, 4, 5, 6, 400  # many observations per cell
+    sample, channel = torch.randint(0, batch, (n,), generator=g), torch.randint(0, n_channels, (n,), generator=g)
+    row, col = torch.randint(0, ny, (n,), generator=g), torch.randint(0, nx, (n,), generator=g)
+    value = torch.randn(n, generator=g)
+    out = render_observations(sample, channel, row, col, value, batch, n_channels, ny, nx)
+    expected = torch.zeros(batch, 2 * n_channels, ny, nx)
+    for key in set(zip(sample.tolist(), channel.tolist(), row.tolist(), col.tolist())):
+        s, c, r, q = key
+        hit = (sample == s) & (channel == c) & (row == r) & (col == q)
+        expected[s, c, r, q], expected[s, n_channels + c, r, q] = value[hit].mean(), 1.0
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+    assert 0 < int(expected[:, n_channels:].sum()) < batch * n_channels * ny * nx  # empty cells too
+
+
 def test_o2lnet_outputs_live_in_the_autoencoder_latent():
     ae_cfg = AutoencoderConfig(channels=3, ny=11, nx=13, **TINY)
     net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), width=8, blocks=2))
