@@ -32,6 +32,17 @@ def test_the_setting_is_checked_and_auto_follows_the_hardware(inputs):
         assert method_models(CFG.with_(o2lnet_precision=setting), inputs, "cpu").o2lnet_dtype == dtype
 
 
+def test_bfloat16_asked_for_where_it_is_emulated_is_warned_about(inputs, monkeypatch, caplog):
+    import hloba.models.training as training
+
+    monkeypatch.setattr(training, "native_bfloat16", lambda device: False)
+    with caplog.at_level("WARNING", logger="hloba.models.training"):
+        assert method_models(CFG.with_(o2lnet_precision="auto"), inputs, "cpu").o2lnet_dtype == torch.float32
+        assert not caplog.records
+        assert method_models(CFG.with_(o2lnet_precision="bfloat16"), inputs, "cpu").o2lnet_dtype == torch.bfloat16
+    assert "assimilation.o2lnet_precision: bfloat16 on cpu is emulated" in caplog.text
+
+
 def test_the_bfloat16_pass_is_autocast_with_the_weights_converted_once():
     torch.manual_seed(0)
     ae = AutoencoderConfig(channels=3, ny=16, nx=16, latent_channels=2, patch=4, width=8, blocks=1)

@@ -22,7 +22,7 @@ from hloba.grid import Grid
 from hloba.models.autoencoder import load_autoencoder
 from hloba.models.checkpoint import channels_from_state, check_models_agree, grid_from_state
 from hloba.models.o2lnet import load_o2lnet
-from hloba.models.training import resolve_precision
+from hloba.models.training import resolve_precision, warn_if_emulated
 from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256, resolve_device
 
@@ -122,6 +122,8 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         prior_mean = space.forward(torch.as_tensor(cal["prior_mean"].values, dtype=torch.float32)[None])[0].to(dev)
         prior_var = torch.as_tensor(cal[f"prior_var{suffix}"].values, dtype=torch.float32).to(dev)
     oi_path = inputs.oi_covariance if static_covariance else None  # without it, method oi says so
+    o2lnet_dtype = resolve_precision(o2lnet_precision, dev)
+    warn_if_emulated(o2lnet_dtype, dev, "assimilation.o2lnet_precision")
     hashes = {f"{k}_sha256": file_sha256(p) for k, p in
               (("autoencoder", inputs.autoencoder), ("o2lnet", inputs.o2lnet), ("calibration", inputs.calibration),
                ("emulator", inputs.forecast.emulator), ("oi_covariance", oi_path)) if p}
@@ -130,7 +132,7 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         clim.to(dev), s2_mean.to(dev), a, b, int(cal.attrs["members"]), model_var.to(dev), dev, interval, hashes,
         oi=_static_covariance(oi_path, names, grid, dev, oi_b_scale) if oi_path else None,
         phase=pd.Timedelta(hours=float(cal.attrs.get("cycle_phase_hours", 0.0))),
-        prior_mean=prior_mean, prior_var=prior_var, o2lnet_dtype=resolve_precision(o2lnet_precision, dev),
+        prior_mean=prior_mean, prior_var=prior_var, o2lnet_dtype=o2lnet_dtype,
     )
 
 

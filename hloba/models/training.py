@@ -40,6 +40,13 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
+def warn_if_emulated(dtype: torch.dtype, device: torch.device, key: str) -> None:
+    """A warning when ``key`` asks for bfloat16 on a device that only emulates it (slower than float32)."""
+    if dtype == torch.bfloat16 and not native_bfloat16(device):
+        log.warning("%s: bfloat16 on %s is emulated (no AMX tiles, or a GPU without bfloat16): slower than "
+                    "float32; set it to auto or float32", key, device)
+
+
 def step_precision(device: torch.device, dtype: torch.dtype):
     """Autocast of a training step's forward pass to ``dtype`` (a no-op for float32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
@@ -99,6 +106,7 @@ def fit(
     """
     device = torch.device(device)
     dtype = resolve_precision(cfg.precision, device)
+    warn_if_emulated(dtype, device, "training.precision")
     log.info("%s: training steps in %s on %s", name, str(dtype).removeprefix("torch."), device)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
