@@ -6,7 +6,7 @@ import torch
 
 from hloba.assim.models import method_models
 from hloba.assim.settings import RunSettings, StreamConfig
-from hloba.assim.year import run_period, stream_latent_dataset
+from hloba.assim.year import run_period, stream_fingerprint, stream_latent_dataset
 from hloba.models.autoencoder import AutoencoderConfig
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, inference_pass
 from hloba.models.training import native_bfloat16
@@ -86,3 +86,12 @@ def test_a_bfloat16_pass_repeats_bit_for_bit_and_stays_close_to_float32(inputs):
     assert (z_a_half - z_a_full).norm() / z_a_full.norm() < relative
     attrs = stream_latent_dataset(half, 2002, cfg, models, {}).attrs
     assert attrs["o2lnet_precision"] == "bfloat16"
+
+
+def test_a_checkpoint_resumes_only_under_the_precision_it_was_written_with(inputs):
+    # "auto" resolves per machine: a checkpoint of a bfloat16 stream is not continued in float32
+    models = method_models(CFG, inputs, "cpu")
+    auto = stream_fingerprint(2002, CFG, inputs, models)
+    assert stream_fingerprint(2002, CFG, inputs, models) == auto
+    models.o2lnet_dtype = torch.float32 if models.o2lnet_dtype == torch.bfloat16 else torch.bfloat16
+    assert stream_fingerprint(2002, CFG, inputs, models) != auto

@@ -54,6 +54,13 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
     )
 
 
+def stream_fingerprint(year: int, cfg: StreamConfig, inputs: StreamInputs, models: StreamModels) -> str:
+    """The identity a checkpoint of this stream is resumed under: the settings with what ``auto``
+    resolved to on this machine (O2Lnet's precision), the forecast model and the input files."""
+    settings = {**cfg.to_dict(), "o2lnet_dtype": str(models.o2lnet_dtype).removeprefix("torch.")}
+    return fingerprint(year, settings, inputs.forecast.identity(), inputs.files())
+
+
 def feedback_table(result: StreamResult, year: int) -> pd.DataFrame:
     """Every observation of ``year`` with ``background``, ``analysis`` and ``qc``."""
     table = result.observations
@@ -73,7 +80,7 @@ def assimilate_year(year: int, inputs: StreamInputs, cfg: StreamConfig, latent_p
     Without ``inputs.tuning`` a tuned method relies on its online inflation alone; ``resume_dir``
     keeps the stream's checkpoints (removed once the outputs are written)."""
     models = method_models(cfg, inputs, run.device)
-    fp = fingerprint(year, cfg.to_dict(), inputs.forecast.identity(), inputs.files())
+    fp = stream_fingerprint(year, cfg, inputs, models)
     resume_path = Path(resume_dir) / f"{cfg.method}-{year}.pt" if resume_dir else None
     result = run_stream(year, models, inputs.observations, cfg, run, resume_path=resume_path, fingerprint_value=fp)
     write_netcdf(stream_latent_dataset(result, year, cfg, models, {"config_sha256": fp}), latent_path)
