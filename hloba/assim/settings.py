@@ -43,8 +43,8 @@ class StreamConfig:
     calibrate_observation_variance: bool = False  # hloba: per-band factor of the estimate's variance (tune_stream)
     background_variance: str = "forecast"  # hloba: static variance from forecasts from the truth or cycling errors
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
-    # hloba: O2Lnet's pass at each cycle in bfloat16 (autocast, as it was trained) or float32; auto:
-    # bfloat16 where the hardware multiplies it natively (hloba.models.training.native_bfloat16)
+    # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
+    # or float32; auto: bfloat16 where the hardware multiplies it natively (training.native_bfloat16)
     o2lnet_precision: str = "auto"
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
