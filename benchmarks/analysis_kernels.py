@@ -1,4 +1,4 @@
-"""The two kernels that dominated HLOBA's update and decode on CPU, in their former and current form.
+"""The kernels that dominated HLOBA's analysis on CPU, in their former and current form.
 
     python benchmarks/analysis_kernels.py [--threads 2] [--repeat 200] [--latent 2048]
 
@@ -9,6 +9,11 @@
 2. The update's products with the rotation ``V`` (latent x latent): one to three rows times ``V``
    (``rows @ V``, the former form) against the same product read from a row-major ``V^T``
    (``rows @ Vt.T``, :class:`hloba.assim.cycle.UpdateSpace`).
+3. O2Lnet's pass on one window of observations (config.yaml's architecture and window on the
+   default 64 x 64 grid, 8 channels, about 11,000 observations): float32 against
+   :func:`hloba.models.o2lnet.inference_pass` in bfloat16 (``assimilation.o2lnet_precision: auto``
+   on hardware with native bfloat16), and bfloat16 by autocast (the weights converted at every
+   call, in the default layout) against the same. Skipped where bfloat16 is emulated.
 
 Both forms run alternately in one process, so the ratios compare like with like on a shared host.
 """
@@ -25,7 +30,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from hloba.models.autoencoder import AutoencoderConfig  # noqa: E402
 from hloba.models.layers import PatchTranspose  # noqa: E402
+from hloba.models.o2lnet import O2Lnet, O2LnetConfig, inference_pass  # noqa: E402
+from hloba.models.train_o2lnet import window_architecture  # noqa: E402
+from hloba.models.training import native_bfloat16  # noqa: E402
 from hloba.runtime import reuse_freed_memory  # noqa: E402
 
 
@@ -68,6 +80,35 @@ def main() -> None:
         for rows in (1, 2, 3):
             z = torch.randn(rows, args.latent)
             compare(f"rotation, {rows} row(s) x {args.latent}^2", lambda: z @ v, lambda: z @ vt.T, args.repeat)
+        o2lnet_passes(args.repeat // 4)
+
+
+def o2lnet_passes(repeat: int) -> None:
+    if not native_bfloat16(torch.device("cpu")):
+        print("O2Lnet pass: skipped, bfloat16 is emulated on this CPU (o2lnet_precision: auto runs float32)")
+        return
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    ae_sec, o2_sec = config["autoencoder"], config["o2lnet"]
+    ae = AutoencoderConfig(channels=8, ny=64, nx=64, latent_channels=ae_sec["latent_channels"], patch=ae_sec["patch"],
+                           width=ae_sec["width"], blocks=ae_sec["blocks"])
+    arch = window_architecture({k: o2_sec[k] for k in ("width", "blocks", "window_hours") if k in o2_sec},
+                               pd.date_range("2001", periods=2, freq="6h"))
+    net = O2Lnet(O2LnetConfig(autoencoder=ae.to_dict(), **arch)).eval()
+    n_in = net.body.stem.in_channels
+    g = torch.Generator().manual_seed(0)
+    observed = torch.rand(1, n_in // 2, 64, 64, generator=g) < 11_000 / (n_in // 2 * 64 * 64)
+    rendered = torch.cat((torch.randn(1, n_in // 2, 64, 64, generator=g) * observed, observed.float()), dim=1)
+    estimate = inference_pass(net, torch.bfloat16)
+
+    def autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return net(rendered)
+
+    with torch.no_grad():
+        err = ((estimate(rendered)[0] - net(rendered)[0]).norm() / net(rendered)[0].norm()).item()
+        compare(f"O2Lnet pass fp32 -> bf16 copy (diff {err:.1e})", lambda: net(rendered),
+                lambda: estimate(rendered), repeat)
+        compare("O2Lnet pass bf16 autocast -> bf16 copy", autocast, lambda: estimate(rendered), repeat)
 
 
 if __name__ == "__main__":
