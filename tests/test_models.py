@@ -227,6 +227,37 @@ def test_a_windowed_o2lnet_reads_each_slot_into_channels_of_its_own():
         O2LnetConfig(autoencoder=ae_cfg.to_dict(), slots=(0, 0))
 
 
+def test_a_batch_gathers_and_thins_each_cycle_as_a_cycle_by_cycle_draw_would():
+    import pandas as pd
+
+    from hloba.obs.gridded import GriddedObservations, batch_observations
+
+    g = torch.Generator().manual_seed(2)
+    counts = torch.tensor([3, 0, 5, 1, 4])  # a cycle without observations too
+    offsets = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+    n = int(offsets[-1])
+    obs = GriddedObservations(pd.date_range("2001-01-01", periods=5, freq="6h"), offsets,
+                              torch.randint(0, 3, (n,), generator=g), torch.randint(0, 4, (n,), generator=g),
+                              torch.randint(0, 4, (n,), generator=g), torch.randn(n, generator=g),
+                              torch.tensor([0, 1, -1] * 5)[:n], ["radiosonde", "aircraft"])
+    cycles = torch.tensor([4, 1, 2, 2, 0])
+    keep_prob = torch.rand(len(cycles), 2, generator=g)
+    # the former form: cycle by cycle, one draw per observation of a cycle that has any
+    draws = torch.Generator().manual_seed(7)
+    expected = []
+    for b, k in enumerate(cycles.tolist()):
+        s = obs.cycle(k)
+        keep = torch.rand(s.stop - s.start, generator=draws) < keep_prob[b][obs.network[s].clamp(min=0)] if (
+            s.stop > s.start) else torch.zeros(0, dtype=torch.bool)
+        rows = torch.arange(s.start, s.stop)[keep]
+        expected += [(b, int(obs.channel[r]), int(obs.row[r]), int(obs.col[r]), float(obs.value[r])) for r in rows]
+    got = batch_observations(obs, cycles, keep_prob, torch.Generator().manual_seed(7))
+    assert list(zip(*(x.tolist() for x in got))) == expected and 0 < len(expected) < 17
+    whole = batch_observations(obs, cycles)
+    assert whole[0].tolist() == [0, 0, 0, 0, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4]
+    assert torch.equal(whole[4], obs.value[torch.tensor([9, 10, 11, 12, 3, 4, 5, 6, 7, 3, 4, 5, 6, 7, 0, 1, 2])])
+
+
 def test_gaussian_nll_is_minimised_by_the_true_variance():
     g = torch.Generator().manual_seed(0)
     err = 0.7 * torch.randn(20000, generator=g)

@@ -95,18 +95,21 @@ def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor
 
     ``keep_prob: (len(cycles), n_platforms)`` is the probability of keeping each observation of a
     platform in a sample (random thinning of the networks). Returns ``sample, channel, row, col, value``.
+
+    The rows of all cycles are gathered at once; the thinning draws one uniform number per row in
+    the order of the cycles, as drawing cycle by cycle would (the same numbers from ``generator``).
     """
-    parts = []
-    for b, k in enumerate(cycles):
-        s = obs.cycle(int(k))
-        n = s.stop - s.start
-        sample = torch.full((n,), b, dtype=torch.long)
-        keep = slice(None)
-        if keep_prob is not None and n:
-            p = keep_prob[b][obs.network[s].clamp(min=0)]
-            keep = torch.rand(n, generator=generator) < p
-        parts.append((sample[keep], obs.channel[s][keep], obs.row[s][keep], obs.col[s][keep], obs.value[s][keep]))
-    return tuple(torch.cat(x) for x in zip(*parts))
+    cycles = torch.as_tensor(cycles, dtype=torch.long).reshape(-1)
+    starts = obs.offsets[cycles]
+    counts = obs.offsets[cycles + 1] - starts
+    sample = torch.repeat_interleave(torch.arange(len(cycles)), counts)
+    # row i of sample b is starts[b] + (i - the number of rows before sample b)
+    rows = torch.arange(len(sample)) + torch.repeat_interleave(starts - (torch.cumsum(counts, 0) - counts), counts)
+    if keep_prob is not None:
+        p = keep_prob[sample, obs.network[rows].clamp(min=0)]
+        keep = torch.rand(len(rows), generator=generator) < p
+        sample, rows = sample[keep], rows[keep]
+    return sample, obs.channel[rows], obs.row[rows], obs.col[rows], obs.value[rows]
 
 
 def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int,
