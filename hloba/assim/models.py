@@ -64,6 +64,11 @@ class StreamModels:
     prior_mean: torch.Tensor | None = None
     prior_var: torch.Tensor | None = None
 
+    @property
+    def o2lnet_precision(self) -> str:
+        """What ``assimilation.o2lnet_precision`` resolved to here (``float32`` or ``bfloat16``)."""
+        return str(self.o2lnet_dtype).removeprefix("torch.")
+
     def use_static_variance(self, static: torch.Tensor) -> None:
         """Weigh ``static`` (update coordinates) alone as the background's variance: the hybrid
         weights become ``a = 1, b = 0`` (``assimilation.background_variance: cycling``)."""
@@ -122,7 +127,7 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
         prior_mean = space.forward(torch.as_tensor(cal["prior_mean"].values, dtype=torch.float32)[None])[0].to(dev)
         prior_var = torch.as_tensor(cal[f"prior_var{suffix}"].values, dtype=torch.float32).to(dev)
     oi_path = inputs.oi_covariance if static_covariance else None  # without it, method oi says so
-    o2lnet_dtype = resolve_precision(o2lnet_precision, dev)
+    o2lnet_dtype = resolve_precision(o2lnet_precision, dev, "assimilation.o2lnet_precision")
     warn_if_emulated(o2lnet_dtype, dev, "assimilation.o2lnet_precision")
     hashes = {f"{k}_sha256": file_sha256(p) for k, p in
               (("autoencoder", inputs.autoencoder), ("o2lnet", inputs.o2lnet), ("calibration", inputs.calibration),

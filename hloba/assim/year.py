@@ -46,7 +46,7 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
             "members": int(result.diagnostic("members")[: result.stop].max()) if result.stop else 1,
             "final_inflation_geometric_mean": float(result.inflation.log().mean().exp()),
             "qc_threshold": cfg.qc_threshold, "interval_hours": models.interval / pd.Timedelta(hours=1),
-            "o2lnet_precision": str(models.o2lnet_dtype).removeprefix("torch."),
+            "o2lnet_precision": models.o2lnet_precision,
             **{f"seconds_{k}": v for k, v in result.timers.items()},
             **{f"fraction_{k}": v / total for k, v in result.timers.items()},
             **models.hashes, **attrs,
@@ -57,7 +57,7 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
 def stream_fingerprint(year: int, cfg: StreamConfig, inputs: StreamInputs, models: StreamModels) -> str:
     """The identity a checkpoint of this stream is resumed under: the settings with what ``auto``
     resolved to on this machine (O2Lnet's precision), the forecast model and the input files."""
-    settings = {**cfg.to_dict(), "o2lnet_dtype": str(models.o2lnet_dtype).removeprefix("torch.")}
+    settings = {**cfg.to_dict(), "o2lnet_dtype": models.o2lnet_precision}
     return fingerprint(year, settings, inputs.forecast.identity(), inputs.files())
 
 

@@ -30,11 +30,11 @@ def check_precision(precision: str, key: str = "training.precision") -> None:
         raise ValueError(f"{key} {precision!r} must be one of {', '.join(PRECISIONS)}")
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def resolve_precision(precision: str, device: torch.device, key: str = "training.precision") -> torch.dtype:
     """The dtype of a pass's convolutions and matrix products for a precision setting
     (``training.precision``, ``assimilation.o2lnet_precision``): ``auto`` is bfloat16 where
-    :func:`native_bfloat16`, float32 otherwise."""
-    check_precision(precision)
+    :func:`native_bfloat16`, float32 otherwise; ``key`` names the setting in the error."""
+    check_precision(precision, key)
     if precision == "auto":
         return torch.bfloat16 if native_bfloat16(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
