@@ -10,15 +10,24 @@ smoother; ``0``: the pipeline's O2Lnet). For each, O2Lnet is trained as rule tra
 (config.yaml's architecture, loss and training settings, the trained autoencoder and the files
 under --results) but for --epochs epochs, so that every window gets the same budget, and its
 validation report is printed: decoded RMSE / anomaly std per channel and the calibration
-``mean((z_o - z_t)^2 / sigma_o2)``. The checkpoints go to a temporary folder.
+``mean((z_o - z_t)^2 / sigma_o2)``. The checkpoints go to ``--checkpoints`` (a temporary folder
+without it); a checkpoint already there for the same window and epochs is reused.
+
+With ``--stream`` each window's O2Lnet is then used as the pipeline would use it: rule tune_stream's
+code tunes HLOBA with it on the calibration year (a window that reaches later cycles makes HLOBA a
+fixed-lag smoother: ``o2lnet.window_lead_hours``), and HLOBA runs the comparison period; the table
+adds its decoded analysis RMSE / anomaly std per channel (``stream_*``), the mean, and the
+tuning's background/estimate error correlation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +35,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
+from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
+from hloba.assim.tuning import tune_stream_file  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
@@ -44,6 +56,8 @@ def main() -> None:
     p.add_argument("--windows", default="0;-3,-2,-1,0;0,1,2,3;-1,0,1,2")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="csv of the table")
+    p.add_argument("--checkpoints", default=None, help="folder that keeps (and reuses) each window's O2Lnet")
+    p.add_argument("--stream", action="store_true", help="also tune HLOBA with each and score the comparison period")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(REPO / args.configfile)
@@ -59,27 +73,63 @@ def main() -> None:
            (("train", years.training), ("validation", years.validation))}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        keep = Path(args.checkpoints or tmp)
+        keep.mkdir(parents=True, exist_ok=True)
         for window in args.windows.split(";"):
             slots = tuple(int(s) for s in window.split(","))
             architecture = {k: section[k] for k in ARCHITECTURE if k in section} | {"slots": slots}
+            name = f"o2lnet_{window.replace(',', '_')}_{args.epochs}ep"
+            checkpoint, report_path = keep / f"{name}.pt", keep / f"{name}.json"
             start = time.perf_counter()
-            report = train_o2lnet(refs["train"], obs["train"], refs["validation"], obs["validation"],
-                                  r / "models/autoencoder.pt", f"{tmp}/o2lnet.pt", f"{tmp}/report.json",
-                                  architecture, training, options, progress=False)
+            if checkpoint.exists() and report_path.exists():
+                report = json.loads(report_path.read_text())
+            else:
+                report = train_o2lnet(refs["train"], obs["train"], refs["validation"], obs["validation"],
+                                      r / "models/autoencoder.pt", checkpoint, report_path,
+                                      architecture, training, options, progress=False)
             rmse = report["validation_rmse_over_anomaly_std"]
-            rows.append({"slots": window, **rmse, "mean": sum(rmse.values()) / len(rmse),
-                         "calibration": report["calibration_mean_normalized_squared_error"],
-                         "best_validation_loss": min(h["validation_loss"] for h in report["history"]),
-                         "minutes": (time.perf_counter() - start) / 60})
-            print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
+            row = {"slots": window, **rmse, "mean": sum(rmse.values()) / len(rmse),
+                   "calibration": report["calibration_mean_normalized_squared_error"],
+                   "best_validation_loss": min(h["validation_loss"] for h in report["history"]),
+                   "minutes": (time.perf_counter() - start) / 60}
             print("  validation loss by epoch:", " ".join(f"{h['validation_loss']:.3f}" for h in report["history"]),
                   flush=True)
+            if args.stream:
+                row.update(stream_scores(r, config, checkpoint, keep / f"tuning_{name}.nc"))
+            rows.append(row)
+            print(pd.DataFrame(rows[-1:]).round(4).to_string(index=False), flush=True)
     table = pd.DataFrame(rows).set_index("slots")
     pd.set_option("display.width", 250)
     print(f"O2Lnet validation ({list(years.validation)}), {args.epochs} epochs each: decoded RMSE / anomaly std")
     print(table.rename(columns=lambda c: "".join(w[:3] for w in c.split("_"))).round(4).to_string())
     if args.out:
         table.to_csv(args.out)
+
+
+def stream_scores(results: Path, config: dict, o2lnet, tuning_path) -> dict:
+    """HLOBA with ``o2lnet``: tuned by rule tune_stream's code, scored on the comparison period."""
+    from cycling_covariance_experiment import RUN, score
+
+    years = year_sets(config)
+    year = years.calibration[-1]
+    cmp_year = (config.get("comparison") or {}).get("year") or years.reanalysis[-1]
+    cfg = StreamConfig.from_config(config)
+    inputs = replace(StreamInputs.from_results(results, config, (year - 1, year), tuning=False), o2lnet=str(o2lnet))
+    tuned = tune_stream_file(year, inputs, [results / f"reference/{y}.nc" for y in (year - 1, year)], tuning_path,
+                             cfg, RUN)
+    inputs = replace(StreamInputs.from_results(results, config, (cmp_year - 1, cmp_year), tuning=True),
+                     o2lnet=str(o2lnet), tuning=str(tuning_path))
+    err = score(results, config, cfg, inputs)
+    names = channel_names(results)
+    return {**{f"stream_{n}": float(e) for n, e in zip(names, err)}, "stream_mean": float(err.mean()),
+            "error_correlation": tuned.attrs["error_correlation_pooled"]}
+
+
+def channel_names(results: Path) -> list[str]:
+    from hloba.models.checkpoint import channels_from_state, load_checkpoint
+
+    return [c.name for c in channels_from_state(load_checkpoint(results / "models/autoencoder.pt",
+                                                                "autoencoder")["channels"])]
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from hloba.assim.methods import Cycle, MethodError, build_method
+from hloba.assim.methods import Cycle, build_method
 from hloba.assim.models import method_models
 from hloba.assim.settings import RunSettings, StreamConfig
 from hloba.assim.stream import QC_FIRST_GUESS, QC_USED, QC_WITHHELD, run_stream
 from hloba.assim.year import run_period
 from hloba.models.train_o2lnet import window_architecture
+from hloba.obs.operator import InterpolationWeights
 from hloba.testing import untrained_checkpoints
 
 RUN = RunSettings(device="cpu", progress=False)
@@ -31,6 +32,19 @@ def test_window_hours_become_slots_that_end_at_the_analysis_time():
     for bad in (5, 9, 12):  # shorter than a daily step, not whole steps
         with pytest.raises(ValueError, match=f"o2lnet.window_hours {bad} .* 24-hour steps"):
             window_architecture({"window_hours": bad}, daily)
+
+
+def test_a_window_lead_moves_the_window_past_the_analysis_time():
+    lead = {"window_hours": 24, "window_lead_hours": 6}
+    assert window_architecture(lead, SIX_HOURLY) == {"slots": (-2, -1, 0, 1)}
+    assert window_architecture({**lead, "window_lead_hours": 18}, SIX_HOURLY)["slots"] == (0, 1, 2, 3)
+    assert window_architecture({**lead, "window_lead_hours": 0}, SIX_HOURLY)["slots"] == (-3, -2, -1, 0)
+    with pytest.raises(ValueError, match="window_lead_hours 24 must be shorter than o2lnet.window_hours 24"):
+        window_architecture({**lead, "window_lead_hours": 24}, SIX_HOURLY)
+    with pytest.raises(ValueError, match="o2lnet.window_lead_hours 3 is not a whole number"):
+        window_architecture({**lead, "window_lead_hours": 3}, SIX_HOURLY)
+    with pytest.raises(ValueError, match="window_lead_hours needs o2lnet.window_hours"):
+        window_architecture({"window_lead_hours": 6}, SIX_HOURLY)
 
 
 def _cycle(k: int, qc: torch.Tensor) -> Cycle:
@@ -52,7 +66,7 @@ def test_the_window_reads_the_observations_the_stream_used_at_earlier_cycles():
     assert s == slice(3, 5) and used.tolist() == [False, True]
     with pytest.raises(ValueError, match="cycle 2 knows the decisions of earlier cycles only, not of cycle 3"):
         c.used(3)
-    method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2]), slots=(-3, -2, -1, 0), _used={})
+    method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2]), slots=(-3, -2, -1, 0), _used={}, lead=0)
     from hloba.assim.methods.hloba import Hloba
 
     channel, row, col, value = Hloba.window_observations(method, c)
@@ -115,10 +129,102 @@ def test_a_windowed_stream_resumes_exactly_and_differs_from_one_cycle(windowed, 
         torch.testing.assert_close(resumed.fields[name][:stop], whole.fields[name][:stop], rtol=0, atol=0)
 
 
-def test_a_window_with_later_cycles_is_refused_before_the_first_cycle(windowed, tmp_path):
-    _, _, paths = windowed
-    _, o2lnet = untrained_checkpoints(paths["reference"], paths["normalization"], tmp_path, slots=(0, 1))
-    single, _, _ = windowed
-    cfg = StreamConfig(method="hloba", spinup_days=2)
-    with pytest.raises(MethodError, match=r"later cycles \(slots \(0, 1\)\).*o2lnet.window_hours"):
-        build_method("hloba", method_models(cfg, replace(single, o2lnet=str(o2lnet)), "cpu"), cfg)
+def _later_cycle(k: int, cold_first: bool = False) -> tuple[Cycle, list]:
+    """Four cycles of 1, 1, 3 and 2 observations on a 4 x 4 grid of 3 channels; a forecast model
+    that adds 1 per step and records the times it steps from."""
+    offsets = [0, 1, 2, 5, 7]
+    rows, cols = torch.tensor([0, 1, 2, 3, 1, 2, 0]), torch.tensor([0, 1, 2, 3, 3, 0, 1])
+    channel = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    zero = torch.zeros(7, dtype=torch.float64)
+    obs = SimpleNamespace(
+        channel=channel, row=rows, col=cols, value_std=torch.arange(7, dtype=torch.float32),
+        # cycle 2 (forecast 1): 1.0 passes, 5.0 fails (|5 - 1| > 3 sqrt(0.25 + 0.75)), 1.2 is withheld;
+        # cycle 3 (forecast 2): 2.0 and -0.9 (|-0.9 - 2| = 2.9) pass
+        value=torch.tensor([0.0, 0.0, 1.0, 5.0, 1.2, 2.0, -0.9], dtype=torch.float64),
+        r2=torch.full((7,), 0.25, dtype=torch.float64),
+        withheld=torch.tensor([False, False, False, False, True, False, False]),
+        weights=InterpolationWeights(channel, rows, rows, cols, cols, zero, zero),
+        cycle=lambda j: slice(offsets[j], offsets[j + 1]),
+    )
+    stepped = []
+
+    def step(x, t, n):
+        stepped.append(pd.Timestamp(t[0]))
+        return x + n
+
+    times = SIX_HOURLY[:4]
+    method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2], forecast=SimpleNamespace(step=step)),
+                             lead=2, cfg=SimpleNamespace(qc_threshold=3.0))
+    s = obs.cycle(k)
+    c = Cycle(k, times, torch.zeros(1, 4), torch.zeros(1, 3, 4, 4, dtype=torch.float64), obs, s,
+              torch.ones(s.stop - s.start, dtype=torch.bool), None, None, torch.full((3,), 0.75, dtype=torch.float64),
+              cold_first, lambda _: None, None)
+    return c, method, stepped
+
+
+def test_a_window_with_a_lead_checks_the_later_observations_against_the_background_forecast():
+    from hloba.assim.methods.hloba import Hloba
+
+    c, method, stepped = _later_cycle(1)
+    later = Hloba.later_observations(method, c)
+    assert sorted(later) == [2, 3] and stepped == list(SIX_HOURLY[1:3])  # M(x_b), then M^2(x_b)
+    assert later[2][1].tolist() == [2] and later[3][1].tolist() == [2, 0]  # grid rows; the gross error, the withheld out
+    torch.testing.assert_close(later[3][3], torch.tensor([5.0, 6.0]))
+    c, method, _ = _later_cycle(1, cold_first=True)  # nothing to check against: only the withheld row is out
+    assert Hloba.later_observations(method, c)[2][1].tolist() == [2, 3]
+    c, method, stepped = _later_cycle(3)  # the last cycle: no later cycle, no forecast
+    assert Hloba.later_observations(method, c) == {} and stepped == []
+
+
+@pytest.fixture(scope="module")
+def smoother(windowed, tmp_path_factory):
+    single, _, paths = windowed
+    _, o2lnet = untrained_checkpoints(paths["reference"], paths["normalization"],
+                                      tmp_path_factory.mktemp("smoother_o2lnet"), slots=(-1, 0, 1))
+    return replace(single, o2lnet=str(o2lnet))
+
+
+def test_a_smoother_stream_reads_the_next_cycle_and_resumes_exactly(smoother, tmp_path, monkeypatch):
+    from hloba.assim.methods.hloba import Hloba
+
+    cfg = StreamConfig(method="hloba", spinup_days=2, max_rejected_fraction=1.0, inflation_groups=8)
+    run = RunSettings(checkpoint_every=6, device="cpu", progress=False)
+    models = method_models(cfg, smoother, RUN.device)
+    assert Hloba.reads_later_observations(models) and build_method("hloba", models, cfg).lead == 1
+    whole = run_period(2002, models, smoother.observations, cfg, 3, run)
+    stop = whole.stop
+    for field in ("z_o", "z_a", "sigma_a2"):
+        assert torch.isfinite(whole.fields[field][1:stop]).all(), field
+    # a stream stopped earlier reads the observations of the cycle after its last: the same analyses
+    short = run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
+                       max_cycles=stop - 4)
+    torch.testing.assert_close(short.fields["z_a"][:stop - 4], whole.fields["z_a"][:stop - 4], rtol=0, atol=0)
+    # the next cycle's observations matter: without them (no later rows) the estimate changes
+    with monkeypatch.context() as mp:
+        mp.setattr(Hloba, "later_observations", lambda self, c: {})
+        blind = run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
+                           max_cycles=stop)
+    assert not torch.equal(blind.fields["z_o"][1:stop], whole.fields["z_o"][1:stop])
+
+    step = type(models.forecast).step
+    death = whole.times[14]
+    calls = []
+
+    def dying(self, x, t, n=1):  # the job dies in cycle 14's forecast (after the checkpoint at 12)
+        if pd.Timestamp(t[0]) == death:
+            calls.append(t)
+            if len(calls) == 2:  # the first is the lead forecast inside cycle 14's analysis
+                raise KeyboardInterrupt
+        return step(self, x, t, n)
+
+    path = tmp_path / "hloba.pt"
+    with monkeypatch.context() as mp:
+        mp.setattr(type(models.forecast), "step", dying)
+        with pytest.raises(KeyboardInterrupt):
+            run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
+                       resume_path=path, fingerprint_value="same", max_cycles=stop)
+    resumed = run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
+                         resume_path=path, fingerprint_value="same", max_cycles=stop)
+    assert resumed.n_cycles_run == stop - 12
+    for name in ("z_o", "z_a", "sigma_a2"):
+        torch.testing.assert_close(resumed.fields[name][:stop], whole.fields[name][:stop], rtol=0, atol=0)

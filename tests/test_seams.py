@@ -20,10 +20,12 @@ def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, 
     days = sorted(table["days_before_start"].unique())
     assert days[0] == 0.25 and days[-1] == 10.0 and len(days) == 40  # 10 days of 6-hourly spin-up
     by_day = table.groupby("days_before_start")["rms_difference_normalised"].mean()
-    # the cold start (climatology, then O2Lnet's estimate) is far from the archive (tiny world: 0.77
-    # anomaly std, mean over channels); from the first day on the two streams differ by about their
-    # own analysis errors (0.37-0.42), and 0.37 is left at Jan 1
-    assert by_day[10.0] > 0.6 and by_day[0.25] < 0.6 * by_day[10.0], by_day
+    # the cold start (climatology, then O2Lnet's estimate) is far from the archive (tiny world: 0.51
+    # anomaly std, mean over channels); within a day the two streams agree to 0.02-0.06: both analyses
+    # are nearly O2Lnet's estimate from the same observations there (the tuned background variance is
+    # ten times O2Lnet's). The archive's last cycle (0.25 days before the start: 0.29) is a filter
+    # analysis: the 2001 stream has no 2002 observations for O2Lnet's 6-hour lead
+    assert by_day[10.0] > 0.4 and by_day[by_day.index < 10].max() < 0.7 * by_day[10.0], by_day
     first_day, last_day = by_day[by_day.index > 9].mean(), by_day[by_day.index <= 1].mean()
     assert last_day < first_day
     assert np.isfinite(table["rms_difference"]).all()

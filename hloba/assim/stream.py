@@ -154,8 +154,9 @@ def run_stream(
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
     method = build_method(cfg.method, m, cfg)
     stop = n_cycles if max_cycles is None else min(n_cycles, max_cycles)
-    # a stream stopped early reads the observations it can use, up to its last window's end
-    last_used = min(n_cycles, -(-stop // method.window) * method.window) - 1
+    # a stream stopped early reads the observations it can use, up to its last window's end (and
+    # the later cycles a smoother's last analysis reads)
+    last_used = min(n_cycles, -(-stop // method.window) * method.window + method.lead) - 1
     obs = prepare_observations(obs_paths, times, m.channels, m.grid, m.normalizer, dev, cfg.withhold_fraction,
                                cfg.withhold_seed, last=times[last_used])
     log.info("stream %d (%s): %d cycles from %s (%d spin-up), %d observations, device %s",

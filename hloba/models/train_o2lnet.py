@@ -88,13 +88,24 @@ def predict(model: O2Lnet, obs: GriddedObservations, cycles, n_channels, ny, nx,
 
 def window_architecture(architecture: dict, times) -> dict:
     """O2LnetConfig's keywords from the config's ``o2lnet`` architecture: ``window_hours`` (the
-    observations of the cycles of that many hours that end at the analysis time; absent or null:
-    the analysis time's only) becomes the slots ``(1 - n, ..., -1, 0)`` at the data's step."""
+    observations of the cycles of a window that many hours long; absent or null: the analysis
+    time's only) becomes the slots of its ``n`` cycles at the data's step, ``(1 - n, ..., 0)`` when
+    the window ends at the analysis time; ``window_lead_hours`` (``m`` steps, default 0, less than
+    the window) moves its end that far past the analysis time: ``(1 - n + m, ..., m)``, a smoother
+    (:class:`hloba.assim.methods.hloba.Hloba` checks the later cycles' observations itself)."""
     architecture = dict(architecture)
     hours = architecture.pop("window_hours", None)
+    lead_hours = architecture.pop("window_lead_hours", None) or 0
+    if lead_hours and hours is None:
+        raise ValueError("o2lnet.window_lead_hours needs o2lnet.window_hours (the window it moves): set both")
     if hours is not None:
-        n = window_cycles(hours, times[1] - times[0], "o2lnet.window_hours")
-        architecture["slots"] = tuple(range(1 - n, 1))
+        step = times[1] - times[0]
+        n = window_cycles(hours, step, "o2lnet.window_hours")
+        m = window_cycles(lead_hours, step, "o2lnet.window_lead_hours") if lead_hours else 0
+        if m >= n:
+            raise ValueError(f"o2lnet.window_lead_hours {lead_hours:g} must be shorter than o2lnet.window_hours "
+                             f"{hours:g}: the window must hold the analysis time")
+        architecture["slots"] = tuple(range(1 - n + m, 1 + m))
     return architecture
 
 

@@ -107,7 +107,7 @@ def observation_files(years):
 # O2Lnet's loss; the split lives here so that each reaches its function through params.
 ARCHITECTURE_KEYS = {
     "autoencoder": ("latent_channels", "patch", "width", "blocks"),
-    "o2lnet": ("width", "blocks", "window_hours"),
+    "o2lnet": ("width", "blocks", "window_hours", "window_lead_hours"),
     "emulator": ("patch", "width", "blocks"),
 }
 TRAINING_KEYS = (

@@ -111,6 +111,7 @@ class Method:
     needs_static_covariance = False  # reads rule oi_covariance's file
     lagged_members = False  # forecasts the time-lagged members alongside the background (if b != 0)
     uses_later_observations = False  # an analysis reads observations after its time (a smoother)
+    lead = 0  # cycles after the analysis time whose observations an analysis reads (outside a window)
 
     def __init__(self, models: "StreamModels", cfg) -> None:
         self.models, self.cfg = models, cfg
@@ -130,6 +131,12 @@ class Method:
         method weighs them (``lagged_members`` and a hybrid weight ``b`` that is not 0)."""
         weighed = self.lagged_members and self.models.hybrid_b != 0
         return self.models.members if weighed else 1
+
+    @classmethod
+    def reads_later_observations(cls, models: "StreamModels") -> bool:
+        """Whether the method's analyses read observations after their time with these models (a
+        smoother: latent 4D-Var, HLOBA with an O2Lnet window that reaches later cycles)."""
+        return cls.uses_later_observations
 
     @property
     def window(self) -> int:

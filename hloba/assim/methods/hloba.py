@@ -3,6 +3,11 @@ hybrid (static + time-lagged ensemble) background variance, with the inflation a
 
 An O2Lnet trained on a window of cycles (``o2lnet.window_hours``: slots ``(1 - n, ..., 0)``) reads
 the observations that the stream assimilated at the window's earlier cycles besides this cycle's.
+A window that reaches ``m`` cycles past the analysis time (``o2lnet.window_lead_hours``: slots
+``(1 - n + m, ..., m)``) makes HLOBA a fixed-lag smoother: the later cycles' observations are
+checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's);
+those decisions serve O2Lnet's window only, and each cycle is checked again by the stream against
+its own background when it comes.
 
 ``assimilation.update`` chooses what is weighed: O2Lnet's posterior as it comes (``posterior``,
 the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
@@ -16,8 +21,15 @@ import torch
 
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
-from hloba.assim.update import check_update_inputs, correlated_update, hybrid_update, observation_estimate
+from hloba.assim.update import (check_update_inputs, correlated_update, first_guess_check, hybrid_update,
+                                observation_estimate)
 from hloba.models.o2lnet import inference_pass, render_observations
+from hloba.obs.operator import apply_operator
+
+
+def o2lnet_slots(models) -> tuple[int, ...]:
+    """The cycle offsets of O2Lnet's window (``(0,)``: the analysis time's observations only)."""
+    return tuple(getattr(getattr(models.o2lnet, "cfg", None), "slots", (0,)))
 
 
 class Hloba(Method):
@@ -28,11 +40,8 @@ class Hloba(Method):
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
-        self.slots = tuple(getattr(getattr(models.o2lnet, "cfg", None), "slots", (0,)))
-        if max(self.slots) > 0:
-            raise MethodError(f"O2Lnet reads the observations of later cycles (slots {self.slots}); a stream "
-                              "knows only those up to its analysis time: train it with o2lnet.window_hours, "
-                              "whose windows end at the analysis time")
+        self.slots = o2lnet_slots(models)
+        self.lead = max(0, max(self.slots))  # cycles after the analysis time that the window reaches
         self._used: dict[int, tuple[torch.Tensor, ...]] = {}  # cycle -> its used observations
         self.o2lnet_pass = inference_pass(models.o2lnet, models.o2lnet_dtype)
         try:  # before the first cycle, not at it
@@ -40,17 +49,48 @@ class Hloba(Method):
         except ValueError as err:
             raise MethodError(str(err)) from None
 
+    @classmethod
+    def reads_later_observations(cls, models) -> bool:
+        return max(o2lnet_slots(models)) > 0
+
+    def later_observations(self, c: Cycle) -> dict[int, tuple[torch.Tensor, ...]]:
+        """``channel, row, col, value`` of the observations of cycles ``k + 1 .. k + lead`` (those
+        the stream has) that pass the first-guess check against the background's forecast
+        ``M^j(x_b)``; withheld ones are never used, and nothing is rejected on a cold first cycle."""
+        m, obs, out = self.models, c.obs, {}
+        last = min(c.k + self.lead, len(c.times) - 1)
+        if all(obs.cycle(k).stop == obs.cycle(k).start for k in range(c.k + 1, last + 1)):
+            return out
+        x = c.x_b
+        for k in range(c.k + 1, last + 1):
+            x = m.forecast.step(x, [c.times[k - 1]], 1).double()
+            s = obs.cycle(k)
+            if c.cold_first:
+                reject = torch.zeros(s.stop - s.start, dtype=torch.bool, device=obs.value.device)
+            else:
+                hx = apply_operator(x, obs.weights.select(s))[0]
+                reject = first_guess_check(obs.value[s], hx, obs.r2[s], c.b2_channel[obs.channel[s]],
+                                           self.cfg.qc_threshold)
+            used = ~reject & ~obs.withheld[s]
+            out[k] = (obs.channel[s][used], obs.row[s][used], obs.col[s][used], obs.value_std[s][used])
+        return out
+
     def window_observations(self, c: Cycle) -> tuple[torch.Tensor, ...]:
         """``channel, row, col, value`` of the used observations of O2Lnet's slots (cycles before the
-        stream's first contribute none); slot ``j``'s channels are offset by ``j * C``.
+        stream's first and after its last contribute none); slot ``j``'s channels are offset by
+        ``j * C``. Later cycles' observations (a window with a lead) are :meth:`later_observations`.
 
-        Each cycle's used observations are gathered once and kept while a later window reads them
-        (after a resume they are gathered again from the stream's qc codes: the same rows)."""
+        Each earlier cycle's used observations are gathered once and kept while a later window reads
+        them (after a resume they are gathered again from the stream's qc codes: the same rows)."""
         C = len(self.models.channels)
         parts = []
+        later = self.later_observations(c) if self.lead else {}
         for j, offset in enumerate(self.slots):
             k = c.k + offset
-            if k >= 0:
+            if k in later:
+                channel, row, col, value = later[k]
+                parts.append((channel + j * C, row, col, value))
+            elif 0 <= k <= c.k:
                 if k not in self._used:
                     s, used = c.used(k)
                     o = c.obs
