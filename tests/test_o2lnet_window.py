@@ -108,24 +108,32 @@ def test_a_windowed_stream_resumes_exactly_and_differs_from_one_cycle(windowed, 
     one = run_period(2002, method_models(cfg, single, RUN.device), single.observations, cfg, 3, run)
     assert not torch.equal(one.fields["z_o"][whole.first:stop], whole.fields["z_o"][whole.first:stop])
 
-    step = type(models.forecast).step
-    death = whole.times[14]
+    # cycles 12-13 of the resumed stream read the observations used before the death
+    _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, tmp_path / "hloba.pt", monkeypatch)
 
-    def dying(self, x, t, n=1):  # the job dies forecasting from cycle 14, after the checkpoint at 12
+
+def _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, path, monkeypatch, forecasts_before: int = 0) -> None:
+    """The stream's job dies forecasting from cycle 14 (after its checkpoint at 12; after
+    ``forecasts_before`` other forecasts from that time), and the rerun equals ``whole``."""
+    models = method_models(cfg, inputs, RUN.device)
+    step, death, stop, calls = type(models.forecast).step, whole.times[14], whole.stop, []
+
+    def dying(self, x, t, n=1):
         if pd.Timestamp(t[0]) == death:
-            raise KeyboardInterrupt
+            calls.append(t)
+            if len(calls) > forecasts_before:
+                raise KeyboardInterrupt
         return step(self, x, t, n)
 
-    path = tmp_path / "hloba.pt"
     with monkeypatch.context() as mp:
         mp.setattr(type(models.forecast), "step", dying)
         with pytest.raises(KeyboardInterrupt):
-            run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, run,
-                       resume_path=path, fingerprint_value="same", max_cycles=stop)
+            run_stream(2002, models, inputs.observations, cfg, run, resume_path=path, fingerprint_value="same",
+                       max_cycles=stop)
     resumed = run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, run,
                          resume_path=path, fingerprint_value="same", max_cycles=stop)
     assert resumed.n_cycles_run == stop - 12
-    for name in ("z_o", "z_a", "sigma_a2"):  # cycles 12-13 read the observations used before the death
+    for name in ("z_o", "z_a", "sigma_a2"):
         torch.testing.assert_close(resumed.fields[name][:stop], whole.fields[name][:stop], rtol=0, atol=0)
 
 
@@ -206,25 +214,5 @@ def test_a_smoother_stream_reads_the_next_cycle_and_resumes_exactly(smoother, tm
                            max_cycles=stop)
     assert not torch.equal(blind.fields["z_o"][1:stop], whole.fields["z_o"][1:stop])
 
-    step = type(models.forecast).step
-    death = whole.times[14]
-    calls = []
-
-    def dying(self, x, t, n=1):  # the job dies in cycle 14's forecast (after the checkpoint at 12)
-        if pd.Timestamp(t[0]) == death:
-            calls.append(t)
-            if len(calls) == 2:  # the first is the lead forecast inside cycle 14's analysis
-                raise KeyboardInterrupt
-        return step(self, x, t, n)
-
-    path = tmp_path / "hloba.pt"
-    with monkeypatch.context() as mp:
-        mp.setattr(type(models.forecast), "step", dying)
-        with pytest.raises(KeyboardInterrupt):
-            run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
-                       resume_path=path, fingerprint_value="same", max_cycles=stop)
-    resumed = run_stream(2002, method_models(cfg, smoother, RUN.device), smoother.observations, cfg, run,
-                         resume_path=path, fingerprint_value="same", max_cycles=stop)
-    assert resumed.n_cycles_run == stop - 12
-    for name in ("z_o", "z_a", "sigma_a2"):
-        torch.testing.assert_close(resumed.fields[name][:stop], whole.fields[name][:stop], rtol=0, atol=0)
+    # the first forecast from cycle 14 is the lead forecast inside its analysis, the second the stream's
+    _dies_at_cycle_14_and_resumes(smoother, cfg, run, whole, tmp_path / "hloba.pt", monkeypatch, forecasts_before=1)
