@@ -43,7 +43,7 @@ def test_a_window_lead_moves_the_window_past_the_analysis_time():
         window_architecture({**lead, "window_lead_hours": 24}, SIX_HOURLY)
     with pytest.raises(ValueError, match="o2lnet.window_lead_hours 3 is not a whole number"):
         window_architecture({**lead, "window_lead_hours": 3}, SIX_HOURLY)
-    with pytest.raises(ValueError, match="window_lead_hours needs o2lnet.window_hours"):
+    with pytest.raises(ValueError, match="window_lead_hours 6 needs o2lnet.window_hours .* window_lead_hours: 0"):
         window_architecture({"window_lead_hours": 6}, SIX_HOURLY)
 
 

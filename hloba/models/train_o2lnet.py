@@ -97,7 +97,8 @@ def window_architecture(architecture: dict, times) -> dict:
     hours = architecture.pop("window_hours", None)
     lead_hours = architecture.pop("window_lead_hours", None) or 0
     if lead_hours and hours is None:
-        raise ValueError("o2lnet.window_lead_hours needs o2lnet.window_hours (the window it moves): set both")
+        raise ValueError(f"o2lnet.window_lead_hours {lead_hours:g} needs o2lnet.window_hours (the window it moves): "
+                         "set both, or window_lead_hours: 0 with window_hours: null (the paper's one-cycle O2Lnet)")
     if hours is not None:
         step = times[1] - times[0]
         n = window_cycles(hours, step, "o2lnet.window_hours")
