@@ -91,7 +91,8 @@ def o2lnet_passes(repeat: int) -> None:
     ae_sec, o2_sec = config["autoencoder"], config["o2lnet"]
     ae = AutoencoderConfig(channels=8, ny=64, nx=64, latent_channels=ae_sec["latent_channels"], patch=ae_sec["patch"],
                            width=ae_sec["width"], blocks=ae_sec["blocks"])
-    arch = window_architecture({k: o2_sec[k] for k in ("width", "blocks", "window_hours") if k in o2_sec},
+    keys = ("width", "blocks", "window_hours", "window_lead_hours")
+    arch = window_architecture({k: o2_sec[k] for k in keys if k in o2_sec},
                                pd.date_range("2001", periods=2, freq="6h"))
     net = O2Lnet(O2LnetConfig(autoencoder=ae.to_dict(), **arch)).eval()
     n_in = net.body.stem.in_channels

@@ -74,7 +74,8 @@ def main() -> None:
     frozen = Autoencoder(ae_cfg)
     for p in frozen.parameters():
         p.requires_grad_(False)
-    arch = window_architecture({k: o2_sec[k] for k in ("width", "blocks", "window_hours") if k in o2_sec},
+    keys = ("width", "blocks", "window_hours", "window_lead_hours")
+    arch = window_architecture({k: o2_sec[k] for k in keys if k in o2_sec},
                                pd.date_range("2001", periods=2, freq="6h"))  # slots at 6-hourly cycles
     net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), **arch))
     slots = len(net.cfg.slots)
