@@ -50,6 +50,7 @@ from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.ensemble.calibration import nnls_two, shrunk_covariance  # noqa: E402
 from hloba.ensemble.generate import latent_encoder  # noqa: E402
 from hloba.io import write_netcdf  # noqa: E402
+from hloba.models.checkpoint import channels_from_state, load_checkpoint  # noqa: E402
 from hloba.models.diagnostics import latent_decorrelation  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
 from hloba.states import load_years  # noqa: E402
@@ -124,6 +125,12 @@ def variant_calibration(cal: xr.Dataset, name: str, e: torch.Tensor, members: to
                      background_errors="cycling")
     info.update(hybrid_a_rotated=a_w, hybrid_b_rotated=b_w, corr_s2_e2_rotated=out.attrs["corr_s2_e2_rotated"])
     return out, info
+
+
+def channel_names(results: Path) -> list[str]:
+    """The channels of ``results``' autoencoder, in the order :func:`score` gives its RMSEs."""
+    payload = load_checkpoint(Path(results) / "models/autoencoder.pt", "autoencoder")
+    return [c.name for c in channels_from_state(payload["channels"])]
 
 
 def score(results: Path, config: dict, cfg: StreamConfig, inputs: StreamInputs) -> np.ndarray:

@@ -27,11 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from cycling_covariance_experiment import RUN, score  # noqa: E402
+from cycling_covariance_experiment import RUN, channel_names, score  # noqa: E402
 from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
-from hloba.models.checkpoint import channels_from_state, load_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -52,8 +51,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     tuning_inputs = StreamInputs.from_results(results, config, (year - 1, year), tuning=False)
     references = [results / f"reference/{y}.nc" for y in (year - 1, year)]
-    names = [c.name for c in channels_from_state(load_checkpoint(results / "models/autoencoder.pt",
-                                                                 "autoencoder")["channels"])]
+    names = channel_names(results)
     rows = []
     for variant in args.variants:
         n, _, sets = variant.partition(":")

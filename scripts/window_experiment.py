@@ -108,7 +108,7 @@ def main() -> None:
 
 def stream_scores(results: Path, config: dict, o2lnet, tuning_path) -> dict:
     """HLOBA with ``o2lnet``: tuned by rule tune_stream's code, scored on the comparison period."""
-    from cycling_covariance_experiment import RUN, score
+    from cycling_covariance_experiment import RUN, channel_names, score
 
     years = year_sets(config)
     year = years.calibration[-1]
@@ -123,13 +123,6 @@ def stream_scores(results: Path, config: dict, o2lnet, tuning_path) -> dict:
     names = channel_names(results)
     return {**{f"stream_{n}": float(e) for n, e in zip(names, err)}, "stream_mean": float(err.mean()),
             "error_correlation": tuned.attrs["error_correlation_pooled"]}
-
-
-def channel_names(results: Path) -> list[str]:
-    from hloba.models.checkpoint import channels_from_state, load_checkpoint
-
-    return [c.name for c in channels_from_state(load_checkpoint(results / "models/autoencoder.pt",
-                                                                "autoencoder")["channels"])]
 
 
 if __name__ == "__main__":
