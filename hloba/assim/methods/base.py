@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 
 from hloba.assim.cycle import ensemble_variance, mode_groups
+from hloba.assim.update import first_guess_check
+from hloba.obs.operator import apply_operator
 from hloba.obs.withhold import QC_USED
 
 if TYPE_CHECKING:
@@ -70,6 +72,18 @@ class Cycle:
             raise ValueError(f"cycle {self.k} knows the decisions of earlier cycles only, not of cycle {k}")
         s = self.obs.cycle(k)
         return s, (self.qc[s] == QC_USED).to(self.ok.device)
+
+
+    def check_later(self, x: torch.Tensor, k: int, kappa: float):
+        """First-guess check of cycle ``k``'s observations (``k > self.k``) against ``x``, the
+        background forecast to cycle ``k`` (a method that reads later cycles: latent 4D-Var's window,
+        HLOBA's lead). Returns their rows, interpolation weights, ``H(x)`` there and the rejections."""
+        obs = self.obs
+        s = obs.cycle(k)
+        weights = obs.weights.select(s)
+        hx = apply_operator(x, weights)[0]
+        reject = first_guess_check(obs.value[s], hx, obs.r2[s], self.b2_channel[obs.channel[s]], kappa)
+        return s, weights, hx, reject
 
 
 @dataclass

@@ -21,10 +21,8 @@ import torch
 
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
-from hloba.assim.update import (check_update_inputs, correlated_update, first_guess_check, hybrid_update,
-                                observation_estimate)
+from hloba.assim.update import check_update_inputs, correlated_update, hybrid_update, observation_estimate
 from hloba.models.o2lnet import inference_pass, render_observations
-from hloba.obs.operator import apply_operator
 
 
 def o2lnet_slots(models) -> tuple[int, ...]:
@@ -68,9 +66,7 @@ class Hloba(Method):
             if c.cold_first:
                 reject = torch.zeros(s.stop - s.start, dtype=torch.bool, device=obs.value.device)
             else:
-                hx = apply_operator(x, obs.weights.select(s))[0]
-                reject = first_guess_check(obs.value[s], hx, obs.r2[s], c.b2_channel[obs.channel[s]],
-                                           self.cfg.qc_threshold)
+                reject = c.check_later(x, k, self.cfg.qc_threshold)[3]
             used = ~reject & ~obs.withheld[s]
             out[k] = (obs.channel[s][used], obs.row[s][used], obs.col[s][used], obs.value_std[s][used])
         return out

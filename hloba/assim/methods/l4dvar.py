@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 
 from hloba.assim.methods.base import Analysis, Cycle, Method
-from hloba.assim.update import first_guess_check
 from hloba.assim.var import latent_var, window_observer
 from hloba.obs.operator import apply_operator
 from hloba.timeaxis import window_cycles
@@ -60,12 +59,8 @@ class Latent4DVar(Method):
             if j == c.k:
                 sj, keep, wj = c.s, c.ok, c.weights
             else:
-                sj = obs.cycle(j)
                 x = m.forecast.step(x, [times[j - 1]], 1).double()
-                wj = obs.weights.select(sj)
-                hx = apply_operator(x, wj)[0]
-                reject = first_guess_check(obs.value[sj], hx, obs.r2[sj], c.b2_channel[obs.channel[sj]],
-                                           cfg.qc_threshold)
+                sj, wj, hx, reject = c.check_later(x, j, cfg.qc_threshold)
                 self._decided[j], keep = reject, ~reject & ~obs.withheld[sj]
                 self._background[j] = hx
             if bool(keep.any()):
