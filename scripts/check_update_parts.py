@@ -8,6 +8,13 @@
 channel whose analysis is worse than its background is one where the element-wise update, whose
 gains are set for the latent space as a whole, takes more of the estimate than that channel's
 errors warrant.
+
+The last columns fit, per channel, the weight of the decoded increment ``D(z_a) - D(z_b)`` that
+fits the truth best (least squares, in [0, 1], as rule tune_stream does for
+``assimilation.decoded_increment: weighted``) on the first half of the scored times, and score
+``D(z_b) + weight (D(z_a) - D(z_b))`` on the second half against the background and analysis there
+(offline: the stream would cycle from the weighted analyses). On an archive written with weighted
+increments the weights are those of what is left.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from hloba.latent import open_latent  # noqa: E402
 from hloba.models.autoencoder import encode_all, load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402
 from hloba.normalization import Normalizer  # noqa: E402
+from hloba.assim.update import fit_increment_weights, weighted_increment  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
 from hloba.verify.latent import decode_physical, truth_on  # noqa: E402
 
@@ -44,16 +52,24 @@ def main() -> None:
     times = pd.DatetimeIndex(ds["time"].values)[::args.every]
     truth = truth_on([r / f"reference/{args.year}.nc"], times, channels)
     scale = normalizer.anomaly_std.double()[None, :, None, None]
-    table = {}
+    table, decoded = {}, {}
     for name, label in (("z_b", "background"), ("z_o", "estimate"), ("z_a", "analysis")):
         z = torch.as_tensor(ds[name].values[::args.every])
         ok = torch.isfinite(z).flatten(1).all(dim=1)  # cycles without observations have no estimate
         x = decode_physical(ae, normalizer, z[ok], times[ok.numpy()])
         table[label] = rmse(x / scale, truth[ok] / scale, weights).numpy()
+        decoded[label] = x.double() / scale if bool(ok.all()) else None
     z_t = encode_all(ae, normalizer.standardize(truth, times))
     table["autoencoder"] = rmse(decode_physical(ae, normalizer, z_t, times) / scale, truth / scale, weights).numpy()
+    half = len(times) // 2
+    x_b, x_a, x_t = decoded["background"], decoded["analysis"], truth.double() / scale
+    g = fit_increment_weights(x_a[:half] - x_b[:half], x_t[:half] - x_b[:half], torch.as_tensor(weights))
+    table["increment weight"] = g.numpy()
+    for label, x in (("2nd half: background", x_b), ("2nd half: analysis", x_a),
+                     ("2nd half: weighted", weighted_increment(x_b, x_a, g))):
+        table[label] = rmse(x[half:], x_t[half:], weights).numpy()
     df = pd.DataFrame(table, index=[c.name for c in channels])
-    df["analysis/background"] = df["analysis"] / df["background"]
+    df.insert(4, "analysis/background", df["analysis"] / df["background"])
     df.loc["mean"] = df.mean()
     pd.set_option("display.width", 200)
     print(f"{args.year}, every {args.every}th of {len(ds['time'])} analyses: decoded RMSE / anomaly std")

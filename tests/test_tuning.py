@@ -1,6 +1,6 @@
 """The tuning streams (rule tune_stream) in the update's two forms and with the static variance
-refitted to cycling errors, O2Lnet's prior in the calibration file, and the compared variants' own
-tuning."""
+refitted to cycling errors, the weights of the decoded increment, O2Lnet's prior in the
+calibration file, and the compared variants' own tuning."""
 
 import numpy as np
 import pytest
@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 from conftest import tiny_inputs, tiny_settings
 
+from hloba.assim.methods.hloba import Hloba
 from hloba.assim.models import StreamError, apply_tuning, method_models
 from hloba.assim.settings import StreamConfig
 from hloba.assim.tuning import cycling_static_variance, tune_stream_file
@@ -32,14 +33,15 @@ def test_calibration_holds_o2lnets_climatological_prior(tiny_models):
 @pytest.fixture(scope="module")
 def tunings(tiny_models, tmp_path_factory):
     """The tuning of the paper's posterior form, of the likelihood form with the observation
-    estimate's variance calibrated, and of the static variance refitted to cycling errors, on the
-    tiny calibration year."""
+    estimate's variance calibrated, and of the static variance refitted to cycling errors with the
+    decoded increment weighted (config.yaml's defaults), on the tiny calibration year."""
     out = tmp_path_factory.mktemp("tuning")
     refs = [tiny_models / f"results/reference/{YEAR}.nc"]
     result = {}
-    for name, changes in (("posterior", {"update": "posterior", "background_variance": "forecast"}),
+    for name, changes in (("posterior", {"update": "posterior", "background_variance": "forecast",
+                                         "decoded_increment": "full"}),
                           ("likelihood", {"update": "likelihood", "calibrate_observation_variance": True,
-                                          "background_variance": "forecast"}),
+                                          "background_variance": "forecast", "decoded_increment": "full"}),
                           ("cycling", {"update": "posterior", "background_variance": "cycling"})):
         cfg, run = tiny_settings(tiny_models, **changes)
         inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
@@ -126,3 +128,47 @@ def test_a_cycling_background_variance_needs_the_tuning_streams():
         StreamConfig(background_variance="ensemble")
     with pytest.raises(ValueError, match="tuning_days > 0"):
         StreamConfig(background_variance="cycling", tuning_days=0)
+
+
+def test_the_tuning_writes_one_weight_per_channel_in_0_1(tunings, tiny_models):
+    tuned = tunings["cycling"]  # the tiny configuration weighs the decoded increment (config.yaml's default)
+    assert tuned.attrs["decoded_increment"] == "weighted"
+    g = tuned["increment_weight"]
+    with xr.open_dataset(tiny_models / "results/ensemble/calibration.nc") as cal:
+        assert list(g["channel"].values) == list(cal["channel"].values)
+    assert ((g.values >= 0) & (g.values <= 1)).all() and np.isfinite(g.values).all()
+    # the fitted weights differ between channels (else a scalar would do)
+    assert g.values.max() - g.values.min() > 0.05, g.values
+    assert np.isfinite(tuned.attrs["latent_rmse_analysis_pass3"])
+
+
+def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
+    tuned = tunings["cycling"]
+    cfg, _ = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
+    path = tmp_path / "tuning.nc"
+    tuned.to_netcdf(path)
+    inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
+    models = method_models(cfg, inputs, "cpu")
+    assert models.increment_weights is None
+    apply_tuning(models, path, cfg)
+    assert models.increment_weights.tolist() == pytest.approx(tuned["increment_weight"].values.tolist())
+    # the weighted analysis: each channel's decoded increment taken at its weight, encoded again
+    hloba = Hloba(models, cfg)
+    ae = models.autoencoder
+    g = torch.Generator().manual_seed(1)
+    z_b, z_a = torch.randn(1, ae.cfg.n_latent, generator=g), torch.randn(1, ae.cfg.n_latent, generator=g)
+    with torch.no_grad():
+        models.increment_weights = torch.zeros(len(models.channels), dtype=torch.float64)
+        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), ae.encode(ae.decode(z_b)), atol=1e-5)
+        models.increment_weights = torch.ones(len(models.channels), dtype=torch.float64)
+        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), ae.encode(ae.decode(z_a)), atol=1e-5)
+        half = torch.full((len(models.channels),), 0.5, dtype=torch.float64)
+        models.increment_weights = half
+        mid = ae.encode(0.5 * (ae.decode(z_b) + ae.decode(z_a)))
+        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), mid, atol=1e-5)
+    # weights of other channels, or settings other than the tuning's, are refused
+    tuned.assign_coords(channel=[f"x{i}" for i in range(tuned.sizes["channel"])]).to_netcdf(tmp_path / "other.nc")
+    with pytest.raises(StreamError, match="rerun rule tune_stream"):
+        apply_tuning(models, tmp_path / "other.nc", cfg)
+    with pytest.raises(StreamError, match="decoded_increment: weighted in the file, full in this stream"):
+        apply_tuning(models, path, cfg.with_(decoded_increment="full"))

@@ -56,6 +56,8 @@ class StreamModels:
     error_correlation: torch.Tensor | None = None  # of background and O2Lnet errors
     analysis_variance_factor: torch.Tensor | None = None
     observation_variance_factor: torch.Tensor | None = None  # of the observation estimate's variance
+    # per channel, the weight of the decoded increment (assimilation.decoded_increment: weighted)
+    increment_weights: torch.Tensor | None = None
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
     phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
     o2lnet_dtype: torch.dtype = torch.float32  # of O2Lnet's pass in the stream (assimilation.o2lnet_precision)
@@ -157,11 +159,18 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
                 raise StreamError(f"{path} holds a static variance of {static.numel()} update coordinates, the "
                                   f"calibration {models.sigma_clim2.numel()}: rerun rule tune_stream")
             models.use_static_variance(static)
+        if "increment_weight" in ds:  # assimilation.decoded_increment: weighted
+            names = [c.name for c in models.channels]
+            if list(ds["channel"].values) != names:
+                raise StreamError(f"{path} weighs the increments of channels {list(ds['channel'].values)}, the "
+                                  f"models have {names}: rerun rule tune_stream")
+            models.increment_weights = torch.as_tensor(ds["increment_weight"].values)
     return models
 
 
 # the settings a tuning file was tuned with (its attributes) that a stream reading it must share
-TUNED_SETTINGS = ("rotation", "update", "calibrate_observation_variance", "background_variance")
+TUNED_SETTINGS = ("rotation", "update", "calibrate_observation_variance", "background_variance",
+                  "decoded_increment")
 
 
 def tuned_settings(cfg: StreamConfig) -> dict:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hloba.assim.methods import REGISTRY
-from hloba.assim.update import UPDATE_FORMS
+from hloba.assim.update import DECODED_INCREMENTS, UPDATE_FORMS
 from hloba.forecast import ForecastSpec
 from hloba.models.training import check_precision
 
@@ -42,6 +42,9 @@ class StreamConfig:
     update: str = "posterior"  # hloba: weigh O2Lnet's posterior as it is (the paper) or its likelihood
     calibrate_observation_variance: bool = False  # hloba: per-band factor of the estimate's variance (tune_stream)
     background_variance: str = "forecast"  # hloba: static variance from forecasts from the truth or cycling errors
+    # hloba: the model-space analysis is the whole decoded increment D(z_a) - D(z_b) over D(z_b) (the
+    # paper's) or that increment weighted per channel, the weights fitted by rule tune_stream
+    decoded_increment: str = "full"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
     # or float32; auto: bfloat16 where the hardware multiplies it natively (training.native_bfloat16)
@@ -67,6 +70,12 @@ class StreamConfig:
         if self.background_variance not in BACKGROUND_VARIANCES:
             raise ValueError(f"assimilation.background_variance {self.background_variance!r} is not one of "
                              f"{BACKGROUND_VARIANCES}")
+        if self.decoded_increment not in DECODED_INCREMENTS:
+            raise ValueError(f"assimilation.decoded_increment {self.decoded_increment!r} is not one of "
+                             f"{DECODED_INCREMENTS}")
+        if self.decoded_increment == "weighted" and self.tuning_days <= 0:
+            raise ValueError("assimilation.decoded_increment: weighted has its weights fitted by the tuning "
+                             "streams: set assimilation.tuning_days > 0 or decoded_increment: full")
         if self.background_variance == "cycling" and self.tuning_days <= 0:
             raise ValueError("assimilation.background_variance: cycling is refitted by the tuning streams: set "
                              "assimilation.tuning_days > 0 or background_variance: forecast")

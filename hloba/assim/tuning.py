@@ -21,7 +21,11 @@ coordinates:
    calibration's comes from 6-hour forecasts from the truth, mostly the model's bias, ten times
    smaller than a cycling background's error on the built-in world), the hybrid weights become
    ``a = 1, b = 0`` (the lagged spread explains nothing of the cycling errors there: NNLS weight
-   0.05) and steps 0-2 are run again with it.
+   0.05) and steps 0-2 are run again with it;
+4. with ``assimilation.decoded_increment: weighted``, the weight of each channel's decoded increment
+   ``D(z_a) - D(z_b)`` is fitted to the last stream's errors (least squares of the truth minus
+   ``D(z_b)`` on it, in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), and a stream
+   that uses the weights refits step 2's factor (its analyses are the weighted ones).
 
 Reanalysis streams read them (they never see the truth). The tuning streams are separate from the
 reanalysis streams, so years still never read each other's outputs.
@@ -40,10 +44,10 @@ from hloba import __version__
 from hloba.assim.cycle import mode_groups
 from hloba.assim.models import StreamModels, load_stream_models, tuned_settings
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
-from hloba.assim.update import observation_estimate
+from hloba.assim.update import fit_increment_weights, observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
-from hloba.models.autoencoder import encode_all
+from hloba.models.autoencoder import decode_all, encode_all
 from hloba.states import load_years
 from hloba.timeaxis import cycle_times, period_cycles
 
@@ -77,14 +81,24 @@ def pooled_correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | No
     return float((a * b).sum() / (a.square().sum() * b.square().sum()).sqrt().clamp(min=1e-300))
 
 
-def _truth_latent(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> torch.Tensor:
+def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tuple[torch.Tensor, torch.Tensor]:
+    """The truth at ``times``, standardised ``(time, C, ny, nx)``, and encoded ``(time, n)``."""
     x, t, _, _ = load_years(reference_paths, models.normalizer, models.channels)
     index = pd.DatetimeIndex(t).get_indexer(times)
     if (index < 0).any():
         raise ValueError(f"the reference files lack {int((index < 0).sum())} of the tuning period's times "
                          f"(first {times[index < 0][0]}): give the calibration year's reference")
-    ae = models.autoencoder
-    return encode_all(ae, x[torch.as_tensor(index)]).cpu()
+    x = x[torch.as_tensor(index)]
+    return x, encode_all(models.autoencoder, x).cpu()
+
+
+def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor) -> torch.Tensor:
+    """Step 4: per channel, the weight of the decoded increment that fits the truth ``x_t``
+    (standardised) best over the cycles ``sl`` of a stream ``result`` that took whole increments."""
+    ae, dev = models.autoencoder, models.device
+    d_b = decode_all(ae, result.fields["z_b"][sl].to(dev)).cpu()
+    d_a = decode_all(ae, result.fields["z_a"][sl].to(dev)).cpu()
+    return fit_increment_weights(d_a - d_b, x_t - d_b, torch.as_tensor(models.grid.area_weights()))
 
 
 def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice, w_t: torch.Tensor):
@@ -122,7 +136,7 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     to ``a = 1, b = 0``) and the factors are tuned again with it."""
     times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
     stop = period_cycles(times, first, cfg.tuning_days)
-    z_t = _truth_latent(models, reference_paths, times[first:stop])
+    x_t, z_t = _truth(models, reference_paths, times[first:stop])
     w_t = models.space.forward(z_t.to(models.device)).cpu()
     tuning, last = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
     tuning.update(first_time=str(times[first]), last_time=str(times[stop - 1]), background_variance="forecast")
@@ -133,9 +147,23 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
                  "(the calibration's %.4g); tuning again with it", float(static.mean()),
                  float(models.hybrid_a * models.sigma_clim2.double().mean()))
         models.use_static_variance(static)
-        refit, _ = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
+        refit, last = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
         tuning.update(refit, static_variance=static, background_variance="cycling",
                       latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])
+    if cfg.decoded_increment == "weighted":
+        weights = increment_weights(models, last, slice(first, stop), x_t)
+        log.info("weight of the decoded increment per channel: %s", ", ".join(
+            f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist())))
+        models.increment_weights = weights
+        log.info("tuning pass 3 with the weighted increments")
+        r3 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
+        w_a = models.space.forward(r3.fields["z_a"][first:stop].to(models.device)).cpu()
+        groups = mode_groups(int(models.sigma_clim2.numel()), cfg.inflation_groups)
+        alpha = group_ratio((w_a - w_t).square(), r3.fields["sigma_a2_update"][first:stop], groups,
+                            int(groups.max()) + 1)
+        log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
+        tuning.update(increment_weights=weights, channels=[c.name for c in models.channels], analysis_variance_factor=alpha,
+                      latent_rmse_analysis_pass3=float((r3.fields["z_a"][first:stop] - z_t).square().mean().sqrt()))
     return tuning
 
 
@@ -220,8 +248,13 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
     if "static_variance" in tuning:  # background_variance: cycling; the hybrid weights are then 1 and 0
         data["static_variance"] = ("coordinate", tuning["static_variance"].numpy(), {
             "long_name": "static background error variance per update coordinate, from cycling errors"})
+    coords = {"group": np.arange(tuning["n_groups"])}
+    if "increment_weights" in tuning:  # decoded_increment: weighted
+        data["increment_weight"] = ("channel", tuning["increment_weights"].numpy(), {
+            "long_name": "weight of the decoded increment D(z_a) - D(z_b) per channel"})
+        coords["channel"] = tuning["channels"]
     return xr.Dataset(
-        data, coords={"group": np.arange(tuning["n_groups"])},
+        data, coords=coords,
         attrs={"hloba_version": __version__, "year": year, **tuned_settings(cfg),
                **{k: v for k, v in tuning.items() if isinstance(v, (int, float, str))}},
     )

@@ -141,3 +141,28 @@ def correlated_update(
     sa2 = (1 - k).square() * sb2 + k.square() * so2 + 2 * k * (1 - k) * c
     z_lim, sa2_lim = hybrid_update(z_b, sigma_b2, z_o, sigma_o2)
     return torch.where(finite, z_a, z_lim), torch.where(finite, sa2, sa2_lim)
+
+
+# assimilation.decoded_increment: the whole decoded increment (the paper's) or per-channel weights
+# of it fitted by rule tune_stream
+DECODED_INCREMENTS = ("full", "weighted")
+
+
+def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``x_b + g_c (x_a - x_b)`` per channel ``c``: the decoded analysis ``x_a`` taken at weight
+    ``g_c`` over the decoded background ``x_b``. ``x_b, x_a: (batch, C, ny, nx)``, ``weights: (C,)``
+    (1: the analysis, 0: the background)."""
+    g = weights.to(x_a.device, x_a.dtype)[None, :, None, None]
+    return x_b + g * (x_a - x_b)
+
+
+def fit_increment_weights(increment: torch.Tensor, error: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """Per channel, the weight ``g`` of the decoded increment that minimises the area-weighted mean
+    square of ``error - g * increment`` (``error`` the truth minus the decoded background), clipped
+    to ``[0, 1]``: ``g = <increment, error> / <increment, increment>``. ``increment, error:
+    (time, C, ny, nx)``, ``area: (ny,)``; returns ``(C,)`` float64 (1 where the increment is 0)."""
+    w = torch.as_tensor(area, dtype=torch.float64)[None, None, :, None]
+    inc, err = increment.double(), error.double()
+    num, den = (inc * err * w).sum(dim=(0, 2, 3)), (inc.square() * w).sum(dim=(0, 2, 3))
+    g = torch.where(den > 0, num / den.clamp(min=1e-300), torch.ones_like(num))
+    return g.clamp(0.0, 1.0)

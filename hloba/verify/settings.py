@@ -18,6 +18,8 @@ VARIANTS = {
     "hloba_ocal": ("hloba", {"calibrate_observation_variance": True}),  # O2Lnet's variance calibrated per band
     "hloba_forecastvar": ("hloba", {"background_variance": "forecast"}),  # the calibration's static variance
     "hloba_cyclingvar": ("hloba", {"background_variance": "cycling"}),  # refitted to cycling errors
+    "hloba_fullincrement": ("hloba", {"decoded_increment": "full"}),  # the paper's analysis D(z_a)
+    "hloba_weightedincrement": ("hloba", {"decoded_increment": "weighted"}),  # per-channel weights
 }
 COMPARABLE = NAMES + tuple(VARIANTS)
 

@@ -11,7 +11,10 @@ its own background when it comes.
 
 ``assimilation.update`` chooses what is weighed: O2Lnet's posterior as it comes (``posterior``,
 the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
-(``likelihood``; :func:`hloba.assim.update.observation_estimate`). O2Lnet's pass runs in
+(``likelihood``; :func:`hloba.assim.update.observation_estimate`). With
+``assimilation.decoded_increment: weighted`` the analysis is the decoded background plus the decoded
+increment weighted per channel (weights fitted by rule tune_stream), encoded again
+(:meth:`Hloba.weighted_analysis`); ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
 ``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
 :func:`hloba.models.o2lnet.inference_pass`)."""
 
@@ -21,7 +24,9 @@ import torch
 
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
-from hloba.assim.update import check_update_inputs, correlated_update, hybrid_update, observation_estimate
+from hloba.assim.update import (
+    check_update_inputs, correlated_update, hybrid_update, observation_estimate, weighted_increment,
+)
 from hloba.models.o2lnet import inference_pass, render_observations
 
 
@@ -131,5 +136,17 @@ class Hloba(Method):
             est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
-        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b,
-                           z_a=m.space.backward(w_a))
+        z_a = m.space.backward(w_a)
+        if m.increment_weights is not None and c.n_used and not c.cold_first:
+            z_a = self.weighted_analysis(c.z_b, z_a)
+        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a)
+
+    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
+        """``E(D(z_b) + g (D(z_a) - D(z_b)))``, ``g`` the tuned weight of each channel's decoded
+        increment (:func:`hloba.assim.update.weighted_increment`; standardised space, where it is
+        the same combination as in physical units). The stream decodes the result, so its forecast
+        starts from what the archive decodes. On a cold first cycle the whole increment is taken
+        (the weights are fitted to cycling backgrounds)."""
+        ae = self.models.autoencoder
+        decoded = ae.decode(torch.cat((z_b, z_a.to(z_b.dtype))))
+        return ae.encode(weighted_increment(decoded[:1], decoded[1:], self.models.increment_weights))

@@ -1,0 +1,39 @@
+"""The decoded increment weighted per channel (assimilation.decoded_increment: weighted): the
+least-squares weights and the weighted combination (the tuning that fits them and the stream that
+uses them: tests/test_tuning.py)."""
+
+import pytest
+import torch
+
+from hloba.assim.settings import StreamConfig
+from hloba.assim.update import fit_increment_weights, weighted_increment
+
+
+def test_the_weights_are_the_least_squares_fit_of_the_background_error_clipped_to_0_1():
+    g = torch.Generator().manual_seed(0)
+    inc = torch.randn(50, 5, 6, 8, generator=g, dtype=torch.float64)
+    noise = torch.randn(50, 5, 6, 8, generator=g, dtype=torch.float64)
+    noise -= (noise * inc).sum(dim=(0, 2, 3), keepdim=True) / inc.square().sum(dim=(0, 2, 3), keepdim=True) * inc
+    err = torch.stack((0.3 * inc[:, 0], 0.8 * inc[:, 1], -inc[:, 2], 2.0 * inc[:, 3], torch.zeros_like(inc[:, 4])),
+                      dim=1) + noise
+    inc[:, 4] = 0.0
+    area = torch.ones(6)
+    assert fit_increment_weights(inc, err, area).tolist() == pytest.approx([0.3, 0.8, 0.0, 1.0, 1.0])
+    # the area weights weigh the rows: a channel right at one latitude row only and wrong elsewhere
+    inc2 = torch.ones(1, 1, 2, 1, dtype=torch.float64)
+    err2 = torch.tensor([1.0, 0.0], dtype=torch.float64).reshape(1, 1, 2, 1)
+    assert fit_increment_weights(inc2, err2, torch.tensor([3.0, 1.0])).item() == pytest.approx(0.75)
+
+
+def test_a_weighted_increment_keeps_the_background_at_0_and_the_analysis_at_1():
+    x_b, x_a = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    out = weighted_increment(x_b, x_a, torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64))
+    assert out.dtype == x_a.dtype
+    assert out[:, 0].eq(0).all() and out[:, 1].eq(0.25).all() and out[:, 2].eq(1).all()
+
+
+def test_a_weighted_increment_needs_the_tuning_streams():
+    with pytest.raises(ValueError, match="decoded_increment 'half' is not one of"):
+        StreamConfig(decoded_increment="half")
+    with pytest.raises(ValueError, match="tuning_days > 0 or decoded_increment: full"):
+        StreamConfig(decoded_increment="weighted", tuning_days=0, background_variance="forecast")
