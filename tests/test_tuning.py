@@ -172,3 +172,6 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
         apply_tuning(models, tmp_path / "other.nc", cfg)
     with pytest.raises(StreamError, match="decoded_increment: weighted in the file, full in this stream"):
         apply_tuning(models, path, cfg.with_(decoded_increment="full"))
+    tuned.drop_vars(["increment_weight", "channel"]).to_netcdf(tmp_path / "before.nc")  # a file from before the weights
+    with pytest.raises(StreamError, match="no weights of the decoded increment .* rerun rule tune_stream"):
+        apply_tuning(models, tmp_path / "before.nc", cfg)

@@ -165,6 +165,9 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
                 raise StreamError(f"{path} weighs the increments of channels {list(ds['channel'].values)}, the "
                                   f"models have {names}: rerun rule tune_stream")
             models.increment_weights = torch.as_tensor(ds["increment_weight"].values)
+        elif cfg.decoded_increment == "weighted":
+            raise StreamError(f"{path} has no weights of the decoded increment (written before they existed), "
+                              "which assimilation.decoded_increment: weighted needs: rerun rule tune_stream")
     return models
 
 
