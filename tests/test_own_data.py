@@ -145,6 +145,7 @@ def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_worl
     # thinned to a quarter of their stations, as the tiny world's are
     overlay = work / "overlay.yaml"
     settings = {"comparison": {"methods": ["hloba", "free"], "days": 20},
+                "assimilation": {"decoded_increment": "weighted"},  # config.yaml's default (config/test.yaml: full)
                 "emulator": {"epochs": 6, "samples_per_epoch": 512}}
     if kind == "global":
         networks = yaml.safe_load((work / f"config/examples/{example}.yaml").read_text())["observations"]["networks"]

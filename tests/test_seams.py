@@ -20,14 +20,12 @@ def test_a_streams_spin_up_converges_to_the_previous_years_archive(tiny_models, 
     days = sorted(table["days_before_start"].unique())
     assert days[0] == 0.25 and days[-1] == 10.0 and len(days) == 40  # 10 days of 6-hourly spin-up
     by_day = table.groupby("days_before_start")["rms_difference_normalised"].mean()
-    # the cold start (climatology, then O2Lnet's estimate) is far from the archive (tiny world: 0.63
-    # anomaly std, mean over channels). With the decoded increment weighted per channel (the default)
-    # the channels whose increments get little weight converge through the dynamics, over a day
-    # (0.47 at the second cycle, 0.22 after a day); later the two streams agree to 0.03-0.05. The
-    # archive's last cycle (0.25 days before the start: 0.15) is a filter analysis: the 2001 stream has
-    # no 2002 observations for O2Lnet's 6-hour lead
-    assert by_day[10.0] > 0.4 and by_day[by_day.index < 10].max() < 0.8 * by_day[10.0], by_day
-    assert by_day[by_day.index <= 9].max() < 0.5 * by_day[10.0], by_day
+    # the cold start (climatology, then O2Lnet's estimate) is far from the archive (tiny world: 0.51
+    # anomaly std, mean over channels); within a day the two streams agree to 0.02-0.06: both analyses
+    # are nearly O2Lnet's estimate from the same observations there (the tuned background variance is
+    # ten times O2Lnet's). The archive's last cycle (0.25 days before the start: 0.29) is a filter
+    # analysis: the 2001 stream has no 2002 observations for O2Lnet's 6-hour lead
+    assert by_day[10.0] > 0.4 and by_day[by_day.index < 10].max() < 0.7 * by_day[10.0], by_day
     first_day, last_day = by_day[by_day.index > 9].mean(), by_day[by_day.index <= 1].mean()
     assert last_day < first_day
     assert np.isfinite(table["rms_difference"]).all()

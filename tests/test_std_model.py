@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from hloba.archive.settings import UncertaintySettings
-from hloba.archive.std_model import StdModel, StdNet, fit_std_net, load_std_model, save_std_model, std_inputs
+from hloba.archive.std_model import (
+    StdModel, StdNet, calibration_offset, fit_std_model, fit_std_net, load_std_model, save_std_model, std_inputs,
+)
 from hloba.channels import Channel
 from hloba.grid import Grid
 
@@ -65,12 +67,30 @@ def test_inputs_have_the_documented_channels():
     np.testing.assert_allclose(x[:, 12:], np.log(8.0), rtol=1e-6)
 
 
+def test_the_fitted_model_is_calibrated_over_its_calibration_times_even_when_stopped_early():
+    inputs, err2, _ = synthetic(n=30)
+    # the errors of the last fifth (the validation times) are 4 times smaller: the epoch chosen there
+    # can leave the whole period's variance off; the offset puts its size right
+    err2 = err2.copy()
+    err2[24:] /= 4.0
+    area = np.linspace(0.5, 1.5, 12)
+    model, report = fit_std_model(inputs, err2, area, np.array([1.0, 1.0]), (1, 3, 3), epochs=2, hidden=4, layers=2)
+    var = model.predict(inputs).astype(np.float64) ** 2
+    w = area[None, None, :, None]
+    # spread/RMSE over the calibration times (area-weighted) is 1 in each channel
+    np.testing.assert_allclose((var * w).sum(axis=(0, 2, 3)) / (err2 * w).sum(axis=(0, 2, 3)), 1.0, rtol=1e-4)
+    assert len(report["log_offset"]) == 2
+    # a constant log variance of 0 gets log(weighted mean e^2)
+    const = calibration_offset(np.zeros_like(err2), err2, area)
+    np.testing.assert_allclose(np.exp(const), (err2 * w).sum(axis=(0, 2, 3)) / (w.sum() * 30 * 12), rtol=1e-10)
+
+
 def test_a_saved_model_predicts_the_same(tmp_path):
     inputs, err2, _ = synthetic(n=20)
     center, scale = StdModel.centring(inputs)
     net, _ = fit_std_net((inputs - center[None, :, None, None]) / scale[None, :, None, None], err2, np.ones(12),
                          epochs=2, hidden=4, layers=2)
-    model = StdModel(net, center, scale, np.array([2.0, 3.0]), (1, 3, 3))
+    model = StdModel(net, center, scale, np.array([2.0, 3.0]), (1, 3, 3), log_offset=np.array([0.3, -0.2]))
     channels = [Channel("a"), Channel("b")]
     grid = Grid(tuple(np.linspace(40, 50, 12)), tuple(np.linspace(0, 10, 12)))
     normalizer = {"anomaly_std": torch.tensor([2.0, 3.0]), "coefficients": torch.zeros(1, 2, 12, 12),
@@ -78,6 +98,7 @@ def test_a_saved_model_predicts_the_same(tmp_path):
     save_std_model(tmp_path / "m.pt", model, channels, grid, normalizer, {"year": 2009})
     loaded, payload = load_std_model(tmp_path / "m.pt")
     np.testing.assert_array_equal(loaded.predict(inputs), model.predict(inputs))
+    assert loaded.log_offset.ravel().tolist() == pytest.approx([0.3, -0.2])
     assert loaded.latent_shape == (1, 3, 3) and payload["meta"]["year"] == 2009
 
 

@@ -34,7 +34,8 @@ def test_calibration_holds_o2lnets_climatological_prior(tiny_models):
 def tunings(tiny_models, tmp_path_factory):
     """The tuning of the paper's posterior form, of the likelihood form with the observation
     estimate's variance calibrated, and of the static variance refitted to cycling errors with the
-    decoded increment weighted (config.yaml's defaults), on the tiny calibration year."""
+    decoded increment weighted (config.yaml's defaults; config/test.yaml's analysis is the paper's), on
+    the tiny calibration year."""
     out = tmp_path_factory.mktemp("tuning")
     refs = [tiny_models / f"results/reference/{YEAR}.nc"]
     result = {}
@@ -42,7 +43,8 @@ def tunings(tiny_models, tmp_path_factory):
                                          "decoded_increment": "full"}),
                           ("likelihood", {"update": "likelihood", "calibrate_observation_variance": True,
                                           "background_variance": "forecast", "decoded_increment": "full"}),
-                          ("cycling", {"update": "posterior", "background_variance": "cycling"})):
+                          ("cycling", {"update": "posterior", "background_variance": "cycling",
+                                       "decoded_increment": "weighted"})):
         cfg, run = tiny_settings(tiny_models, **changes)
         inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
         result[name] = tune_stream_file(YEAR, inputs, refs, out / f"{name}.nc", cfg, run).load()
@@ -108,7 +110,7 @@ def test_a_static_variance_refitted_to_cycling_errors_calibrates_every_band(tiny
 
 
 def test_the_streams_take_the_refitted_static_variance_from_the_tuning_file(tiny_models, tunings, tmp_path):
-    cfg, _ = tiny_settings(tiny_models, background_variance="cycling")
+    cfg, _ = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     models = method_models(cfg, inputs, "cpu")
     assert models.hybrid_b > 0  # the calibration's hybrid weights before the tuning
@@ -131,7 +133,7 @@ def test_a_cycling_background_variance_needs_the_tuning_streams():
 
 
 def test_the_tuning_writes_one_weight_per_channel_in_0_1(tunings, tiny_models):
-    tuned = tunings["cycling"]  # the tiny configuration weighs the decoded increment (config.yaml's default)
+    tuned = tunings["cycling"]  # tuned with the decoded increment weighted (config.yaml's default)
     assert tuned.attrs["decoded_increment"] == "weighted"
     g = tuned["increment_weight"]
     with xr.open_dataset(tiny_models / "results/ensemble/calibration.nc") as cal:

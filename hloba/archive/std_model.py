@@ -14,7 +14,11 @@ predicts from what the stream knows at that time:
 
 It is fitted by Gaussian negative log-likelihood of the errors of a stream on the calibration
 year (rule calibrate_uncertainty, truth known), keeping the weights of the best validation epoch
-(the last fifth of the times). ``uncertainty.model: factor`` keeps the former per-channel factor
+(a fifth of the times, in runs spread over the year: :func:`validation_times`), then per channel
+one offset of the log variance that makes the rms std equal to the RMSE over all the calibration
+times (:func:`calibration_offset`). With the last fifth of the year choosing the epoch, the tiny
+world's network stopped at its second epoch (its autumn errs less than the rest of the year) and
+gave spread/RMSE 1.13-1.36 and std far/near below 1 on its own calibration year. ``uncertainty.model: factor`` keeps the former per-channel factor
 on the Monte-Carlo std (selectable for comparison). Measured in ``scripts/std_model_experiment.py``.
 """
 
@@ -89,12 +93,25 @@ def weighted_nll(log_var: torch.Tensor, err2: torch.Tensor, weights: torch.Tenso
     return (weights * (log_var + err2 * torch.exp(-log_var))).mean()
 
 
+def validation_times(n: int, fraction: float, blocks: int = 25) -> torch.Tensor:
+    """``(n,)`` bool: the times that choose the epoch, every ``round(1 / fraction)``-th of ``blocks``
+    runs of consecutive times (the last of each group), so that they cover every season of the
+    calibration period as the fitted times do; at least one."""
+    every = max(2, int(round(1.0 / fraction)))
+    length = max(1, n // blocks)
+    mask = (torch.arange(n) // length) % every == every - 1
+    if not bool(mask.any()):
+        mask[-1] = True
+    return mask
+
+
 def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, *, epochs: int = 30,
                 hidden: int = 32, layers: int = 4, periodic=(True, True), validation_fraction: float = 0.2,
                 batch: int = 8, lr: float = 2e-3, seed: int = 0, patience: int = 5) -> tuple[StdNet, dict]:
     """Fit :class:`StdNet` on ``inputs`` (centred) against squared errors ``err2`` (anomaly-std
-    units, ``(time, C, ny, nx)``); the last ``validation_fraction`` of the times choose the epoch,
-    and training stops after ``patience`` epochs without a better one (or after ``epochs``).
+    units, ``(time, C, ny, nx)``); ``validation_fraction`` of the times, in runs spread over the
+    period (:func:`validation_times`), choose the epoch, and training stops after ``patience``
+    epochs without a better one (or after ``epochs``).
     Returns the network (eval mode) and a report (per-epoch losses, the best epoch)."""
     if len(inputs) < 5:
         raise ValueError(f"the std network needs at least 5 calibration times, got {len(inputs)}: "
@@ -104,11 +121,12 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
     x = torch.as_tensor(inputs, dtype=torch.float32)
     e2 = torch.as_tensor(err2, dtype=torch.float32)
     w = torch.as_tensor(area_weights / np.mean(area_weights), dtype=torch.float32)[None, None, :, None]
-    n_val = max(1, int(round(validation_fraction * len(x))))
-    n_fit = len(x) - n_val
+    val_mask = validation_times(len(x), validation_fraction)
+    x_val, e2_val, x, e2 = x[val_mask], e2[val_mask], x[~val_mask], e2[~val_mask]
+    n_val, n_fit = len(x_val), len(x)
     net = StdNet(x.shape[1], e2.shape[1], hidden, layers, periodic)
     with torch.no_grad():
-        net.convs[-1].bias.copy_(torch.log(e2[:n_fit].mean(dim=(0, 2, 3)).clamp(min=EPS)))
+        net.convs[-1].bias.copy_(torch.log(e2.mean(dim=(0, 2, 3)).clamp(min=EPS)))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     best_epoch, best_state, history = -1, None, []
@@ -123,7 +141,7 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
             total += float(loss.detach()) * len(idx)
         net.eval()
         with torch.no_grad():
-            val = float(weighted_nll(net(x[n_fit:]), e2[n_fit:], w))
+            val = float(weighted_nll(net(x_val), e2_val, w))
         history.append({"epoch": epoch, "train_nll": total / n_fit, "val_nll": val})
         if best_epoch < 0 or val < history[best_epoch]["val_nll"]:
             best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
@@ -149,8 +167,11 @@ class StdModel:
     """A fitted network with its input centring: ``predict`` gives the std in physical units."""
 
     def __init__(self, net: StdNet, center: np.ndarray, scale: np.ndarray, anomaly_std: np.ndarray,
-                 latent_shape) -> None:
+                 latent_shape, log_offset: np.ndarray | None = None) -> None:
         self.net = net.eval()
+        n_out = net.convs[-1].out_channels
+        offset = np.zeros(n_out) if log_offset is None else np.asarray(log_offset, np.float64)
+        self.log_offset = offset.reshape(1, n_out, 1, 1)
         self.latent_shape = tuple(int(v) for v in latent_shape)
         self.center = np.asarray(center, np.float32)[None, :, None, None]
         self.scale = np.asarray(scale, np.float32)[None, :, None, None]
@@ -167,11 +188,26 @@ class StdModel:
         return (inputs - self.center) / self.scale
 
     @torch.no_grad()
-    def predict(self, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
-        """Physical std ``(time, C, ny, nx)`` float32 from uncentred :func:`std_inputs`."""
+    def log_variance(self, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
+        """The network's log error variance (anomaly-std units, before the offset) ``(time, C, ny, nx)``."""
         x = self.standardize(inputs)
         out = [self.net(torch.as_tensor(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
-        return (np.exp(0.5 * np.concatenate(out).astype(np.float64)) * self.anomaly_std).astype(np.float32)
+        return np.concatenate(out).astype(np.float64)
+
+    def predict(self, inputs: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Physical std ``(time, C, ny, nx)`` float32 from uncentred :func:`std_inputs`."""
+        log_var = self.log_variance(inputs, batch) + self.log_offset
+        return (np.exp(0.5 * log_var) * self.anomaly_std).astype(np.float32)
+
+
+def calibration_offset(log_var: np.ndarray, err2: np.ndarray, area_weights: np.ndarray) -> np.ndarray:
+    """Per channel, the constant ``c`` added to ``log_var`` that makes the area-weighted mean of the
+    variance equal that of the squared errors ``err2`` (both ``(time, C, ny, nx)``): ``c =
+    log(mean_w(err2) / mean_w(exp(log_var)))``, so spread/RMSE is 1 over these times."""
+    w = np.asarray(area_weights, np.float64)[None, None, :, None]
+    e2 = (np.asarray(err2, np.float64) * w).sum(axis=(0, 2, 3))
+    v = (np.exp(np.asarray(log_var, np.float64)) * w).sum(axis=(0, 2, 3))
+    return np.log(np.maximum(e2, 1e-300) / np.maximum(v, 1e-300))
 
 
 def fit_std_model(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, anomaly_std: np.ndarray,
@@ -181,7 +217,12 @@ def fit_std_model(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray
     center, scale = StdModel.centring(inputs)
     net, report = fit_std_net((inputs - center[None, :, None, None]) / scale[None, :, None, None], err2,
                               area_weights, **fit)
-    return StdModel(net, center, scale, anomaly_std, latent_shape), report
+    model = StdModel(net, center, scale, anomaly_std, latent_shape)
+    offset = calibration_offset(model.log_variance(inputs), err2, area_weights)
+    log.info("std network: calibration offset of the log variance per channel %s",
+             np.array2string(offset, precision=3))
+    model.log_offset = offset.reshape(model.log_offset.shape)
+    return model, {**report, "log_offset": offset.tolist()}
 
 
 def network_std(model: StdModel, decoded: dict, sigma_o2, sigma_b2, normalizer, times, latent_shape,
@@ -203,11 +244,13 @@ def save_std_model(path, model: StdModel, channels, grid, normalizer_state: dict
               "layers": len(n.convs), "periodic": list(n.periodic), "latent_shape": list(model.latent_shape)}
     save_checkpoint(path, KIND, config, n.state_dict(), channels, grid, normalizer_state, meta,
                     tensors={"center": torch.as_tensor(model.center.ravel()),
-                             "scale": torch.as_tensor(model.scale.ravel())})
+                             "scale": torch.as_tensor(model.scale.ravel()),
+                             "log_offset": torch.as_tensor(model.log_offset.ravel())})
 
 
 def load_std_model(path) -> tuple[StdModel, dict]:
     net, payload = load_module(path, KIND, build_std_net)
     anomaly_std = payload["normalizer"]["anomaly_std"].numpy()
+    offset = payload["log_offset"].numpy() if "log_offset" in payload else None  # absent before it existed
     return StdModel(net, payload["center"].numpy(), payload["scale"].numpy(), anomaly_std,
-                    payload["config"]["latent_shape"]), payload
+                    payload["config"]["latent_shape"], offset), payload
