@@ -18,8 +18,8 @@ year (rule calibrate_uncertainty, truth known), keeping the weights of the best 
 one offset of the log variance that makes the rms std equal to the RMSE over all the calibration
 times (:func:`calibration_offset`). With the last fifth of the year choosing the epoch, the tiny
 world's network stopped at its second epoch (its autumn errs less than the rest of the year) and
-gave spread/RMSE 1.13-1.36 and std far/near below 1 on its own calibration year. ``uncertainty.model: factor`` keeps the former per-channel factor
-on the Monte-Carlo std (selectable for comparison). Measured in ``scripts/std_model_experiment.py``.
+gave spread/RMSE 1.13-1.36 on its own calibration year. ``uncertainty.model: factor`` keeps the
+former per-channel factor on the Monte-Carlo std (selectable for comparison). Measured in ``scripts/std_model_experiment.py``.
 """
 
 from __future__ import annotations

@@ -162,7 +162,8 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         alpha = group_ratio((w_a - w_t).square(), r3.fields["sigma_a2_update"][first:stop], groups,
                             int(groups.max()) + 1)
         log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
-        tuning.update(increment_weights=weights, channels=[c.name for c in models.channels], analysis_variance_factor=alpha,
+        tuning.update(increment_weights=weights, channels=[c.name for c in models.channels],
+                      analysis_variance_factor=alpha,
                       latent_rmse_analysis_pass3=float((r3.fields["z_a"][first:stop] - z_t).square().mean().sqrt()))
     return tuning
 
