@@ -19,7 +19,8 @@ one offset of the log variance that makes the rms std equal to the RMSE over all
 times (:func:`calibration_offset`). With the last fifth of the year choosing the epoch, the tiny
 world's network stopped at its second epoch (its autumn errs less than the rest of the year) and
 gave spread/RMSE 1.13-1.36 on its own calibration year. ``uncertainty.model: factor`` keeps the
-former per-channel factor on the Monte-Carlo std (selectable for comparison). Measured in ``scripts/std_model_experiment.py``.
+former per-channel factor on the Monte-Carlo std (selectable for comparison). Measured in
+``scripts/std_model_experiment.py``.
 """
 
 from __future__ import annotations

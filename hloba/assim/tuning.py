@@ -136,36 +136,49 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
     to ``a = 1, b = 0``) and the factors are tuned again with it."""
     times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
     stop = period_cycles(times, first, cfg.tuning_days)
+    sl = slice(first, stop)
     x_t, z_t = _truth(models, reference_paths, times[first:stop])
     w_t = models.space.forward(z_t.to(models.device)).cpu()
-    tuning, last = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
+    tuning, last = _tuning_passes(year, models, obs_paths, cfg, run, sl, z_t, w_t)
     tuning.update(first_time=str(times[first]), last_time=str(times[stop - 1]), background_variance="forecast")
     if cfg.background_variance == "cycling":
-        w_b = models.space.forward(last.fields["z_b"][first:stop].to(models.device)).cpu()
+        w_b = models.space.forward(last.fields["z_b"][sl].to(models.device)).cpu()
         static = cycling_static_variance(w_b - w_t)
         log.info("static background variance refitted to the tuned stream's background errors: mean %.4g "
                  "(the calibration's %.4g); tuning again with it", float(static.mean()),
                  float(models.hybrid_a * models.sigma_clim2.double().mean()))
         models.use_static_variance(static)
-        refit, last = _tuning_passes(year, models, obs_paths, cfg, run, slice(first, stop), z_t, w_t)
+        refit, last = _tuning_passes(year, models, obs_paths, cfg, run, sl, z_t, w_t)
         tuning.update(refit, static_variance=static, background_variance="cycling",
                       latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])
     if cfg.decoded_increment == "weighted":
-        weights = increment_weights(models, last, slice(first, stop), x_t)
+        weights = increment_weights(models, last, sl, x_t)
         log.info("weight of the decoded increment per channel: %s", ", ".join(
             f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist())))
         models.increment_weights = weights
         log.info("tuning pass 3 with the weighted increments")
         r3 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
-        w_a = models.space.forward(r3.fields["z_a"][first:stop].to(models.device)).cpu()
-        groups = mode_groups(int(models.sigma_clim2.numel()), cfg.inflation_groups)
-        alpha = group_ratio((w_a - w_t).square(), r3.fields["sigma_a2_update"][first:stop], groups,
-                            int(groups.max()) + 1)
-        log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
+        alpha, _ = _analysis_variance_factor(models, r3, sl, w_t, mode_groups(w_t.shape[1], cfg.inflation_groups),
+                                             tuning["n_groups"])
         tuning.update(increment_weights=weights, channels=[c.name for c in models.channels],
-                      analysis_variance_factor=alpha,
-                      latent_rmse_analysis_pass3=float((r3.fields["z_a"][first:stop] - z_t).square().mean().sqrt()))
+                      analysis_variance_factor=alpha, latent_rmse_analysis_pass3=_latent_rms(r3, "z_a", sl, z_t))
     return tuning
+
+
+def _analysis_variance_factor(models: StreamModels, result, sl: slice, w_t: torch.Tensor, groups: torch.Tensor,
+                              n_groups: int) -> tuple[torch.Tensor, float]:
+    """Per group ``mean((w_a - w_t)^2) / mean(sigma_a2)`` of a stream's analyses over the cycles
+    ``sl`` (logged), and the mean of the element-wise ratio."""
+    w_a = models.space.forward(result.fields["z_a"][sl].to(models.device)).cpu()
+    sa2 = result.fields["sigma_a2_update"][sl]
+    alpha = group_ratio((w_a - w_t).square(), sa2, groups, n_groups)
+    log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
+    return alpha, float(((w_a - w_t).square() / sa2).mean())
+
+
+def _latent_rms(result, key: str, sl: slice, z_t: torch.Tensor) -> float:
+    """RMS over the cycles ``sl`` of a stream's latent field ``key`` minus the encoded truth."""
+    return float((result.fields[key][sl] - z_t).square().mean().sqrt())
 
 
 def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings, sl: slice,
@@ -208,20 +221,13 @@ def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig
     log.info("inflation correction per group: %s", np.array2string(correction.numpy(), precision=3))
     log.info("tuning pass 2 with the correction")
     r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
-    w_a = models.space.forward(r2.fields["z_a"][sl].to(models.device)).cpu()
-    sa2 = r2.fields["sigma_a2_update"][sl]
-    alpha = group_ratio((w_a - w_t).square(), sa2, groups, n_groups)
-    mean_ratio = float(((w_a - w_t).square() / sa2).mean())
+    alpha, mean_ratio = _analysis_variance_factor(models, r2, sl, w_t, groups, n_groups)
     models.analysis_variance_factor = alpha
-    log.info("analysis variance factor per group: %s", np.array2string(alpha.numpy(), precision=3))
     # how well the variances the last stream used fit its errors, per group (1 is calibrated)
     w_b2 = models.space.forward(r2.fields["z_b"][sl].to(models.device)).cpu()
     b_ratio = group_ratio((w_b2 - w_t).square(), r2.fields["sigma_b2_update"][sl], groups, n_groups)
     _, eo2, so2_2, inf2 = _estimate_errors(models, cfg, r2, sl, w_t)
     o_ratio = group_ratio(eo2.square(), so2_2 * obs_factor[groups][None], groups, n_groups, inf2)
-
-    def rms(result, key):
-        return float((result.fields[key][sl] - z_t).square().mean().sqrt())
 
     return {
         "inflation_correction": correction, "analysis_variance_factor": alpha, "error_correlation": rho,
@@ -229,8 +235,10 @@ def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig
         "observation_variance_ratio": o_ratio, "error_correlation_pooled": pooled_rho,
         "informative_fraction": float(informative.double().mean()),
         "n_groups": n_groups, "mean_ratio_before_factor": mean_ratio,
-        "latent_rmse_analysis_pass1": rms(r1, "z_a"), "latent_rmse_analysis_pass2": rms(r2, "z_a"),
-        "latent_rmse_background_pass1": rms(r1, "z_b"), "latent_rmse_background_pass2": rms(r2, "z_b"),
+        "latent_rmse_analysis_pass1": _latent_rms(r1, "z_a", sl, z_t),
+        "latent_rmse_analysis_pass2": _latent_rms(r2, "z_a", sl, z_t),
+        "latent_rmse_background_pass1": _latent_rms(r1, "z_b", sl, z_t),
+        "latent_rmse_background_pass2": _latent_rms(r2, "z_b", sl, z_t),
     }, r2
 
 

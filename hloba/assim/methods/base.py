@@ -73,7 +73,6 @@ class Cycle:
         s = self.obs.cycle(k)
         return s, (self.qc[s] == QC_USED).to(self.ok.device)
 
-
     def check_later(self, x: torch.Tensor, k: int, kappa: float):
         """First-guess check of cycle ``k``'s observations (``k > self.k``) against ``x``, the
         background forecast to cycle ``k`` (a method that reads later cycles: latent 4D-Var's window,
