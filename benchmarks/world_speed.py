@@ -1,12 +1,14 @@
 """Simulated years per minute of the built-in world at the default resolution.
 
-    python benchmarks/world_speed.py [--days 60] [--threads 2] [--dt-minutes 60] [--precision float32]
+    python benchmarks/world_speed.py [--days 60] [--threads 2] [--dt-minutes 60] [--precision float32] [--chains 2]
 
 Times a continuous run that also builds the 6-hourly atmospheric fields (what make_world
 does, minus the file write), and the raw model step for 1 and 8 members in the same run, so
 the batch gain is a ratio measured on one machine at one time. The step and the precision default
 to config.yaml's ``world.qg.dt_minutes`` and ``world.precision``; ``--dt-minutes 30 --precision
-float64 --days 20`` is the host-speed index the README quotes.
+float64 --days 20`` is the host-speed index the README quotes. ``--chains N`` also times N
+independent trajectories in N one-thread processes at once (the world's chains, rules
+make_world_{k}) against one such process alone.
 Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
 """
 
@@ -42,6 +44,43 @@ def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: 
     return time.perf_counter() - start
 
 
+def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier=None, out=None) -> float:
+    """Seconds of a one-thread single trajectory (a make_world_{k} job's stepping); with a
+    ``barrier`` the timed run starts when every process is ready, and the seconds go to ``out``."""
+    torch.set_num_threads(1)
+    reuse_freed_memory()
+    dtype = PRECISIONS[precision]
+    params = QGParams(dt_minutes=dt_minutes)
+    model = QGModel(params, dtype=dtype)
+    state = random_initial_state(params, 1, torch.Generator().manual_seed(seed), dtype=dtype)
+    state = model(state, 0.0, round(10 * 1440 / params.dt_minutes))
+    time_run(model, state, 1.0)  # warm-up
+    if barrier is not None:
+        barrier.wait()
+    seconds = time_run(model, state, days)
+    if out is not None:
+        out.put(seconds)
+    return seconds
+
+
+def chains_speed(n: int, dt_minutes: float, precision: str, days: float) -> tuple[float, float]:
+    """Simulated years per minute of one one-thread process alone, and of ``n`` at once (all)."""
+    import multiprocessing
+
+    alone = one_thread_run(dt_minutes, precision, days, 0)
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(n), context.Queue()
+    workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, barrier, out))
+               for k in range(n)]
+    for worker in workers:
+        worker.start()
+    together = max(out.get() for _ in workers)  # the processes step at the same time
+    for worker in workers:
+        worker.join()
+    rate = days / DAYS_PER_YEAR * 60.0
+    return rate / alone, n * rate / together
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=60.0)
@@ -50,6 +89,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=sorted(PRECISIONS), help="default: config.yaml's world.precision")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
+    parser.add_argument("--chains", type=int, default=0,
+                        help="also time this many one-thread trajectories in parallel processes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reused = False if args.system_malloc else reuse_freed_memory()
@@ -76,6 +117,10 @@ def main() -> None:
     print(f"10 simulated years would take {10 / years_per_minute:.1f} min (goal: < 2 min)")
     print(f"8 members in one batch: {per_member * 1000:.1f} ms per member-day, "
           f"{(seconds / args.days) / per_member:.2f}x the single-trajectory throughput")
+    if args.chains:
+        alone, together = chains_speed(args.chains, args.dt_minutes, args.precision, args.days)
+        print(f"one thread, one trajectory: {alone:.2f} simulated years per minute; {args.chains} at once "
+              f"(one process each, the world's chains): {together:.2f} in all ({together / alone:.2f}x)")
 
 
 if __name__ == "__main__":

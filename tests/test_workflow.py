@@ -32,7 +32,7 @@ def workdir(repo, tmp_path):
 
 def test_dry_run_lists_the_rules(workdir):
     out = run(SNAKEMAKE + ["-n", "--cores", "2"], workdir).stdout
-    for rule in ("make_world", "compute_normalization", "simulate_observations", "train_autoencoder", "train_o2lnet", "all"):
+    for rule in ("make_world_0", "make_world_1", "compute_normalization", "simulate_observations", "train_autoencoder", "train_o2lnet", "all"):
         assert rule in out
     assert "results/reference/2011.nc" in out
 
@@ -48,7 +48,7 @@ def test_every_rule_has_log_benchmark_and_conda(repo):
     import re
 
     text = "\n".join(p.read_text() for p in (repo / "workflow/rules").glob("*.smk"))
-    rules = len(re.findall(r"^\s*rule \w+:", text, flags=re.M))  # conditional rules are indented
+    rules = len(re.findall(r"^\s*rule( \w+)?:", text, flags=re.M))  # conditional and looped rules are indented
     assert rules >= 2
     for directive in ("log:", "benchmark:", "conda:", "threads:", "resources:"):
         assert len(re.findall(rf"^\s+{directive}", text, flags=re.M)) == rules, directive
@@ -96,9 +96,9 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     assert 0.2 < o2l_report["calibration_mean_normalized_squared_error"] < 5.0
     model, payload = load_o2lnet(workdir / "results/models/o2lnet.pt")
     assert payload["static_sigma_o2"].shape == (model.cfg.ae.n_latent,)
-    log = (workdir / "results/logs/make_world.log").read_text()
+    log = (workdir / "results/logs/make_world/0.log").read_text()
     assert "year 2002 done" in log
-    assert (workdir / "results/benchmarks/make_world.tsv").exists()
+    assert (workdir / "results/benchmarks/make_world/0.tsv").exists()
     with xr.open_dataset(workdir / "results/ensemble/calibration.nc") as cal:
         assert cal.attrs["forecast_model"] == "qg"
         assert cal.attrs["hybrid_a"] >= 0 and cal.attrs["hybrid_b"] >= 0

@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 
 def write_reference_years(
     config: WorldConfig, paths: Mapping[int, str | os.PathLike], *, device: str = "cpu", progress: bool = True,
+    chain: int = 0,
 ) -> None:
-    """Simulate and write each year of ``paths`` (``{year: path}``)."""
-    for year, ds in simulate_years(config, list(paths), device=resolve_device(device), progress=progress):
+    """Simulate and write each year of ``paths`` (``{year: path}``), one continuous run: chain
+    ``chain`` of the world."""
+    for year, ds in simulate_years(config, list(paths), device=resolve_device(device), progress=progress, chain=chain):
         write_netcdf(ds, paths[year])
         log.info("wrote %s", paths[year])

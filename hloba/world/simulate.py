@@ -1,8 +1,10 @@
 """Run the built-in atmosphere and write reference years as CF-compliant xarray datasets.
 
-One continuous trajectory: it starts ``spinup_days`` before Jan 1 of the first requested year
-from broadband noise (the spin-up is discarded), then runs through every year up to the last
-requested one, yielding each requested year as it completes.
+One continuous trajectory per chain (:mod:`hloba.world.chains`): it starts ``spinup_days`` before
+Jan 1 of the chain's first year from broadband noise (the spin-up is discarded), then runs through
+every year up to its last one, yielding each requested year as it completes. Chain ``k`` starts
+from the ``k + 1``-th noise field drawn with the world's seed, so chain 0 is the trajectory of a
+world with one chain.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ class WorldConfig:
     center_latitude: float = 45.0
     initial_rms_wind_m_s: float = 5.0
     precision: str = "float64"
+    max_chains: int = 1  # the workflow's split of the years (hloba.world.chains.split_years)
 
     def __post_init__(self) -> None:
+        if int(self.max_chains) < 1:
+            raise ValueError(f"world.max_chains={self.max_chains} must be at least 1")
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"world.precision={self.precision!r} is not one of {sorted(PRECISIONS)}"
@@ -85,7 +90,7 @@ def year_times(year: int, interval_hours: float) -> pd.DatetimeIndex:
 
 
 def fields_to_dataset(
-    fields: dict[str, np.ndarray], times: pd.DatetimeIndex, config: WorldConfig,
+    fields: dict[str, np.ndarray], times: pd.DatetimeIndex, config: WorldConfig, chain: int = 0,
 ) -> xr.Dataset:
     """Wrap stacked physical fields (time first) as a CF dataset in the layout of DESIGN section 5."""
     p = config.qg
@@ -114,6 +119,7 @@ def fields_to_dataset(
         "world_parameters": json.dumps(p.to_dict(), sort_keys=True),
         "world_seed": config.seed,
         "world_precision": config.precision,
+        "world_chain": int(chain),
         "spinup_days": config.spinup_days,
         "longitude_periodic": 1,
         "longitude_period_degrees": longitude_period(p, config.center_latitude),
@@ -128,15 +134,21 @@ def simulate_years(
     *,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    chain: int = 0,
 ) -> Iterator[tuple[int, xr.Dataset]]:
-    """Yield ``(year, dataset)`` for each requested year, in order, from one continuous run."""
+    """Yield ``(year, dataset)`` for each requested year, in order, from one continuous run: chain
+    ``chain`` of the world (its own initial noise)."""
     years = sorted(set(int(y) for y in years))
     if not years:
         raise ValueError("no years requested: give at least one year")
     p = config.qg
     model = QGModel(p, dtype=config.dtype).to(device)
+    if int(chain) < 0:
+        raise ValueError(f"chain {chain} must be >= 0")
     generator = torch.Generator().manual_seed(config.seed)
-    state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype).to(device)
+    for _ in range(int(chain) + 1):
+        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype)
+    state = state.to(device)
     sh = model.to_spectral(state) * model.dealias
     interval = pd.Timedelta(hours=config.output_interval_hours)
     start = pd.Timestamp(year=years[0], month=1, day=1) - pd.Timedelta(days=config.spinup_days)
@@ -145,13 +157,13 @@ def simulate_years(
     n_outputs = int((stop - start) / interval)
     dt_days = p.dt_seconds / SECONDS_PER_DAY
     log.info(
-        "world: %dx%d, dt %.1f min, %s, spin-up from %s, %d outputs to %s, years %s",
-        p.nx, p.ny, p.dt_minutes, config.precision, start, n_outputs, stop, years,
+        "world chain %d: %dx%d, dt %.1f min, %s, spin-up from %s, %d outputs to %s, years %s",
+        chain, p.nx, p.ny, p.dt_minutes, config.precision, start, n_outputs, stop, years,
     )
     buffer: dict[str, list[np.ndarray]] = {}
     buffer_times: list[pd.Timestamp] = []
     time = start
-    bar = tqdm(total=n_outputs, desc="world", unit="6h" if interval == pd.Timedelta(hours=6) else "step",
+    bar = tqdm(total=n_outputs, desc=f"world chain {chain}", unit="6h" if interval == pd.Timedelta(hours=6) else "step",
                disable=not progress, mininterval=5.0)
     with torch.no_grad():
         for _ in range(n_outputs):
@@ -173,7 +185,7 @@ def simulate_years(
             if buffer_times and (time.year != buffer_times[-1].year):
                 year = buffer_times[-1].year
                 ds = fields_to_dataset(
-                    {k: np.stack(v) for k, v in buffer.items()}, pd.DatetimeIndex(buffer_times), config
+                    {k: np.stack(v) for k, v in buffer.items()}, pd.DatetimeIndex(buffer_times), config, chain
                 )
                 log.info("world: year %d done (max wind %.1f m/s)", year, float(np.abs(ds.u_component_of_wind).max()))
                 buffer, buffer_times = {}, []

@@ -29,6 +29,8 @@ from hloba.verify.settings import (
     own_tuning,
     variant_tuning,
 )
+from hloba.world.chains import split_years
+from hloba.world.simulate import WorldConfig
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -230,6 +232,27 @@ def uncertainty_factor_input(wildcards):
 
 
 COMPARISON_YEAR = COMPARISON.compared_year(YEARS.reanalysis)
+
+
+def stream_year_groups():
+    """The years each stream reads (its spin-up's and its own): one chain of the world holds each."""
+    streams = [
+        (y, ASSIMILATION.spinup_days) for y in (*YEARS.reanalysis, *YEARS.calibration)
+    ]
+    streams.append((COMPARISON_YEAR, COMPARISON.spinup_days))
+    return [stream_years(year, days, ALL_YEARS) for year, days in streams]
+
+
+# the built-in world's years as independent runs (rules make_world_{k})
+WORLD_CHAINS = (
+    split_years(
+        ALL_YEARS,
+        stream_year_groups(),
+        WorldConfig.from_dict(config["world"]).max_chains,
+    )
+    if REFERENCE["source"] == "builtin"
+    else []
+)
 
 
 def seam_years():

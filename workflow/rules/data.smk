@@ -3,24 +3,30 @@
 
 if REFERENCE["source"] == "builtin":
 
-    rule make_world:
-        output:
-            reference_files(ALL_YEARS),
-        log:
-            "results/logs/make_world.log",
-        benchmark:
-            "results/benchmarks/make_world.tsv"
-        conda:
-            ENV
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=240,
-        params:
-            world=config["world"],
-            years=list(ALL_YEARS),
-        script:
-            "../scripts/make_world.py"
+    # one job per chain of the world (hloba.world.chains): independent runs, in parallel
+    for world_chain, chain_years in enumerate(WORLD_CHAINS):
+
+        rule:
+            name:
+                f"make_world_{world_chain}"
+            output:
+                reference_files(chain_years),
+            log:
+                f"results/logs/make_world/{world_chain}.log",
+            benchmark:
+                f"results/benchmarks/make_world/{world_chain}.tsv"
+            conda:
+                ENV
+            threads: 1
+            resources:
+                mem_mb=4000,
+                runtime=240,
+            params:
+                world=config["world"],
+                years=list(chain_years),
+                chain=world_chain,
+            script:
+                "../scripts/make_world.py"
 
 else:
 

@@ -1,4 +1,4 @@
-"""Adapter for rule make_world: simulate the built-in atmosphere, one file per year."""
+"""Adapter for rules make_world_{k}: simulate one chain of the built-in atmosphere, one file per year."""
 
 from _common import setup
 
@@ -9,4 +9,4 @@ from hloba.world.simulate import WorldConfig  # noqa: E402
 
 config = WorldConfig.from_dict(snakemake.params.world)  # noqa: F821
 paths = dict(zip(snakemake.params.years, snakemake.output))  # noqa: F821
-write_reference_years(config, paths, device="cpu")
+write_reference_years(config, paths, device="cpu", chain=snakemake.params.chain)  # noqa: F821
