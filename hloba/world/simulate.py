@@ -128,6 +128,18 @@ def fields_to_dataset(
     return xr.Dataset(data_vars, coords, attrs)
 
 
+def year_fields(model: QGModel, states: Sequence[torch.Tensor], doys: np.ndarray, chunk: int = 124) -> dict[str, np.ndarray]:
+    """The atmospheric fields (float32, time first) of spectral states ``(1, 3, ny, nx//2+1)`` on days of
+    year ``doys``, :func:`physical_fields` of ``chunk`` states at a time (the same numbers as one by one)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for a in range(0, len(states), chunk):
+        grid = model.to_grid(torch.cat(list(states[a:a + chunk])))
+        doy = torch.as_tensor(np.asarray(doys[a:a + chunk]), dtype=torch.float64)
+        for name, value in physical_fields(model, grid, doy).items():
+            parts.setdefault(name, []).append(value.cpu().numpy().astype(np.float32))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def simulate_years(
     config: WorldConfig,
     years: Sequence[int],
@@ -160,34 +172,29 @@ def simulate_years(
         "world chain %d: %dx%d, dt %.1f min, %s, spin-up from %s, %d outputs to %s, years %s",
         chain, p.nx, p.ny, p.dt_minutes, config.precision, start, n_outputs, stop, years,
     )
-    buffer: dict[str, list[np.ndarray]] = {}
-    buffer_times: list[pd.Timestamp] = []
-    time = start
+    times = pd.date_range(start, periods=n_outputs, freq=interval)
+    doys = day_of_year(times)
+    kept: list[int] = []  # outputs of the year being run, as spectral states in `states`
+    states: list[torch.Tensor] = []
     bar = tqdm(total=n_outputs, desc=f"world chain {chain}", unit="6h" if interval == pd.Timedelta(hours=6) else "step",
                disable=not progress, mininterval=5.0)
     with torch.no_grad():
-        for _ in range(n_outputs):
+        for n, time in enumerate(times):
             if time.year in years:
-                doy = float(day_of_year(time)[0])
-                fields = physical_fields(model, model.to_grid(sh), doy)
-                for name, value in fields.items():
-                    buffer.setdefault(name, []).append(value[0].cpu().numpy())
-                buffer_times.append(time)
-            doy0 = torch.tensor(float(day_of_year(time)[0]), dtype=torch.float64)
+                kept.append(n)
+                states.append(sh)
+            doy0 = torch.tensor(doys[n], dtype=torch.float64)
             for i in range(config.steps_per_output):
                 sh = model.step_spectral(sh, doy0 + i * dt_days)
             if not torch.isfinite(sh).all():
                 raise FloatingPointError(
                     f"the world blew up after {time}: lower world.qg.dt_minutes or the shear"
                 )
-            time = time + interval
             bar.update(1)
-            if buffer_times and (time.year != buffer_times[-1].year):
-                year = buffer_times[-1].year
-                ds = fields_to_dataset(
-                    {k: np.stack(v) for k, v in buffer.items()}, pd.DatetimeIndex(buffer_times), config, chain
-                )
-                log.info("world: year %d done (max wind %.1f m/s)", year, float(np.abs(ds.u_component_of_wind).max()))
-                buffer, buffer_times = {}, []
-                yield year, ds
+            if kept and (n + 1 == n_outputs or times[n + 1].year != time.year):
+                fields = year_fields(model, states, doys[kept])
+                ds = fields_to_dataset(fields, times[kept], config, chain)
+                log.info("world: year %d done (max wind %.1f m/s)", time.year, float(np.abs(ds.u_component_of_wind).max()))
+                kept, states = [], []
+                yield time.year, ds
     bar.close()
