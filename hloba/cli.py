@@ -36,7 +36,7 @@ def cmd_make_world(args: argparse.Namespace) -> int:
     config = WorldConfig.from_dict(world)
     out = Path(args.out_dir)
     paths = {year: out / f"{year}.nc" for year in args.years}
-    write_reference_years(config, paths, device=args.device)
+    write_reference_years(config, paths, device=args.device, chain=args.chain)
     return 0
 
 
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="results/reference", help="folder for {year}.nc (default: %(default)s)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--spinup-days", type=float, default=548.0)
+    p.add_argument("--chain", type=int, default=0,
+                   help="which of the world's independent runs (its initial noise; the pipeline's make_world_{k})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="QG parameter override, e.g. --set nx=32 (repeatable)")

@@ -21,10 +21,11 @@ def test_help_lists_the_stages(capsys):
 
 def test_make_world_and_normalization_by_hand(tmp_path):
     rc = main(["make-world", "--years", "2001", "--out-dir", str(tmp_path), "--spinup-days", "5",
-               "--set", "nx=16", "--set", "ny=16", "--set", "dt_minutes=120"])
+               "--set", "nx=16", "--set", "ny=16", "--set", "dt_minutes=120", "--chain", "1"])
     assert rc == 0
     with xr.open_dataset(tmp_path / "2001.nc") as ds:
         assert ds.sizes["latitude"] == 16
+        assert ds.attrs["world_chain"] == 1
     rc = main(["compute-normalization", str(tmp_path / "2001.nc"), "-o", str(tmp_path / "norm.nc")])
     assert rc == 0
     assert (tmp_path / "norm.nc").exists()
