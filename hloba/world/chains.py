@@ -59,4 +59,3 @@ def split_years(
                 best[j, s] = min(options)
     cuts = (0, *best[n, 0][1], ends)
     return [tuple(years[a:b]) for a, b in zip(cuts, cuts[1:])]
-

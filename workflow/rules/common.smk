@@ -244,15 +244,18 @@ def stream_year_groups():
 
 
 # the built-in world's years as independent runs (rules make_world_{k})
-WORLD_CHAINS = (
-    split_years(
-        ALL_YEARS,
-        stream_year_groups(),
-        WorldConfig.from_dict(config["world"]).max_chains,
+try:
+    WORLD_CHAINS = (
+        split_years(
+            ALL_YEARS,
+            stream_year_groups(),
+            WorldConfig.from_dict(config["world"]).max_chains,
+        )
+        if REFERENCE["source"] == "builtin"
+        else []
     )
-    if REFERENCE["source"] == "builtin"
-    else []
-)
+except (ValueError, TypeError) as _err:
+    raise WorkflowError(str(_err)) from None
 
 
 def seam_years():
