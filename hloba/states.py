@@ -42,3 +42,14 @@ def load_years(paths, normalizer: Normalizer | None = None, channels: list[Chann
     if not arrays:
         raise ValueError("no reference files given")
     return torch.cat(arrays), times[0].append(times[1:]) if len(times) > 1 else times[0], channels, grid
+
+
+def trajectory_runs(paths) -> np.ndarray:
+    """The run of each time of :func:`load_years` of ``paths``: a file's ``world_chain`` (the built-in
+    world's independent runs, :mod:`hloba.world.chains`; 0 for files without it, such as yours), so
+    that two consecutive times from two runs are not taken for a step of one trajectory."""
+    runs = []
+    for path in paths:
+        with xr.open_dataset(path) as ds:
+            runs.append(np.full(ds.sizes["time"], int(ds.attrs.get("world_chain", 0))))
+    return np.concatenate(runs) if runs else np.zeros(0, int)

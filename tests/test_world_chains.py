@@ -4,9 +4,13 @@ import itertools
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
+import xarray as xr
 
 from hloba.config import stream_years
+from hloba.forecast.emulator import rollout_starts
+from hloba.states import trajectory_runs
 from hloba.world.chains import blocked_boundaries, split_years
 from hloba.world.qg import QGParams
 from hloba.world.simulate import WorldConfig, simulate_years
@@ -96,3 +100,26 @@ def test_each_chain_is_its_own_reproducible_run():
     assert step < 0.5 * jump
     with pytest.raises(ValueError, match="chain -1"):
         run([2001], -1)
+
+
+def test_training_pairs_never_join_two_runs(tmp_path):
+    """The emulator's rollouts: consecutive cycles of one run only (not across a chain boundary
+    on Jan 1, nor across a gap between years)."""
+    paths = []
+    for year, chain in ((2005, 0), (2006, 1), (2008, 1)):
+        times = pd.date_range(f"{year}-12-30", periods=8, freq="6h") if year == 2005 else \
+            pd.date_range(f"{year}-01-01", periods=4, freq="6h")
+        ds = xr.Dataset({"x": ("time", np.zeros(len(times)))}, {"time": times},
+                        attrs={} if year == 2008 else {"world_chain": chain})
+        paths.append(tmp_path / f"{year}.nc")
+        ds.to_netcdf(paths[-1])
+    runs = trajectory_runs(paths)
+    np.testing.assert_array_equal(runs, [0] * 8 + [1] * 4 + [0] * 4)  # no attribute: run 0
+    times = pd.DatetimeIndex(np.concatenate([xr.open_dataset(p).time.values for p in paths]))
+    step = pd.Timedelta(hours=6)
+    # 2005's 8 times give 6 two-step rollouts; the two that reach 2006 (run 1) are refused
+    np.testing.assert_array_equal(rollout_starts(times, runs, 2, step), [0, 1, 2, 3, 4, 5, 8, 9, 12, 13])
+    # one run throughout: the rollouts across Jan 1 2006 count, the gap to 2008 still does not
+    one = np.zeros(len(times), int)
+    np.testing.assert_array_equal(rollout_starts(times, one, 2, step), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13])
+    assert len(rollout_starts(times[:2], runs[:2], 2, step)) == 0

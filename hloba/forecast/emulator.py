@@ -25,7 +25,7 @@ from hloba.forecast.base import as_times
 from hloba.io import atomic_path
 from hloba.models.autoencoder import AutoencoderConfig, Decoder, Encoder
 from hloba.models.checkpoint import channels_from_state, load_module, save_checkpoint
-from hloba.states import load_years
+from hloba.states import load_years, trajectory_runs
 from hloba.runtime import resolve_device
 from hloba.normalization import Normalizer
 from hloba.models.training import TrainingConfig, fit
@@ -107,6 +107,19 @@ def rollout_rmse(net: EmulatorNet, x: torch.Tensor, steps: int, starts: torch.Te
     return err, pers
 
 
+def rollout_starts(times: pd.DatetimeIndex, runs: np.ndarray, rollout: int, step: pd.Timedelta) -> np.ndarray:
+    """Indices whose next ``rollout`` states are consecutive cycles of one trajectory: no gap
+    between years, and not across two runs of the built-in world (``runs``, per time)."""
+    n = len(times) - rollout
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    ok = np.ones(n, bool)
+    for k in range(1, rollout + 1):
+        ok &= (times[k:n + k] - times[:n]) == k * step
+        ok &= runs[k:n + k] == runs[:n]
+    return np.flatnonzero(ok)
+
+
 def train_emulator(train_paths, validation_paths, normalization_path, checkpoint_path, report_path,
                    architecture: dict, training: TrainingConfig, rollout: int = 2, interval_hours: float = 6.0,
                    progress: bool = True) -> dict:
@@ -121,12 +134,8 @@ def train_emulator(train_paths, validation_paths, normalization_path, checkpoint
     cfg = EmulatorConfig(channels=len(channels), ny=grid.shape[0], nx=grid.shape[1], interval_hours=interval_hours,
                          periodic_lat=grid.latitude_period is not None,
                          periodic_lon=grid.longitude_period is not None, **architecture)
-    step = pd.Timedelta(hours=interval_hours)
-    # starting indices whose next `rollout` states are consecutive cycles (no gap between years)
-    ok = np.ones(len(t_train) - rollout, bool)
-    for k in range(1, rollout + 1):
-        ok &= (t_train[k:len(t_train) - rollout + k] - t_train[: len(t_train) - rollout]) == k * step
-    starts = torch.as_tensor(np.flatnonzero(ok))
+    starts = torch.as_tensor(rollout_starts(t_train, trajectory_runs(train_paths), rollout,
+                                            pd.Timedelta(hours=interval_hours)))
     torch.manual_seed(training.seed)
     net = EmulatorNet(cfg).to(device)
 
