@@ -57,6 +57,84 @@ def test_operator_is_differentiable_and_batched():
     np.testing.assert_allclose(x.grad.sum(dim=(1, 2, 3)).numpy(), 2.0)
 
 
+def test_operator_reads_each_observations_own_time_and_cell():
+    grid = Grid(LAT, LON)
+    rng = np.random.default_rng(2)
+    x = torch.randn(5, 3, 11, 13, dtype=torch.float64)
+    lat, lon, ch = rng.uniform(30.0, 60.0, 50), rng.uniform(0.0, 48.0, 50), rng.integers(0, 3, 50)
+    t = torch.as_tensor(rng.integers(0, 5, 50), dtype=torch.int32)  # any integer type
+    w = interpolation_weights(grid, ch, lat, lon)
+    got = apply_operator(x, w, t)
+    want = torch.stack([sum(wt[k] * x[int(t[k]), int(ch[k]), int(i[k]), int(j[k])] for i, j, wt in w.neighbours())
+                        for k in range(50)])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # the batched form reads the same values: row t of the batch
+    torch.testing.assert_close(apply_operator(x, w)[t.long(), torch.arange(50)], got, rtol=0, atol=0)
+
+
+def test_observations_located_in_chunks_as_at_once():
+    from hloba.normalization import Normalizer, compute_normalization
+    from hloba.obs.gridded import locate_observations
+
+    times = pd.date_range("2003-01-01", periods=40, freq="6h")
+    rng = np.random.default_rng(3)
+    ds = synthetic_dataset(times, ny=11, nx=13, fill=lambda n, s, t: rng.normal(0.0, 1.0, s))
+    ds = ds.assign_coords(latitude=list(LAT), longitude=list(LON))
+    normalizer = Normalizer.from_dataset(compute_normalization(lambda: [ds], n_harmonics=2))
+    grid = Grid(LAT, LON)
+    n = 1000
+    ch = rng.integers(0, len(normalizer.anomaly_std), n)
+    lat, lon = rng.uniform(30.0, 60.0, n), rng.uniform(0.0, 48.0, n)
+    when = (times[0] + pd.to_timedelta(rng.uniform(0, 240, n), unit="h")).to_numpy()
+    whole = locate_observations(normalizer, grid, ch, lat, lon, when, chunk=n)
+    for chunk in (1, 7, 333):
+        for a, b in zip(whole, locate_observations(normalizer, grid, ch, lat, lon, when, chunk=chunk)):
+            np.testing.assert_array_equal(a, b)
+    clim, row, col = whole
+    # nearest cell: the grid point closest in latitude and in longitude
+    np.testing.assert_array_equal(row, np.abs(lat[:, None] - np.asarray(LAT)[None]).argmin(axis=1))
+    np.testing.assert_array_equal(col, np.abs(lon[:, None] - np.asarray(LON)[None]).argmin(axis=1))
+    # climatology: the harmonic fit evaluated at the observation's time, interpolated bilinearly
+    k = 17
+    fields = normalizer.climatology(pd.DatetimeIndex([when[k]]))[0, ch[k]].numpy()
+    i0 = np.searchsorted(LAT, lat[k]) - 1
+    j0 = np.searchsorted(LON, lon[k]) - 1
+    fi = (lat[k] - LAT[i0]) / (LAT[i0 + 1] - LAT[i0])
+    fj = (lon[k] - LON[j0]) / (LON[j0 + 1] - LON[j0])
+    want = ((1 - fi) * ((1 - fj) * fields[i0, j0] + fj * fields[i0, j0 + 1])
+            + fi * ((1 - fj) * fields[i0 + 1, j0] + fj * fields[i0 + 1, j0 + 1]))
+    assert clim[k] == pytest.approx(want, abs=1e-10)
+
+
+def test_gridded_observations_sorted_by_cycle_with_their_networks():
+    from hloba.normalization import Normalizer
+    from hloba.obs.gridded import grid_observations
+
+    grid = Grid(LAT, LON)
+    normalizer = Normalizer(torch.tensor([2.0, 4.0]), torch.zeros(3, 2, 11, 13, dtype=torch.float64), 1)
+    normalizer.coefficients[0, 1] = 10.0  # channel 1's climatology: 10 everywhere, always
+    cycles = pd.date_range("2003-01-01", periods=3, freq="6h")
+    df = pd.DataFrame({
+        "time": pd.to_datetime(["2003-01-01 12:00", "2003-01-01 01:00", "2003-01-01 06:00", "2003-01-01 20:00",
+                                "2003-01-01 05:00", "2003-01-01 02:59"]),
+        "channel": [0, 1, 1, 0, 0, 1],
+        "latitude": [30.0, 33.0, 59.0, 45.0, 45.0, 45.0], "longitude": [0.0, 5.0, 47.0, 24.0, 24.0, 24.0],
+        "value": [1.0, 14.0, 6.0, 3.0, -2.0, 10.0],
+        "platform": ["surface", "aircraft", "radiosonde", "surface", "buoy", "aircraft"],
+    })
+    g = grid_observations(df, cycles, grid, normalizer)
+    # 20:00 is more than 3 h from the last cycle: left out; 02:59 goes to 00:00, 05:00 to 06:00
+    assert g.offsets.tolist() == [0, 2, 4, 5]
+    np.testing.assert_allclose(g.value.numpy(), [(14.0 - 10.0) / 4.0, 0.0, (6.0 - 10.0) / 4.0, -2.0 / 2.0, 0.5])
+    assert g.channel.tolist() == [1, 1, 1, 0, 0]
+    assert g.row.tolist() == [1, 5, 10, 5, 0] and g.col.tolist() == [1, 6, 12, 6, 0]
+    assert g.platforms == ["aircraft", "buoy", "radiosonde", "surface"]  # every kept name, sorted
+    assert g.network.tolist() == [0, 0, 2, 1, 3]
+    # with the training's platforms, a platform it never saw is -1 ("other")
+    g = grid_observations(df, cycles, grid, normalizer, platforms=["aircraft", "surface"])
+    assert g.network.tolist() == [0, 0, -1, -1, 1]
+
+
 @pytest.fixture()
 def truth():
     times = pd.date_range("2003-01-01", periods=8, freq="6h")

@@ -11,7 +11,7 @@ import torch
 from hloba.grid import Grid
 from hloba.normalization import Normalizer
 from hloba.normalization import fractional_day_of_year, harmonic_design
-from hloba.obs.operator import apply_operator, interpolation_weights
+from hloba.obs.operator import InterpolationWeights, apply_operator, interpolation_weights
 
 
 @dataclass
@@ -34,19 +34,36 @@ class GriddedObservations:
         return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
 
 
-def observation_climatology(normalizer: Normalizer, grid: Grid, channel: np.ndarray, lat, lon, times) -> np.ndarray:
-    """Climatology interpolated to each observation's place and time ``(n_obs,)``."""
-    w = interpolation_weights(grid, channel, lat, lon)
+LOCATE_CHUNK = 1 << 18  # observations per pass: the (n_coef, chunk) arrays stay below 16 MB
+
+
+def observation_climatology(normalizer: Normalizer, w: InterpolationWeights, times: np.ndarray) -> np.ndarray:
+    """Climatology interpolated to each observation's place (weights ``w``) and time ``(n_obs,)``."""
     per_coef = apply_operator(normalizer.coefficients, w)  # (n_coef, n_obs)
-    design = torch.as_tensor(harmonic_design(fractional_day_of_year(pd.DatetimeIndex(times)), normalizer.n_harmonics))
+    design = torch.as_tensor(harmonic_design(fractional_day_of_year(times), normalizer.n_harmonics))
     return (design * per_coef.T).sum(dim=1).numpy()
 
 
-def nearest_cells(grid: Grid, channel, lat, lon) -> tuple[np.ndarray, np.ndarray]:
-    w = interpolation_weights(grid, channel, lat, lon)
+def nearest_cells(w: InterpolationWeights) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the grid cell nearest to each observation."""
     row = torch.where(w.wi < 0.5, w.i0, w.i1).numpy()
     col = torch.where(w.wj < 0.5, w.j0, w.j1).numpy()
     return row, col
+
+
+def locate_observations(normalizer: Normalizer, grid: Grid, channel: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                        times: np.ndarray, chunk: int = LOCATE_CHUNK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each observation's climatology, nearest row and nearest column, ``chunk`` observations at a
+    time: the same numbers as all at once, in bounded memory (O2Lnet's eight training years are 18
+    million observations)."""
+    times = np.asarray(times)
+    clim, row, col = np.empty(len(channel)), np.empty(len(channel), np.int64), np.empty(len(channel), np.int64)
+    for a in range(0, len(channel), chunk):
+        part = slice(a, a + chunk)
+        w = interpolation_weights(grid, channel[part], lat[part], lon[part])
+        clim[part] = observation_climatology(normalizer, w, times[part])
+        row[part], col[part] = nearest_cells(w)
+    return clim, row, col
 
 
 def nearest_cycle(cycle_times: pd.DatetimeIndex, times) -> tuple[np.ndarray, np.ndarray]:
@@ -71,17 +88,19 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
     """
     cycle_times = pd.DatetimeIndex(cycle_times)
     cyc, keep = nearest_cycle(cycle_times, df["time"])
-    df, cyc = df[keep], cyc[keep]
-    order = np.argsort(cyc, kind="stable")
-    df, cyc = df.iloc[order], cyc[order]
-    channel = np.array(df["channel"].to_numpy(np.int64))  # a writable copy (torch.as_tensor below)
-    lat, lon = df["latitude"].to_numpy(float), df["longitude"].to_numpy(float)
-    clim = observation_climatology(normalizer, grid, channel, lat, lon, df["time"].to_numpy())
+    order = np.flatnonzero(keep)[np.argsort(cyc[keep], kind="stable")]  # kept rows, by cycle
+    cyc = cyc[order]
+    # the columns needed, in that order (indexing copies: writable arrays for torch.as_tensor below)
+    channel = df["channel"].to_numpy(np.int64)[order]
+    lat, lon = df["latitude"].to_numpy(float)[order], df["longitude"].to_numpy(float)[order]
+    clim, row, col = locate_observations(normalizer, grid, channel, lat, lon, df["time"].to_numpy()[order])
     std = normalizer.anomaly_std.numpy()[channel]
-    value = (df["value"].to_numpy(float) - clim) / std
-    row, col = nearest_cells(grid, channel, lat, lon)
-    platforms = platforms or sorted(df["platform"].astype(str).unique())
-    network = pd.Categorical(df["platform"].astype(str), categories=platforms).codes.astype(np.int64)  # -1: other
+    value = (df["value"].to_numpy(float)[order] - clim) / std
+    codes, names = pd.factorize(df["platform"].to_numpy()[order], use_na_sentinel=False)
+    names = [str(name) for name in names]  # as .astype(str) names them
+    platforms = platforms or sorted(set(names))
+    position = {name: k for k, name in enumerate(platforms)}
+    network = np.array([position.get(name, -1) for name in names], dtype=np.int64)[codes]  # -1: other
     offsets = np.searchsorted(cyc, np.arange(len(cycle_times) + 1)).copy()
     return GriddedObservations(
         cycle_times, torch.as_tensor(offsets), torch.as_tensor(channel), torch.as_tensor(row),
