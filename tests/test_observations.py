@@ -209,16 +209,17 @@ def test_validator_counts_each_kind_of_bad_row():
     grid = Grid(LAT, LON)
     bad = []
     nan = good_rows(2).assign(value=np.nan)
+    no_platform = good_rows(2).assign(platform=None)  # which network: unknown, so never assimilated
     off = good_rows(3).assign(latitude=80.0)
     unknown = good_rows(4).assign(variable="vorticity")
     wrong_level = good_rows(1).assign(level=500.0)
     late = good_rows(2).assign(time=pd.Timestamp("2004-02-01"))
     sigma = good_rows(2).assign(error_std=0.0)
     dup = good_rows(1)
-    bad = [nan, off, unknown, wrong_level, late, sigma]
+    bad = [nan, no_platform, off, unknown, wrong_level, late, sigma]
     df = pd.concat([good_rows(), dup, *bad], ignore_index=True)
     clean, counts = validate_observations(df, channels, grid, pd.Timestamp("2003-01-01"), pd.Timestamp("2003-12-31 18:00"))
-    assert counts == {"missing value": 2, "unknown variable or level": 5, "off domain": 3, "outside period": 2,
+    assert counts == {"missing value": 4, "unknown variable or level": 5, "off domain": 3, "outside period": 2,
                       "non-positive error_std": 2, "duplicate": 1}
     assert len(clean) == 6
     assert (clean.channel == 0).all()

@@ -76,7 +76,7 @@ def validate_observations(
     def flag(mask, why):
         reason[np.asarray(mask) & (reason == 0)] = REJECT_REASONS.index(why) + 1
 
-    flag(df[["time", "latitude", "longitude", "value", "error_std"]].isna().any(axis=1)
+    flag(df[["time", "latitude", "longitude", "value", "error_std", "platform"]].isna().any(axis=1)
          | ~np.isfinite(df["value"].to_numpy(float)), "missing value")
     channel = channel_of_observations(df["variable"], df["level"], channels)
     flag(channel < 0, "unknown variable or level")
