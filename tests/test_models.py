@@ -220,6 +220,15 @@ def test_a_windowed_o2lnet_reads_each_slot_into_channels_of_its_own():
     assert got == [(0, 3, 0.5), (1, 1, 0.5), (1, 2, -1.0), (1, 2, 2.0)]
     rendered = render_observations(sample, ch, row, col, val, 2, 4, 3, 5)
     assert rendered.shape == (2, 8, 3, 5) and rendered[0, 4:6].sum() == 0  # sample 0 has no earlier cycle
+    # cycles 0 and 1 from two runs of the world (a chain boundary between them): no window spans it
+    from dataclasses import replace
+
+    two_runs = replace(obs, runs=torch.tensor([0, 1, 1]))
+    sample, ch, row, col, val = window_observations(two_runs, torch.tensor([0, 1, 2]), (-1, 0, 1), 2)
+    got = sorted(zip(sample.tolist(), ch.tolist(), val.tolist()))
+    assert got == [(0, 3, 0.5), (1, 2, -1.0), (1, 2, 2.0), (2, 0, -1.0), (2, 0, 2.0)]
+    # without runs sample 0 would read cycle 1 at slot +1 and sample 1 cycle 0 at slot -1
+    assert len(window_observations(obs, torch.tensor([0, 1, 2]), (-1, 0, 1), 2)[0]) == 8
     ae_cfg = AutoencoderConfig(channels=2, ny=11, nx=13, **TINY)
     net = O2Lnet(O2LnetConfig(autoencoder=ae_cfg.to_dict(), width=8, blocks=2, slots=(-1, 0)))
     assert net(torch.randn(1, 8, 11, 13))[0].shape == (1, ae_cfg.n_latent)

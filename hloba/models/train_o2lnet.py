@@ -29,7 +29,7 @@ from hloba.models.checkpoint import (
     grid_from_state,
     save_checkpoint,
 )
-from hloba.states import load_years
+from hloba.states import load_years, trajectory_runs
 from hloba.timeaxis import window_cycles
 from hloba.runtime import resolve_device
 from hloba.normalization import Normalizer
@@ -74,6 +74,7 @@ def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):
     x, times, _, _ = load_years(ref_paths, normalizer, channels)
     df = load_observations(obs_paths, channels, grid, times[0], times[-1])
     obs = grid_observations(df, times, grid, normalizer, platforms)
+    obs.runs = torch.as_tensor(trajectory_runs(ref_paths))  # windows stay within one run of the world
     return x, obs
 
 

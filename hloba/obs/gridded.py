@@ -26,6 +26,8 @@ class GriddedObservations:
     value: torch.Tensor  # standardised anomaly
     network: torch.Tensor
     platforms: list[str]
+    # the trajectory of each cycle (the built-in world's runs, hloba.states.trajectory_runs); None: one
+    runs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -134,7 +136,8 @@ def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor
 def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int,
                         keep_prob: torch.Tensor | None = None, generator: torch.Generator | None = None):
     """The observations of a window of cycles per sample: slot ``j`` (cycle ``k + slots[j]``) gets
-    channels ``j * n_channels + channel``; cycles outside ``obs`` contribute nothing. Returns
+    channels ``j * n_channels + channel``; cycles outside ``obs``, or of another run than the sample's
+    (``obs.runs``: at a boundary between the built-in world's runs), contribute nothing. Returns
     ``sample, channel, row, col, value`` as :func:`batch_observations` (render with
     ``n_channels * len(slots)`` channels)."""
     cycles = torch.as_tensor(cycles, dtype=torch.long).reshape(-1)
@@ -142,6 +145,8 @@ def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int
     for j, offset in enumerate(slots):
         target = cycles + int(offset)
         valid = (target >= 0) & (target < len(obs))
+        if obs.runs is not None:  # a window never reads another run's cycles (another weather)
+            valid &= obs.runs[target.clamp(0, len(obs) - 1)] == obs.runs[cycles]
         if not bool(valid.any()):
             continue
         kp = None if keep_prob is None else keep_prob[valid]
