@@ -42,16 +42,15 @@ def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: 
     n_outputs = int(days * outputs_per_day)
     doys = np.arange(n_outputs) / outputs_per_day
     kept: list[torch.Tensor] = []
-    flush = FIELDS_CHUNK
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(n_outputs):
             kept.append(sh)
             for _ in range(steps_per_output):
                 sh = model.step_spectral(sh, doys[i])
-            if len(kept) == flush or i + 1 == n_outputs:
+            if len(kept) == FIELDS_CHUNK or i + 1 == n_outputs:
                 for member in range(sh.shape[0]):
-                    year_fields(model, [s[member:member + 1] for s in kept], doys[i + 1 - len(kept):i + 1], flush)
+                    year_fields(model, [s[member:member + 1] for s in kept], doys[i + 1 - len(kept):i + 1], FIELDS_CHUNK)
                 kept = []
     return time.perf_counter() - start
 
