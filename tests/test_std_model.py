@@ -7,7 +7,8 @@ import torch
 
 from hloba.archive.settings import UncertaintySettings
 from hloba.archive.std_model import (
-    StdModel, StdNet, calibration_offset, fit_std_model, fit_std_net, load_std_model, save_std_model, std_inputs,
+    StdEnsemble, StdModel, StdNet, calibration_offset, fit_std_model, fit_std_net, load_std_model, save_std_model,
+    std_inputs, validation_times, weighted_nll,
 )
 from hloba.channels import Channel
 from hloba.grid import Grid
@@ -38,6 +39,67 @@ def test_the_network_learns_the_variance_its_inputs_carry():
     np.testing.assert_allclose(ratio, 1.0, atol=0.15)
     assert report["validation_times"] == 12 and report["fit_times"] == 48
     assert report["history"][report["best_epoch"]]["val_nll"] == min(h["val_nll"] for h in report["history"])
+
+
+@pytest.mark.parametrize("dtype, ema", [(torch.bfloat16, 0.0), (torch.float32, 0.9), (torch.bfloat16, 0.9)])
+def test_bfloat16_steps_and_averaged_weights_learn_the_variance_too(dtype, ema):
+    inputs, err2, std = synthetic()
+    net, _ = fit_std_net(inputs, err2, np.ones(12), epochs=40, hidden=8, layers=2, seed=1, dtype=dtype, ema=ema)
+    assert next(net.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+    with torch.no_grad():
+        pred = np.exp(0.5 * net(torch.as_tensor(inputs)).numpy())
+    for c in range(2):
+        assert np.corrcoef(np.log(pred[:, c]).ravel(), np.log(std[:, c]).ravel())[0, 1] > 0.9
+
+
+def test_averaged_weights_are_the_moving_average_of_the_steps():
+    inputs, err2, _ = synthetic(n=10)
+    # one epoch of one batch: the average moves from the initial weights by (1 - ema) of the step
+    first, _ = fit_std_net(inputs, err2, np.ones(12), epochs=1, hidden=2, layers=1, batch=100, seed=3, ema=0.0)
+    averaged, _ = fit_std_net(inputs, err2, np.ones(12), epochs=1, hidden=2, layers=1, batch=100, seed=3, ema=0.75)
+    torch.manual_seed(3)
+    start = StdNet(2, 2, 2, 1)  # the fit's initial network: its seed, the fitted times' mean log error as bias
+    fitted = ~validation_times(10, 0.2).numpy()
+    with torch.no_grad():
+        start.convs[-1].bias.copy_(torch.log(torch.as_tensor(err2[fitted], dtype=torch.float32).mean(dim=(0, 2, 3))))
+    for p0, p1, pa in zip(start.parameters(), first.parameters(), averaged.parameters()):
+        torch.testing.assert_close(pa, 0.75 * p0 + 0.25 * p1)
+    with pytest.raises(ValueError, match="uncertainty.network_ema is 1.0"):
+        fit_std_net(inputs, err2, np.ones(12), epochs=1, ema=1.0)
+
+
+def test_an_ensemble_averages_its_members_log_variances_and_is_calibrated(tmp_path):
+    inputs, err2, _ = synthetic(n=40)
+    area = np.linspace(0.5, 1.5, 12)
+    model, report = fit_std_model(inputs, err2, area, np.array([2.0, 3.0]), (1, 3, 3), members=3, epochs=3,
+                                  hidden=4, layers=2, seed=5)
+    assert isinstance(model.net, StdEnsemble) and len(report["members"]) == 3
+    members = model.net.members
+    # other seeds: other weights
+    assert not torch.equal(members[0].convs[0].weight, members[1].convs[0].weight)
+    x = torch.as_tensor(model.standardize(inputs))
+    with torch.no_grad():
+        each = torch.stack([m(x) for m in members]).double()
+    np.testing.assert_allclose(model.log_variance(inputs), each.mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
+    # the NLL is convex in the log variance: the mean's is at most the members' mean NLL, on new times
+    new, new_err2, _ = synthetic(n=20, seed=9)
+    xn = torch.as_tensor(model.standardize(new))
+    w = torch.ones(1, 1, 12, 1)
+    e2 = torch.as_tensor(new_err2, dtype=torch.float32)
+    with torch.no_grad():
+        members_nll = [float(weighted_nll(m(xn), e2, w)) for m in members]
+        assert float(weighted_nll(model.net(xn), e2, w)) <= np.mean(members_nll) + 1e-6
+    var = model.predict(inputs).astype(np.float64) ** 2 / np.array([4.0, 9.0])[None, :, None, None]
+    wa = area[None, None, :, None]
+    np.testing.assert_allclose((var * wa).sum(axis=(0, 2, 3)) / (err2 * wa).sum(axis=(0, 2, 3)), 1.0, rtol=1e-4)
+    channels = [Channel("a"), Channel("b")]
+    grid = Grid(tuple(np.linspace(40, 50, 12)), tuple(np.linspace(0, 10, 12)))
+    normalizer = {"anomaly_std": torch.tensor([2.0, 3.0]), "coefficients": torch.zeros(1, 2, 12, 12),
+                  "n_harmonics": 0}
+    save_std_model(tmp_path / "e.pt", model, channels, grid, normalizer, {})
+    loaded, payload = load_std_model(tmp_path / "e.pt")
+    assert payload["config"]["members"] == 3 and isinstance(loaded.net, StdEnsemble)
+    np.testing.assert_array_equal(loaded.predict(inputs), model.predict(inputs))
 
 
 def test_periodic_padding_commutes_with_a_shift_and_edges_do_not_wrap_otherwise():
@@ -75,6 +137,7 @@ def test_the_fitted_model_is_calibrated_over_its_calibration_times_even_when_sto
     err2[24:] /= 4.0
     area = np.linspace(0.5, 1.5, 12)
     model, report = fit_std_model(inputs, err2, area, np.array([1.0, 1.0]), (1, 3, 3), epochs=2, hidden=4, layers=2)
+    assert isinstance(model.net, StdNet) and len(report["members"]) == 1
     var = model.predict(inputs).astype(np.float64) ** 2
     w = area[None, None, :, None]
     # spread/RMSE over the calibration times (area-weighted) is 1 in each channel
@@ -100,6 +163,7 @@ def test_a_saved_model_predicts_the_same(tmp_path):
     np.testing.assert_array_equal(loaded.predict(inputs), model.predict(inputs))
     assert loaded.log_offset.ravel().tolist() == pytest.approx([0.3, -0.2])
     assert loaded.latent_shape == (1, 3, 3) and payload["meta"]["year"] == 2009
+    assert "members" not in payload["config"] and isinstance(loaded.net, StdNet)  # one network stays one
 
 
 def test_unknown_uncertainty_model_is_named():
@@ -108,6 +172,14 @@ def test_unknown_uncertainty_model_is_named():
     with pytest.raises(ValueError, match="samples >= 2"):
         UncertaintySettings(samples=1)
     assert UncertaintySettings(samples=1, calibrate=False).model == "network"
+    with pytest.raises(ValueError, match="uncertainty.network_members is 0"):
+        UncertaintySettings(network_members=0)
+    with pytest.raises(ValueError, match="uncertainty.network_ema is 1"):
+        UncertaintySettings(network_ema=1.0)
+    with pytest.raises(ValueError, match="uncertainty.network_precision 'half'"):
+        UncertaintySettings(network_precision="half")
+    network = UncertaintySettings(network_members=2, network_precision="float32").calibration()["network"]
+    assert network["members"] == 2 and network["precision"] == "float32"
 
 
 def test_a_model_fitted_for_another_autoencoder_is_refused(tmp_path):

@@ -17,7 +17,9 @@ class UncertaintySettings:
     of :mod:`hloba.archive.std_model`) or ``factor`` (a per-channel factor on the Monte-Carlo std).
     The calibration stream runs ``calibration_days`` of the year, every ``calibration_every``-th
     cycle decoded; the network (``network_layers`` 3 x 3 convolutions, ``network_hidden``
-    channels) trains up to ``network_epochs``."""
+    channels) trains up to ``network_epochs``, ``network_members`` times from other seeds (the
+    std from the mean of their log variances), its steps in ``network_precision`` (as
+    ``training.precision``), keeping a moving average of its weights (``network_ema``)."""
 
     samples: int = 16
     seed: int = 0
@@ -28,8 +30,19 @@ class UncertaintySettings:
     network_epochs: int = 30
     network_hidden: int = 32
     network_layers: int = 4
+    network_members: int = 2
+    network_ema: float = 0.99
+    network_precision: str = "auto"
 
     def __post_init__(self) -> None:
+        from hloba.models.training import check_precision
+
+        check_precision(self.network_precision, "uncertainty.network_precision")
+        if not 0.0 <= self.network_ema < 1.0:
+            raise ValueError(f"uncertainty.network_ema is {self.network_ema}: give a value in [0, 1) "
+                             "(0: no averaging)")
+        if self.network_members < 1:
+            raise ValueError(f"uncertainty.network_members is {self.network_members}: give at least 1")
         if self.model not in MODELS:
             raise ValueError(f"uncertainty.model is {self.model!r}: use one of {', '.join(MODELS)}")
         if self.model == "network" and self.calibrate and self.samples < 2:
@@ -44,7 +57,9 @@ class UncertaintySettings:
         """What rule calibrate_uncertainty's outputs depend on besides the sampling."""
         return {"days": self.calibration_days, "every": self.calibration_every,
                 "network": {"epochs": self.network_epochs, "hidden": self.network_hidden,
-                            "layers": self.network_layers}}
+                            "layers": self.network_layers, "members": self.network_members,
+                            "ema": self.network_ema,
+                            "precision": self.network_precision}}
 
     def sampling(self) -> dict:
         """What the decoded std depends on (``samples``, ``seed``): decode's and calibration's params."""

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from hloba.models.checkpoint import load_module, save_checkpoint
+from hloba.models.training import step_precision
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,28 @@ class StdNet(torch.nn.Module):
         return x
 
 
-def build_std_net(config: dict) -> StdNet:
-    return StdNet(config["n_in"], config["n_out"], config["hidden"], config["layers"], tuple(config["periodic"]))
+class StdEnsemble(torch.nn.Module):
+    """The mean of its members' log variances (each a :class:`StdNet` fitted from another seed)."""
+
+    def __init__(self, members) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+
+def build_std_net(config: dict) -> StdNet | StdEnsemble:
+    def net():
+        return StdNet(config["n_in"], config["n_out"], config["hidden"], config["layers"], tuple(config["periodic"]))
+
+    if "members" not in config:  # a single network (written before ensembles existed)
+        return net()
+    return StdEnsemble([net() for _ in range(config["members"])])
+
+
+def first_member(net: StdNet | StdEnsemble) -> StdNet:
+    return net.members[0] if isinstance(net, StdEnsemble) else net
 
 
 def std_inputs(anomaly: np.ndarray, increment: np.ndarray, innovation: np.ndarray, mc_std: np.ndarray,
@@ -108,12 +129,18 @@ def validation_times(n: int, fraction: float, blocks: int = 25) -> torch.Tensor:
 
 def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, *, epochs: int = 30,
                 hidden: int = 32, layers: int = 4, periodic=(True, True), validation_fraction: float = 0.2,
-                batch: int = 8, lr: float = 2e-3, seed: int = 0, patience: int = 5) -> tuple[StdNet, dict]:
+                batch: int = 8, lr: float = 2e-3, seed: int = 0, patience: int = 5,
+                dtype: torch.dtype = torch.float32, ema: float = 0.0) -> tuple[StdNet, dict]:
     """Fit :class:`StdNet` on ``inputs`` (centred) against squared errors ``err2`` (anomaly-std
     units, ``(time, C, ny, nx)``); ``validation_fraction`` of the times, in runs spread over the
     period (:func:`validation_times`), choose the epoch, and training stops after ``patience``
-    epochs without a better one (or after ``epochs``).
+    epochs without a better one (or after ``epochs``). ``dtype``: the training steps'
+    convolutions (bfloat16 under autocast; weights, optimiser, loss and validation float32).
+    ``ema``: the weights validated and kept are an exponential moving average of the steps'
+    (``w <- ema w + (1 - ema) w_step``; 0: the last step's).
     Returns the network (eval mode) and a report (per-epoch losses, the best epoch)."""
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"uncertainty.network_ema is {ema}: give a value in [0, 1)")
     if len(inputs) < 5:
         raise ValueError(f"the std network needs at least 5 calibration times, got {len(inputs)}: "
                          "lengthen uncertainty.calibration_days, lower uncertainty.calibration_every or use "
@@ -128,6 +155,7 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
     net = StdNet(x.shape[1], e2.shape[1], hidden, layers, periodic)
     with torch.no_grad():
         net.convs[-1].bias.copy_(torch.log(e2.mean(dim=(0, 2, 3)).clamp(min=EPS)))
+    averaged = copy.deepcopy(net)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     best_epoch, best_state, history = -1, None, []
@@ -135,23 +163,28 @@ def fit_std_net(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, 
         net.train()
         total = 0.0
         for idx in torch.randperm(n_fit, generator=g).split(batch):
-            loss = weighted_nll(net(x[idx]), e2[idx], w)
+            with step_precision(torch.device("cpu"), dtype):
+                log_var = net(x[idx])
+            loss = weighted_nll(log_var.float(), e2[idx], w)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                for avg, new in zip(averaged.parameters(), net.parameters()):
+                    avg.lerp_(new, 1.0 - ema)
             total += float(loss.detach()) * len(idx)
-        net.eval()
+        averaged.eval()
         with torch.no_grad():
-            val = float(weighted_nll(net(x_val), e2_val, w))
+            val = float(weighted_nll(averaged(x_val), e2_val, w))
         history.append({"epoch": epoch, "train_nll": total / n_fit, "val_nll": val})
         if best_epoch < 0 or val < history[best_epoch]["val_nll"]:
-            best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
+            best_epoch, best_state = epoch, copy.deepcopy(averaged.state_dict())
         log.info("std network epoch %d/%d: train NLL %.4f, validation NLL %.4f", epoch + 1, epochs, total / n_fit, val)
         if epoch - best_epoch >= patience:
             break
-    net.load_state_dict(best_state)
-    net.eval()
-    return net, {"history": history, "best_epoch": best_epoch, "fit_times": n_fit, "validation_times": n_val}
+    averaged.load_state_dict(best_state)
+    averaged.eval()
+    return averaged, {"history": history, "best_epoch": best_epoch, "fit_times": n_fit, "validation_times": n_val}
 
 
 def physical_inputs(mean, background, estimate, mc_std, sigma_o2, sigma_b2, normalizer, times,
@@ -170,7 +203,7 @@ class StdModel:
     def __init__(self, net: StdNet, center: np.ndarray, scale: np.ndarray, anomaly_std: np.ndarray,
                  latent_shape, log_offset: np.ndarray | None = None) -> None:
         self.net = net.eval()
-        n_out = net.convs[-1].out_channels
+        n_out = first_member(net).convs[-1].out_channels
         offset = np.zeros(n_out) if log_offset is None else np.asarray(log_offset, np.float64)
         self.log_offset = offset.reshape(1, n_out, 1, 1)
         self.latent_shape = tuple(int(v) for v in latent_shape)
@@ -212,18 +245,29 @@ def calibration_offset(log_var: np.ndarray, err2: np.ndarray, area_weights: np.n
 
 
 def fit_std_model(inputs: np.ndarray, err2: np.ndarray, area_weights: np.ndarray, anomaly_std: np.ndarray,
-                  latent_shape, **fit) -> tuple[StdModel, dict]:
+                  latent_shape, members: int = 1, seed: int = 0, **fit) -> tuple[StdModel, dict]:
     """A :class:`StdModel` fitted on uncentred :func:`std_inputs` against squared errors in
-    anomaly-std units (``fit``: :func:`fit_std_net`'s keywords); returns it and the fit's report."""
+    anomaly-std units (``fit``: :func:`fit_std_net`'s keywords); with ``members > 1`` a
+    :class:`StdEnsemble` of that many networks fitted from seeds ``seed, seed + 1, ...``, its
+    offset fitted on their mean log variance. Returns it and the fit's report (one per member)."""
+    if members < 1:
+        raise ValueError(f"uncertainty.network_members is {members}: give at least 1")
     center, scale = StdModel.centring(inputs)
-    net, report = fit_std_net((inputs - center[None, :, None, None]) / scale[None, :, None, None], err2,
-                              area_weights, **fit)
-    model = StdModel(net, center, scale, anomaly_std, latent_shape)
+    x = (inputs - center[None, :, None, None]) / scale[None, :, None, None]
+    nets, reports = [], []
+    for i in range(members):
+        net, report = fit_std_net(x, err2, area_weights, seed=seed + i, **fit)
+        log.info("std network member %d/%d: best epoch %d of %d (validation NLL %.4f)", i + 1, members,
+                 report["best_epoch"] + 1, len(report["history"]), report["history"][report["best_epoch"]]["val_nll"])
+        nets.append(net)
+        reports.append(report)
+    del x
+    model = StdModel(nets[0] if members == 1 else StdEnsemble(nets), center, scale, anomaly_std, latent_shape)
     offset = calibration_offset(model.log_variance(inputs), err2, area_weights)
     log.info("std network: calibration offset of the log variance per channel %s",
              np.array2string(offset, precision=3))
     model.log_offset = offset.reshape(model.log_offset.shape)
-    return model, {**report, "log_offset": offset.tolist()}
+    return model, {"members": reports, "log_offset": offset.tolist()}
 
 
 def network_std(model: StdModel, decoded: dict, sigma_o2, sigma_b2, normalizer, times, latent_shape,
@@ -240,10 +284,12 @@ def network_std(model: StdModel, decoded: dict, sigma_o2, sigma_b2, normalizer, 
 
 
 def save_std_model(path, model: StdModel, channels, grid, normalizer_state: dict, meta: dict) -> None:
-    n = model.net
+    n = first_member(model.net)
     config = {"n_in": n.convs[0].in_channels, "n_out": n.convs[-1].out_channels, "hidden": n.convs[0].out_channels,
               "layers": len(n.convs), "periodic": list(n.periodic), "latent_shape": list(model.latent_shape)}
-    save_checkpoint(path, KIND, config, n.state_dict(), channels, grid, normalizer_state, meta,
+    if isinstance(model.net, StdEnsemble):
+        config["members"] = len(model.net.members)
+    save_checkpoint(path, KIND, config, model.net.state_dict(), channels, grid, normalizer_state, meta,
                     tensors={"center": torch.as_tensor(model.center.ravel()),
                              "scale": torch.as_tensor(model.scale.ravel()),
                              "log_offset": torch.as_tensor(model.log_offset.ravel())})

@@ -30,6 +30,7 @@ from hloba.io import write_netcdf
 from hloba.latent import latent_dataset
 from hloba.models.autoencoder import load_autoencoder
 from hloba.models.checkpoint import channels_from_state
+from hloba.models.training import resolve_precision
 from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256
 from hloba.scores import rmse
@@ -48,7 +49,9 @@ def uncertainty_factors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, we
 
 def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray, autoencoder, grid, output,
                             network: dict, meta: dict) -> dict:
-    """Fit and write the std network (``output``) on decoded calibration times; returns its report."""
+    """Fit and write the std network (``output``) on decoded calibration times; returns its report.
+    ``network``: :func:`hloba.archive.std_model.fit_std_model`'s keywords, with ``precision`` a
+    setting of ``uncertainty.network_precision``."""
     ae, payload = load_autoencoder(autoencoder)
     norm = Normalizer.from_state(payload["normalizer"])
     times = pd.DatetimeIndex(latent["time"].values)
@@ -57,23 +60,25 @@ def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray
     sd = norm.anomaly_std.numpy()
     err2 = ((decoded["mean"] - truth) / sd[None, :, None, None]) ** 2
     periodic = (grid.latitude_period is not None, grid.longitude_period is not None)
-    model, report = fit_std_model(x, err2, grid.area_weights(), sd, ae.cfg.latent_shape, periodic=periodic, **network)
+    fit = dict(network)
+    dtype = resolve_precision(fit.pop("precision", "float32"), torch.device("cpu"), "uncertainty.network_precision")
+    model, report = fit_std_model(x, err2, grid.area_weights(), sd, ae.cfg.latent_shape, periodic=periodic,
+                                  dtype=dtype, **fit)
     save_std_model(output, model, channels_from_state(payload["channels"]), grid, payload["normalizer"],
                    {**meta, **report})
-    log.info("std network: best epoch %d of %d (validation NLL %.4f) -> %s", report["best_epoch"] + 1,
-             len(report["history"]), report["history"][report["best_epoch"]]["val_nll"], output)
+    log.info("std network of %d member(s) -> %s", len(report["members"]), output)
     return report
 
 
-def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cfg: StreamConfig, *,
-                          samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
-                          days: float = UncertaintySettings.calibration_days,
-                          every: int = UncertaintySettings.calibration_every,
-                          run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
-                          ) -> xr.Dataset:
-    """Rule calibrate_uncertainty: a tuned HLOBA stream over ``days`` of ``year``, every
-    ``every``-th cycle decoded with ``samples`` Monte-Carlo draws, scored against ``reference``;
-    with ``model_output`` the std network is fitted on the same times and written there."""
+def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamConfig, *,
+                       samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
+                       days: float = UncertaintySettings.calibration_days,
+                       every: int = UncertaintySettings.calibration_every,
+                       run: RunSettings = RunSettings(), means: bool = True) -> dict:
+    """A tuned HLOBA stream over ``days`` of ``year``, every ``every``-th cycle decoded with
+    ``samples`` Monte-Carlo draws: ``{"latent", "mean", "mc_std", "truth", "grid", "channels",
+    "first_time", "last_time"}`` and, with ``means``, the decoded ``background`` and ``estimate``
+    the std network reads (:data:`hloba.archive.std_model.STD_MODEL_FIELDS`)."""
     cfg = cfg.with_(method="hloba")
     models = method_models(cfg, inputs, run.device)
     result = run_period(year, models, inputs.observations, cfg, days, run)
@@ -87,21 +92,39 @@ def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cf
     mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False)
     with xr.open_dataset(reference) as ref:
         truth = stack_channels(ref.sel(time=times[sel]).load(), models.channels)
-    factors = uncertainty_factors(mean, std, truth, models.grid.area_weights())
-    names = [c.name for c in models.channels]
+    out = {"latent": latent, "mean": mean, "mc_std": std, "truth": truth, "grid": models.grid,
+           "channels": models.channels, "first_time": str(times[first]), "last_time": str(times[stop - 1])}
+    if means:
+        out.update(decode_means(latent, STD_MODEL_FIELDS, inputs.autoencoder, sha, seed, 32, None, False))
+    return out
+
+
+def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cfg: StreamConfig, *,
+                          samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
+                          days: float = UncertaintySettings.calibration_days,
+                          every: int = UncertaintySettings.calibration_every,
+                          run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
+                          ) -> xr.Dataset:
+    """Rule calibrate_uncertainty: :func:`calibration_sample` scored against ``reference``: the
+    per-channel factors written to ``output``; with ``model_output`` the std network is fitted on
+    the same times and written there."""
+    s = calibration_sample(year, inputs, reference, cfg, samples=samples, seed=seed, days=days, every=every,
+                           run=run, means=model_output is not None)
+    latent, mean, std, truth = s["latent"], s["mean"], s["mc_std"], s["truth"]
+    factors = uncertainty_factors(mean, std, truth, s["grid"].area_weights())
+    names = [c.name for c in s["channels"]]
     log.info("decoded-uncertainty factors (RMSE / rms std): %s",
              ", ".join(f"{n} {f:.3f}" for n, f in zip(names, factors)))
     ds = xr.Dataset(
         {"std_factor": ("channel", factors, {"long_name": "multiplier of the decoded std (RMSE / rms std)"})},
         coords={"channel": names},
         attrs={"hloba_version": __version__, "year": year, "samples": samples, "times": int(len(latent.time)),
-               "first_time": str(times[first]), "last_time": str(times[stop - 1])},
+               "first_time": s["first_time"], "last_time": s["last_time"]},
     )
     if model_output is not None:
-        decoded = {"mean": mean, "mc_std": std, **decode_means(latent, STD_MODEL_FIELDS, inputs.autoencoder, sha,
-                                                               seed, 32, None, False)}
-        fit_uncertainty_network(latent, decoded, truth, inputs.autoencoder, models.grid, model_output,
-                                network or {}, {"year": year, "first_time": str(times[first]),
-                                                "last_time": str(times[stop - 1])})
+        decoded = {k: s[k] for k in ("mean", "mc_std", *STD_MODEL_FIELDS)}
+        fit_uncertainty_network(latent, decoded, truth, inputs.autoencoder, s["grid"], model_output,
+                                network or {}, {"year": year, "first_time": s["first_time"],
+                                                "last_time": s["last_time"]})
     write_netcdf(ds, output)
     return ds
