@@ -32,7 +32,7 @@ from hloba.archive.decode import decode_latent, decode_means
 from hloba.archive.settings import UncertaintySettings
 from hloba.archive.std_model import STD_MODEL_FIELDS, fit_std_model, physical_inputs
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
-from hloba.assim.uncertainty import calibration_sample
+from hloba.assim.uncertainty import calibration_sample, std_network_data
 from hloba.channels import stack_channels
 from hloba.config import load_config, stream_years, year_sets
 from hloba.models.autoencoder import load_autoencoder
@@ -55,10 +55,7 @@ def calibration_inputs(results: Path, config: dict, cache: Path, norm, latent_sh
     s = calibration_sample(year, inputs, results / f"reference/{year}.nc", cfg, samples=unc.samples, seed=unc.seed,
                            days=unc.calibration_days, every=unc.calibration_every, run=RunSettings(log_every=200))
     times = pd.DatetimeIndex(s["latent"]["time"].values)
-    x = physical_inputs(s["mean"], s["background"], s["estimate"], s["mc_std"], s["latent"]["sigma_o2"].values,
-                        s["latent"]["sigma_b2"].values, norm, times, latent_shape)
-    sd = norm.anomaly_std.numpy()[None, :, None, None]
-    err2 = (((s["mean"] - s["truth"]) / sd) ** 2).astype(np.float32)
+    x, err2 = std_network_data(s["latent"], s, s["truth"], norm, latent_shape)  # what the rule fits
     np.savez(cache, x=x, err2=err2, times=times.values)
     return x, err2, times
 

@@ -47,6 +47,17 @@ def uncertainty_factors(mean: np.ndarray, std: np.ndarray, truth: np.ndarray, we
     return (err / spread.clamp(min=1e-30)).numpy()
 
 
+def std_network_data(latent: xr.Dataset, decoded: dict, truth: np.ndarray, normalizer: Normalizer,
+                     latent_shape) -> tuple[np.ndarray, np.ndarray]:
+    """The std network's inputs (:func:`hloba.archive.std_model.physical_inputs`) and the squared
+    errors it is fitted to (anomaly-std units) at the decoded calibration times."""
+    times = pd.DatetimeIndex(latent["time"].values)
+    x = physical_inputs(decoded["mean"], decoded["background"], decoded["estimate"], decoded["mc_std"],
+                        latent["sigma_o2"].values, latent["sigma_b2"].values, normalizer, times, latent_shape)
+    sd = normalizer.anomaly_std.numpy()
+    return x, ((decoded["mean"] - truth) / sd[None, :, None, None]) ** 2
+
+
 def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray, autoencoder, grid, output,
                             network: dict, meta: dict) -> dict:
     """Fit and write the std network (``output``) on decoded calibration times; returns its report.
@@ -54,11 +65,8 @@ def fit_uncertainty_network(latent: xr.Dataset, decoded: dict, truth: np.ndarray
     setting of ``uncertainty.network_precision``."""
     ae, payload = load_autoencoder(autoencoder)
     norm = Normalizer.from_state(payload["normalizer"])
-    times = pd.DatetimeIndex(latent["time"].values)
-    x = physical_inputs(decoded["mean"], decoded["background"], decoded["estimate"], decoded["mc_std"],
-                        latent["sigma_o2"].values, latent["sigma_b2"].values, norm, times, ae.cfg.latent_shape)
+    x, err2 = std_network_data(latent, decoded, truth, norm, ae.cfg.latent_shape)
     sd = norm.anomaly_std.numpy()
-    err2 = ((decoded["mean"] - truth) / sd[None, :, None, None]) ** 2
     periodic = (grid.latitude_period is not None, grid.longitude_period is not None)
     fit = dict(network)
     dtype = resolve_precision(fit.pop("precision", "float32"), torch.device("cpu"), "uncertainty.network_precision")
