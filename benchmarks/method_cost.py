@@ -10,7 +10,10 @@ covariance is made by rule oi_covariance). Each method runs in its own process, 
 method's freed memory cannot hide another's peak. Printed per method: analysis milliseconds
 per cycle (the cycle without the background forecast), the peak memory of one analysis above
 what the process held before it (Linux resident set high-water mark, or CUDA allocator peak),
-forecast milliseconds per cycle, and the ratios of analysis time and memory to l4dvar's.
+forecast milliseconds per cycle, and the ratios of analysis time and memory to l4dvar's; then
+each method's milliseconds per cycle in each stage of the stream's clock (``o2lnet`` holds HLOBA's
+observation window, with the forecast that checks a lead's observations where it runs one;
+``update`` its decoded increment's passes).
 """
 
 from __future__ import annotations
@@ -73,6 +76,16 @@ def main() -> None:
     print(f"year {args.year}, {args.days} days from the reference at Jan 1, device {args.device}, "
           f"{args.threads} threads, one process per method")
     print(table.round(4).to_string(index=False))
+    print("milliseconds per cycle by stage (the analysis is every stage but forecast):")
+    print(stage_table(runs).round(2).to_string())
+
+
+def stage_table(runs) -> pd.DataFrame:
+    """Per method, the stream's stage clock (``seconds_per_cycle_{stage}``) in milliseconds."""
+    from hloba.assim.timers import STAGES
+
+    return pd.DataFrame({name: {s: 1e3 * ds.attrs[f"seconds_per_cycle_{s}"] for s in STAGES}
+                         for name, ds in runs.items()}).T
 
 
 if __name__ == "__main__":

@@ -35,5 +35,7 @@ def test_a_weighted_increment_keeps_the_background_at_0_and_the_analysis_at_1():
 def test_a_weighted_increment_needs_the_tuning_streams():
     with pytest.raises(ValueError, match="decoded_increment 'half' is not one of"):
         StreamConfig(decoded_increment="half")
+    with pytest.raises(ValueError, match="weighted_state 'both' is not one of"):
+        StreamConfig(weighted_state="both")
     with pytest.raises(ValueError, match="tuning_days > 0 or decoded_increment: full"):
         StreamConfig(decoded_increment="weighted", tuning_days=0, background_variance="forecast")

@@ -184,6 +184,24 @@ def test_a_window_with_a_lead_checks_the_later_observations_against_the_backgrou
     assert Hloba.later_observations(method, c) == {} and stepped == []
 
 
+def test_the_lead_takes_the_streams_forecast_of_the_background_where_there_is_one():
+    from hloba.assim.methods.hloba import Hloba
+
+    c, method, stepped = _later_cycle(1)
+    expected = Hloba.later_observations(method, c)
+    c, method, stepped = _later_cycle(1)
+    c.x_b_next = c.x_b + 1  # M(x_b), as the stream forecast it for the next cycle's lagged members
+    later = Hloba.later_observations(method, c)
+    assert stepped == [SIX_HOURLY[2]]  # only M^2(x_b), from the stream's M(x_b)
+    assert sorted(later) == sorted(expected)
+    for k in later:
+        for got, want in zip(later[k], expected[k]):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    c, method, _ = _later_cycle(1)
+    c.x_b_next = c.x_b + 3  # another forecast: other decisions (the gross error of cycle 2 passes)
+    assert Hloba.later_observations(method, c)[2][1].tolist() == [2, 3]
+
+
 @pytest.fixture(scope="module")
 def smoother(windowed, tmp_path_factory):
     single, _, paths = windowed

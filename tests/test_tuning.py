@@ -11,6 +11,7 @@ from conftest import tiny_inputs, tiny_settings
 from hloba.assim.methods.hloba import Hloba
 from hloba.assim.models import StreamError, apply_tuning, method_models
 from hloba.assim.settings import StreamConfig
+from hloba.assim.stream import run_stream
 from hloba.assim.tuning import cycling_static_variance, tune_stream_file
 from hloba.config import stream_years
 from hloba.verify.settings import method_settings, own_tuning
@@ -161,19 +162,48 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     z_b, z_a = torch.randn(1, ae.cfg.n_latent, generator=g), torch.randn(1, ae.cfg.n_latent, generator=g)
     with torch.no_grad():
         models.increment_weights = torch.zeros(len(models.channels), dtype=torch.float64)
-        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), ae.encode(ae.decode(z_b)), atol=1e-5)
+        x_w, z_w = hloba.weighted_analysis(z_b, z_a)
+        assert torch.allclose(x_w, ae.decode(z_b), atol=1e-6) and torch.allclose(z_w, ae.encode(ae.decode(z_b)), atol=1e-5)
         models.increment_weights = torch.ones(len(models.channels), dtype=torch.float64)
-        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), ae.encode(ae.decode(z_a)), atol=1e-5)
+        assert torch.allclose(hloba.weighted_analysis(z_b, z_a)[1], ae.encode(ae.decode(z_a)), atol=1e-5)
         half = torch.full((len(models.channels),), 0.5, dtype=torch.float64)
         models.increment_weights = half
-        mid = ae.encode(0.5 * (ae.decode(z_b) + ae.decode(z_a)))
-        assert torch.allclose(hloba.weighted_analysis(z_b, z_a), mid, atol=1e-5)
+        x_w, z_w = hloba.weighted_analysis(z_b, z_a)
+        assert torch.allclose(x_w, 0.5 * (ae.decode(z_b) + ae.decode(z_a)), atol=1e-6)
+        assert torch.allclose(z_w, ae.encode(x_w), atol=1e-6)
     # weights of other channels, or settings other than the tuning's, are refused
     tuned.assign_coords(channel=[f"x{i}" for i in range(tuned.sizes["channel"])]).to_netcdf(tmp_path / "other.nc")
     with pytest.raises(StreamError, match="rerun rule tune_stream"):
         apply_tuning(models, tmp_path / "other.nc", cfg)
     with pytest.raises(StreamError, match="decoded_increment: weighted in the file, full in this stream"):
         apply_tuning(models, path, cfg.with_(decoded_increment="full"))
+    with pytest.raises(StreamError, match="weighted_state: projected in the file, combined in this stream"):
+        apply_tuning(models, path, cfg.with_(weighted_state="combined"))
     tuned.drop_vars(["increment_weight", "channel"]).to_netcdf(tmp_path / "before.nc")  # a file from before the weights
     with pytest.raises(StreamError, match="no weights of the decoded increment .* rerun rule tune_stream"):
         apply_tuning(models, tmp_path / "before.nc", cfg)
+
+
+def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, tiny_models, tmp_path):
+    """weighted_state: projected cycles from the archive's decoding of the latent record;
+    combined from the weighted combination itself, whose encoding is the record."""
+    cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
+    inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
+    runs = {}
+    for state in ("projected", "combined"):
+        path = tmp_path / f"{state}.nc"
+        tunings["cycling"].assign_attrs(weighted_state=state).to_netcdf(path)
+        models = method_models(cfg.with_(weighted_state=state), inputs, "cpu")
+        apply_tuning(models, path, cfg.with_(weighted_state=state))
+        models.increment_weights = torch.linspace(0.0, 1.0, len(models.channels), dtype=torch.float64)
+        result = run_stream(YEAR, models, inputs.observations, cfg.with_(weighted_state=state, spinup_days=0), run,
+                            max_cycles=6, keep_analyses=True)
+        times = result.times[1:6]
+        with torch.no_grad():
+            decoded = models.autoencoder.decode(result.fields["z_a"][1:6].float()).double()
+        # the state each cycle forecast from against the decoding of its latent record (standardised;
+        # cycle 0 is cold)
+        state_std = models.normalizer.standardize(result.analyses[1:6].double(), times)
+        runs[state] = (state_std - decoded).square().mean().sqrt().item()
+    assert runs["projected"] < 1e-4, runs
+    assert runs["combined"] > 1e-2, runs

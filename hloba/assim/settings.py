@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hloba.assim.methods import REGISTRY
-from hloba.assim.update import DECODED_INCREMENTS, UPDATE_FORMS
+from hloba.assim.update import DECODED_INCREMENTS, UPDATE_FORMS, WEIGHTED_STATES
 from hloba.forecast import ForecastSpec
 from hloba.models.training import check_precision
 
@@ -45,6 +45,10 @@ class StreamConfig:
     # hloba: the model-space analysis is the whole decoded increment D(z_a) - D(z_b) over D(z_b) (the
     # paper's) or that increment weighted per channel, the weights fitted by rule tune_stream
     decoded_increment: str = "full"
+    # hloba with decoded_increment: weighted: the stream forecasts from the weighted combination
+    # x_w = D(z_b) + g (D(z_a) - D(z_b)) itself (combined) or from D(E(x_w)), the archive's decoding
+    # of the latent record E(x_w) (projected); the latent record is E(x_w) either way
+    weighted_state: str = "projected"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
     # or float32; auto: bfloat16 where the hardware multiplies it natively (training.native_bfloat16)
@@ -73,6 +77,8 @@ class StreamConfig:
         if self.decoded_increment not in DECODED_INCREMENTS:
             raise ValueError(f"assimilation.decoded_increment {self.decoded_increment!r} is not one of "
                              f"{DECODED_INCREMENTS}")
+        if self.weighted_state not in WEIGHTED_STATES:
+            raise ValueError(f"assimilation.weighted_state {self.weighted_state!r} is not one of {WEIGHTED_STATES}")
         if self.decoded_increment == "weighted" and self.tuning_days <= 0:
             raise ValueError("assimilation.decoded_increment: weighted has its weights fitted by the tuning "
                              "streams: set assimilation.tuning_days > 0 or decoded_increment: full")

@@ -4,7 +4,8 @@
 Dec 31. At each cycle:
 
 1. background ``x_b = M(x_a)``, with the method's running lagged members ``M^k(x_a(t - k dt))``
-   advanced together in one batch, and their encodings;
+   (advanced before the analysis, which they do not depend on: :func:`lagged_forecast`), and their
+   encodings;
 2. quality control in observation space: first-guess check of every observation against
    ``H(x_b)`` (rejections are flagged in the feedback, never dropped silently; withheld
    observations are checked and never used), and the per-channel background variance at the
@@ -139,6 +140,17 @@ def _record(state: StreamState, c: Cycle, a: Analysis, z_a, hx_a, reject, normal
     state.diagnostics[c.k] = torch.tensor([named[n] for n in DIAGNOSTICS], dtype=torch.float64)
 
 
+def lagged_forecast(forecast, members: torch.Tensor, n_members: int, t) -> torch.Tensor | None:
+    """The next cycle's lagged members: ``members[:n_members - 1]`` (the background first) forecast
+    one cycle, ``None`` for a method without lagged members. They do not depend on the analysis, so
+    the stream runs them before it: ``M(x_b)`` is then at hand for a method that checks the next
+    cycle's observations against it (HLOBA's lead), and the analysis's forecast is ``M(x_a)`` alone."""
+    if n_members < 2:
+        return None
+    lagged = members[: n_members - 1]
+    return forecast.step(lagged, [t] * lagged.shape[0], 1).double()
+
+
 def run_stream(
     year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings = RunSettings(), *,
     resume_path=None, fingerprint_value: str = "", max_cycles: int | None = None, keep_analyses: bool = False,
@@ -185,6 +197,9 @@ def run_stream(
     for k in tqdm(range(k0, stop), desc=f"assimilate {year}", disable=not run.progress, mininterval=5.0):
         t, members = times[k], state.members
         clock.start()
+        with torch.no_grad():  # the lagged members' forecasts do not depend on this cycle's analysis
+            ahead = lagged_forecast(m.forecast, members, method.members, t)
+        clock.lap("forecast")
         clock.memory.start()
         with torch.no_grad():
             zs = ae.encode(norm.standardize(members, [t] * members.shape[0]))  # (m, n)
@@ -195,11 +210,14 @@ def run_stream(
             cold_first = cold and k == 0
             reject, ok, state.b2_channel, normalised = _check(k, t, obs, s, hx_b, cold_first, cfg, method,
                                                               alarm, state.b2_channel, 0.01 * m.model_error_var)
-            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap, state.qc)
+            c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap, state.qc,
+                      None if ahead is None else ahead[:1])
             clock.lap("qc")
             a = method.analyse(c)
             clock.lap("update")
-            if a.x_a is not None:  # a model-space analysis: its latent record is E(x_a)
+            if a.x_a is not None and a.z_a is not None:  # both made by the method (hloba's weighted_state: combined)
+                x_a, z_a = a.x_a, a.z_a
+            elif a.x_a is not None:  # a model-space analysis: its latent record is E(x_a)
                 x_a, z_a = a.x_a, ae.encode(norm.standardize(a.x_a, [t]))
             elif a.z_a is not None:
                 x_a, z_a = norm.destandardize(ae.decode(a.z_a), [t]), a.z_a
@@ -210,8 +228,8 @@ def run_stream(
             memory = clock.memory.peak()
             if keep_analyses and k >= first:
                 analyses[k] = x_a[0].float().cpu()
-            nxt = torch.cat((x_a, members[: method.members - 1])) if method.members > 1 else x_a
-            state.members = m.forecast.step(nxt, [t] * nxt.shape[0], 1).double()
+            x_next = m.forecast.step(x_a, [t], 1).double()
+            state.members = x_next if ahead is None else torch.cat((x_next, ahead))
             clock.lap("forecast")
         if not bool(torch.isfinite(state.members).all()):
             where = f"last checkpoint {resume_path} kept" if resume_path and resume_path.exists() else "no checkpoint yet"

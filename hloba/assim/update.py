@@ -146,6 +146,9 @@ def correlated_update(
 # assimilation.decoded_increment: the whole decoded increment (the paper's) or per-channel weights
 # of it fitted by rule tune_stream
 DECODED_INCREMENTS = ("full", "weighted")
+# assimilation.weighted_state: with weighted increments, the stream cycles from the weighted
+# combination itself or from its projection through the autoencoder (the archive's decoding)
+WEIGHTED_STATES = ("projected", "combined")
 
 
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,9 @@ VARIANTS = {
     "hloba_cyclingvar": ("hloba", {"background_variance": "cycling"}),  # refitted to cycling errors
     "hloba_fullincrement": ("hloba", {"decoded_increment": "full"}),  # the paper's analysis D(z_a)
     "hloba_weightedincrement": ("hloba", {"decoded_increment": "weighted"}),  # per-channel weights
+    # with weighted increments, the stream cycling from D(E(x_w)) or from x_w itself
+    "hloba_projectedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "projected"}),
+    "hloba_combinedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "combined"}),
 }
 COMPARABLE = NAMES + tuple(VARIANTS)
 

@@ -51,6 +51,9 @@ class Cycle:
     cold_first: bool  # first cycle of a cold start from climatology: no background worth weighing
     lap: Callable[[str], None]  # the stream's stage clock
     qc: torch.Tensor | None = None  # (rows of obs,) int8: the stream's qc codes, set for cycles before k
+    # M(x_b), the background forecast to cycle k + 1, where the stream has run it already (as the
+    # first of the next cycle's lagged members)
+    x_b_next: torch.Tensor | None = None
 
     @property
     def time(self) -> pd.Timestamp:
@@ -89,8 +92,9 @@ class Cycle:
 class Analysis:
     """One cycle's analysis and the latent variances reported for it.
 
-    ``z_a`` (latent, decoded by the loop) or ``x_a`` (physical, encoded by the loop) or neither
-    (no analysis: the forecast goes on). Variances ``*_update`` are in the method's update
+    ``z_a`` (latent, decoded by the loop) or ``x_a`` (physical, encoded by the loop), or both (the
+    latent record and the state the stream forecasts from, made by the method), or neither (no
+    analysis: the forecast goes on). Variances ``*_update`` are in the method's update
     coordinates (the stream maps them to latent coordinates for all cycles at once at its end:
     :func:`hloba.assim.cycle.latent_variances`), ``sigma_o2`` is latent; ``sigma_a2_raw_mean`` is
     the update's own mean analysis variance before any calibration factor."""

@@ -5,7 +5,8 @@ An O2Lnet trained on a window of cycles (``o2lnet.window_hours``: slots ``(1 - n
 the observations that the stream assimilated at the window's earlier cycles besides this cycle's.
 A window that reaches ``m`` cycles past the analysis time (``o2lnet.window_lead_hours``: slots
 ``(1 - n + m, ..., m)``) makes HLOBA a fixed-lag smoother: the later cycles' observations are
-checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's);
+checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's; ``M(x_b)`` is the stream's forecast of the
+next cycle's first lagged member where it runs one: ``Cycle.x_b_next``);
 those decisions serve O2Lnet's window only, and each cycle is checked again by the stream against
 its own background when it comes.
 
@@ -66,7 +67,10 @@ class Hloba(Method):
             return out
         x = c.x_b
         for k in range(c.k + 1, last + 1):
-            x = m.forecast.step(x, [c.times[k - 1]], 1).double()
+            if k == c.k + 1 and c.x_b_next is not None:  # the stream's forecast of its lagged members
+                x = c.x_b_next
+            else:
+                x = m.forecast.step(x, [c.times[k - 1]], 1).double()
             s = obs.cycle(k)
             if c.cold_first:
                 reject = torch.zeros(s.stop - s.start, dtype=torch.bool, device=obs.value.device)
@@ -136,17 +140,23 @@ class Hloba(Method):
             est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
-        z_a = m.space.backward(w_a)
+        z_a, x_a = m.space.backward(w_a), None
         if m.increment_weights is not None and c.n_used and not c.cold_first:
-            z_a = self.weighted_analysis(c.z_b, z_a)
-        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a)
+            x_w, z_a = self.weighted_analysis(c.z_b, z_a)
+            if cfg.weighted_state == "combined":  # the stream forecasts from x_w, not from D(z_a)
+                x_a = m.normalizer.destandardize(x_w, [c.time])
+        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a,
+                           x_a=x_a)
 
-    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:
-        """``E(D(z_b) + g (D(z_a) - D(z_b)))``, ``g`` the tuned weight of each channel's decoded
-        increment (:func:`hloba.assim.update.weighted_increment`; standardised space, where it is
-        the same combination as in physical units). The stream decodes the result, so its forecast
-        starts from what the archive decodes. On a cold first cycle the whole increment is taken
-        (the weights are fitted to cycling backgrounds)."""
+    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_w = D(z_b) + g (D(z_a) - D(z_b))`` (standardised) and its latent record ``E(x_w)``,
+        ``g`` the tuned weight of each channel's decoded increment
+        (:func:`hloba.assim.update.weighted_increment`; standardised space, where it is the same
+        combination as in physical units). With ``assimilation.weighted_state: projected`` the
+        stream decodes the record, so its forecast starts from what the archive decodes; with
+        ``combined`` it forecasts from ``x_w`` (one decoding fewer). On a cold first cycle the
+        whole increment is taken (the weights are fitted to cycling backgrounds)."""
         ae = self.models.autoencoder
         decoded = ae.decode(torch.cat((z_b, z_a.to(z_b.dtype))))
-        return ae.encode(weighted_increment(decoded[:1], decoded[1:], self.models.increment_weights))
+        x_w = weighted_increment(decoded[:1], decoded[1:], self.models.increment_weights)
+        return x_w, ae.encode(x_w)
