@@ -5,8 +5,9 @@ An O2Lnet trained on a window of cycles (``o2lnet.window_hours``: slots ``(1 - n
 the observations that the stream assimilated at the window's earlier cycles besides this cycle's.
 A window that reaches ``m`` cycles past the analysis time (``o2lnet.window_lead_hours``: slots
 ``(1 - n + m, ..., m)``) makes HLOBA a fixed-lag smoother: the later cycles' observations are
-checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's; ``M(x_b)`` is the stream's forecast of the
-next cycle's first lagged member where it runs one: ``Cycle.x_b_next``);
+checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's;
+``M(x_b)`` is the stream's forecast of the next cycle's lagged member where it runs lagged members:
+``Cycle.x_b_next``);
 those decisions serve O2Lnet's window only, and each cycle is checked again by the stream against
 its own background when it comes.
 
