@@ -72,3 +72,16 @@ def test_the_years_streams_share_the_cores():
     assert stream_threads(1, 2) == 2  # one year (the tiny config, a year rerun alone): both cores
     assert stream_threads(2, 8) == 2 and stream_threads(3, 2) == 1 and stream_threads(1, 1) == 1
     assert stream_threads(2, None) == 2  # a cluster executor: each job has its own node
+
+
+def test_the_schema_admits_every_compared_name_and_every_stream_setting(schema):
+    """A variant or a setting the code knows and the schema does not is refused at the config check."""
+    from dataclasses import fields
+
+    from hloba.assim.settings import RUN_KEYS, StreamConfig
+    from hloba.verify.settings import COMPARABLE
+
+    props = schema["properties"]
+    assert set(props["comparison"]["properties"]["methods"]["items"]["enum"]) == set(COMPARABLE)
+    settings = {f.name for f in fields(StreamConfig)} - {"withhold_fraction", "withhold_seed"}
+    assert settings | set(RUN_KEYS) <= set(props["assimilation"]["properties"])

@@ -10,6 +10,7 @@ import torch
 
 from hloba.assim.methods import Cycle, build_method
 from hloba.assim.models import method_models
+from hloba.assim.resume import StreamState
 from hloba.assim.settings import RunSettings, StreamConfig
 from hloba.assim.stream import QC_FIRST_GUESS, QC_USED, QC_WITHHELD, run_stream
 from hloba.assim.year import run_period
@@ -112,10 +113,12 @@ def test_a_windowed_stream_resumes_exactly_and_differs_from_one_cycle(windowed, 
     _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, tmp_path / "hloba.pt", monkeypatch)
 
 
-def _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, path, monkeypatch, forecasts_before: int = 0) -> None:
+def _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, path, monkeypatch, forecasts_before: int = 0,
+                                  prepare=lambda models: models) -> None:
     """The stream's job dies forecasting from cycle 14 (after its checkpoint at 12; after
-    ``forecasts_before`` other forecasts from that time), and the rerun equals ``whole``."""
-    models = method_models(cfg, inputs, RUN.device)
+    ``forecasts_before`` other forecasts from that time), and the rerun equals ``whole`` (both
+    with the models as ``prepare`` sets them)."""
+    models = prepare(method_models(cfg, inputs, RUN.device))
     step, death, stop, calls = type(models.forecast).step, whole.times[14], whole.stop, []
 
     def dying(self, x, t, n=1):
@@ -130,7 +133,7 @@ def _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, path, monkeypatch, fo
         with pytest.raises(KeyboardInterrupt):
             run_stream(2002, models, inputs.observations, cfg, run, resume_path=path, fingerprint_value="same",
                        max_cycles=stop)
-    resumed = run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, run,
+    resumed = run_stream(2002, prepare(method_models(cfg, inputs, RUN.device)), inputs.observations, cfg, run,
                          resume_path=path, fingerprint_value="same", max_cycles=stop)
     assert resumed.n_cycles_run == stop - 12
     for name in ("z_o", "z_a", "sigma_a2"):
@@ -162,7 +165,7 @@ def _later_cycle(k: int, cold_first: bool = False) -> tuple[Cycle, list]:
 
     times = SIX_HOURLY[:4]
     method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2], forecast=SimpleNamespace(step=step)),
-                             lead=2, cfg=SimpleNamespace(qc_threshold=3.0))
+                             lead=2, cfg=SimpleNamespace(qc_threshold=3.0, lead_guess="forecast"))
     s = obs.cycle(k)
     c = Cycle(k, times, torch.zeros(1, 4), torch.zeros(1, 3, 4, 4, dtype=torch.float64), obs, s,
               torch.ones(s.stop - s.start, dtype=torch.bool), None, None, torch.full((3,), 0.75, dtype=torch.float64),
@@ -202,6 +205,32 @@ def test_the_lead_takes_the_streams_forecast_of_the_background_where_there_is_on
     assert Hloba.later_observations(method, c)[2][1].tolist() == [2, 3]
 
 
+def test_the_lead_without_a_forecast_holds_the_background_or_carries_it_on_from_the_previous_analysis():
+    from hloba.assim.methods.hloba import Hloba
+
+    c, method, stepped = _later_cycle(1)
+    c.x_prev = c.x_b - 2  # the background rose by 2 since the previous analysis
+    method.cfg.lead_guess = "persistence"  # guesses 0 and 0: as the forecast's 1 and 2 decide here
+    later = Hloba.later_observations(method, c)
+    assert later[2][1].tolist() == [2] and later[3][1].tolist() == [2, 0] and stepped == []
+    method.cfg.lead_guess = "extrapolated"  # guesses 2 and 4: the gross error 5.0 passes, -0.9 fails
+    later = Hloba.later_observations(method, c)
+    assert later[2][1].tolist() == [2, 3] and later[3][1].tolist() == [2] and stepped == []
+    c.x_prev = None  # the first cycle: nothing to extrapolate from, the background held
+    assert Hloba.later_observations(method, c)[3][1].tolist() == [2, 0]
+    with pytest.raises(ValueError, match="assimilation.lead_guess 'model' is not one of"):
+        StreamConfig(lead_guess="model")
+
+
+def test_time_extrapolation_carries_the_background_on_along_its_last_change():
+    from hloba.assim.update import time_extrapolation
+
+    x_b, x_prev = torch.tensor([[1.0, 4.0]]), torch.tensor([[0.0, 5.0]])
+    assert time_extrapolation(x_b, x_prev, 1).tolist() == [[2.0, 3.0]]
+    assert time_extrapolation(x_b, x_prev, 2).tolist() == [[3.0, 2.0]]
+    assert time_extrapolation(x_b, None, 2) is x_b
+
+
 @pytest.fixture(scope="module")
 def smoother(windowed, tmp_path_factory):
     single, _, paths = windowed
@@ -234,3 +263,34 @@ def test_a_smoother_stream_reads_the_next_cycle_and_resumes_exactly(smoother, tm
 
     # the first forecast from cycle 14 is the lead forecast inside its analysis, the second the stream's
     _dies_at_cycle_14_and_resumes(smoother, cfg, run, whole, tmp_path / "hloba.pt", monkeypatch, forecasts_before=1)
+
+
+def test_an_extrapolating_lead_runs_no_forecast_and_resumes_from_the_checkpointed_analysis(smoother, tmp_path,
+                                                                                           monkeypatch):
+    cfg = StreamConfig(method="hloba", spinup_days=2, max_rejected_fraction=1.0, inflation_groups=8,
+                       lead_guess="extrapolated")
+    run = RunSettings(checkpoint_every=6, device="cpu", progress=False)
+
+    def unlagged(models):
+        models.hybrid_b = 0.0  # no lagged members: the forecast lead runs forecasts of its own
+        return models
+
+    def counted(c: StreamConfig):
+        """The stream and the forecasts it ran."""
+        models, calls = unlagged(method_models(c, smoother, RUN.device)), []
+        step = type(models.forecast).step
+        with monkeypatch.context() as mp:
+            mp.setattr(type(models.forecast), "step", lambda self, x, t, n=1: calls.append(t) or step(self, x, t, n))
+            return run_period(2002, models, smoother.observations, c, 3, run, keep_analyses=True), len(calls)
+
+    whole, n_extrapolated = counted(cfg)
+    forecast, n_forecast = counted(cfg.with_(lead_guess="forecast"))
+    # the stream's forecast from each analysis (and the start's check of the model), no other; the
+    # forecast lead adds one from each background whose next cycle has observations
+    assert n_extrapolated == whole.stop + 1 and n_forecast > n_extrapolated
+    assert not torch.equal(forecast.fields["z_o"][:whole.stop], whole.fields["z_o"][:whole.stop])
+    # the checkpoint at cycle 12 carries the analysis of cycle 11 that cycle 12 extrapolates from
+    _dies_at_cycle_14_and_resumes(smoother, cfg, run, whole, tmp_path / "hloba.pt", monkeypatch, prepare=unlagged)
+    state = StreamState.load(tmp_path / "hloba.pt", "same", "cpu")  # the resumed run's, at cycle 18
+    assert state.cycle == 18
+    torch.testing.assert_close(state.previous[0].float(), whole.analyses[17 - whole.first], rtol=0, atol=0)

@@ -21,7 +21,7 @@ from hloba.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # of the checkpoint files (1: before the methods had their own state)
+FORMAT = 3  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``)
 
 
 def fingerprint(year: int, config: dict, forecast: dict, paths) -> str:
@@ -49,6 +49,7 @@ class StreamState:
     timers: dict
     method: dict  # the method's own state
     generator: torch.Tensor | None = None  # a stochastic forecast model's random state
+    previous: torch.Tensor | None = None  # (1, C, ny, nx) the state the background was forecast from
 
     @classmethod
     def fresh(cls, members, b2_channel, field_names, n_cycles: int, n_latent: int, n_diagnostics: int,
@@ -64,6 +65,7 @@ class StreamState:
     def save(self, path: Path, fp: str) -> None:
         state = {"format": FORMAT, "fingerprint": fp, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
         state["members"], state["b2_channel"] = self.members.cpu(), self.b2_channel.cpu()
+        state["previous"] = None if self.previous is None else self.previous.cpu()
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -81,4 +83,5 @@ class StreamState:
             return None
         out = cls(**{k: state[k] for k in cls.__dataclass_fields__})
         out.members, out.b2_channel = out.members.to(device), out.b2_channel.to(device)
+        out.previous = None if out.previous is None else out.previous.to(device)
         return out

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from hloba.assim.methods import REGISTRY
-from hloba.assim.update import DECODED_INCREMENTS, UPDATE_FORMS, WEIGHTED_STATES
+from hloba.assim.update import DECODED_INCREMENTS, LEAD_GUESSES, UPDATE_FORMS, WEIGHTED_STATES
 from hloba.forecast import ForecastSpec
 from hloba.models.training import check_precision
 
@@ -49,6 +49,11 @@ class StreamConfig:
     # x_w = D(z_b) + g (D(z_a) - D(z_b)) itself (combined) or from D(E(x_w)), the archive's decoding
     # of the latent record E(x_w) (projected); the latent record is E(x_w) either way
     weighted_state: str = "projected"
+    # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
+    # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no
+    # lagged members), the background itself (persistence) or x_b + j (x_b - x_a) of the previous
+    # analysis x_a (extrapolated); neither of the last two runs a forecast
+    lead_guess: str = "forecast"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
     # or float32; auto: bfloat16 where the hardware multiplies it natively (training.native_bfloat16)
@@ -79,6 +84,8 @@ class StreamConfig:
                              f"{DECODED_INCREMENTS}")
         if self.weighted_state not in WEIGHTED_STATES:
             raise ValueError(f"assimilation.weighted_state {self.weighted_state!r} is not one of {WEIGHTED_STATES}")
+        if self.lead_guess not in LEAD_GUESSES:
+            raise ValueError(f"assimilation.lead_guess {self.lead_guess!r} is not one of {LEAD_GUESSES}")
         if self.decoded_increment == "weighted" and self.tuning_days <= 0:
             raise ValueError("assimilation.decoded_increment: weighted has its weights fitted by the tuning "
                              "streams: set assimilation.tuning_days > 0 or decoded_increment: full")

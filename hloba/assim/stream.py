@@ -211,7 +211,7 @@ def run_stream(
             reject, ok, state.b2_channel, normalised = _check(k, t, obs, s, hx_b, cold_first, cfg, method,
                                                               alarm, state.b2_channel, 0.01 * m.model_error_var)
             c = Cycle(k, times, zs, x_b, obs, s, ok, w_k, hx_b, state.b2_channel, cold_first, clock.lap, state.qc,
-                      None if ahead is None else ahead[:1])
+                      None if ahead is None else ahead[:1], state.previous)
             clock.lap("qc")
             a = method.analyse(c)
             clock.lap("update")
@@ -229,6 +229,7 @@ def run_stream(
             if keep_analyses and k >= first:
                 analyses[k] = x_a[0].float().cpu()
             x_next = m.forecast.step(x_a, [t], 1).double()
+            state.previous = x_a
             state.members = x_next if ahead is None else torch.cat((x_next, ahead))
             clock.lap("forecast")
         if not bool(torch.isfinite(state.members).all()):

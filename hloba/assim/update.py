@@ -149,6 +149,16 @@ DECODED_INCREMENTS = ("full", "weighted")
 # assimilation.weighted_state: with weighted increments, the stream cycles from the weighted
 # combination itself or from its projection through the autoencoder (the archive's decoding)
 WEIGHTED_STATES = ("projected", "combined")
+# assimilation.lead_guess: what HLOBA's lead checks a later cycle's observations against: the
+# background's forecast M^j(x_b), the background itself, or the background carried on in time
+LEAD_GUESSES = ("forecast", "persistence", "extrapolated")
+
+
+def time_extrapolation(x_b: torch.Tensor, x_prev: torch.Tensor | None, j: int) -> torch.Tensor:
+    """``x_b + j (x_b - x_prev)``: the background carried ``j`` cycles on along its change since
+    ``x_prev``, the state it was forecast from one cycle before (the previous analysis); the
+    background itself (persistence) where there is none."""
+    return x_b if x_prev is None or j == 0 else x_b + j * (x_b - x_prev)
 
 
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

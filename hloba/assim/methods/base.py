@@ -54,6 +54,8 @@ class Cycle:
     # M(x_b), the background forecast to cycle k + 1, where the stream has run it already (as the
     # first of the next cycle's lagged members)
     x_b_next: torch.Tensor | None = None
+    # the state the background was forecast from (the previous cycle's analysis; None at the first)
+    x_prev: torch.Tensor | None = None
 
     @property
     def time(self) -> pd.Timestamp:

@@ -7,7 +7,9 @@ A window that reaches ``m`` cycles past the analysis time (``o2lnet.window_lead_
 ``(1 - n + m, ..., m)``) makes HLOBA a fixed-lag smoother: the later cycles' observations are
 checked against the background's forecast ``M^j(x_b)`` (as latent 4D-Var checks its window's;
 ``M(x_b)`` is the stream's forecast of the next cycle's lagged member where it runs lagged members:
-``Cycle.x_b_next``);
+``Cycle.x_b_next``), or, with ``assimilation.lead_guess``, against the background itself
+(``persistence``) or carried on in time from the previous analysis (``extrapolated``:
+:func:`hloba.assim.update.time_extrapolation`), which run no forecast;
 those decisions serve O2Lnet's window only, and each cycle is checked again by the stream against
 its own background when it comes.
 
@@ -27,7 +29,8 @@ import torch
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.update import (
-    check_update_inputs, correlated_update, hybrid_update, observation_estimate, weighted_increment,
+    check_update_inputs, correlated_update, hybrid_update, observation_estimate, time_extrapolation,
+    weighted_increment,
 )
 from hloba.models.o2lnet import inference_pass, render_observations
 
@@ -60,15 +63,18 @@ class Hloba(Method):
 
     def later_observations(self, c: Cycle) -> dict[int, tuple[torch.Tensor, ...]]:
         """``channel, row, col, value`` of the observations of cycles ``k + 1 .. k + lead`` (those
-        the stream has) that pass the first-guess check against the background's forecast
-        ``M^j(x_b)``; withheld ones are never used, and nothing is rejected on a cold first cycle."""
+        the stream has) that pass the first-guess check against the lead's guess of the state there
+        (``assimilation.lead_guess``: the background's forecast ``M^j(x_b)`` by default); withheld
+        ones are never used, and nothing is rejected on a cold first cycle."""
         m, obs, out = self.models, c.obs, {}
         last = min(c.k + self.lead, len(c.times) - 1)
         if all(obs.cycle(k).stop == obs.cycle(k).start for k in range(c.k + 1, last + 1)):
             return out
-        x = c.x_b
+        x, guess = c.x_b, self.cfg.lead_guess
         for k in range(c.k + 1, last + 1):
-            if k == c.k + 1 and c.x_b_next is not None:  # the stream's forecast of its lagged members
+            if guess != "forecast":  # no forecast: the background held or carried on in time
+                x = time_extrapolation(c.x_b, c.x_prev if guess == "extrapolated" else None, k - c.k)
+            elif k == c.k + 1 and c.x_b_next is not None:  # the stream's forecast of its lagged members
                 x = c.x_b_next
             else:
                 x = m.forecast.step(x, [c.times[k - 1]], 1).double()
