@@ -64,8 +64,8 @@ class Hloba(Method):
     def later_observations(self, c: Cycle) -> dict[int, tuple[torch.Tensor, ...]]:
         """``channel, row, col, value`` of the observations of cycles ``k + 1 .. k + lead`` (those
         the stream has) that pass the first-guess check against the lead's guess of the state there
-        (``assimilation.lead_guess``: the background's forecast ``M^j(x_b)`` by default); withheld
-        ones are never used, and nothing is rejected on a cold first cycle."""
+        (``assimilation.lead_guess``: the background's forecast ``M^j(x_b)``, or without a forecast);
+        withheld ones are never used, and nothing is rejected on a cold first cycle."""
         m, obs, out = self.models, c.obs, {}
         last = min(c.k + self.lead, len(c.times) - 1)
         if all(obs.cycle(k).stop == obs.cycle(k).start for k in range(c.k + 1, last + 1)):
