@@ -39,7 +39,7 @@ from hloba.assim.methods import REGISTRY  # noqa: E402
 from hloba.assim.methods.hloba import Hloba  # noqa: E402
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
-from hloba.assim.update import LEAD_GUESSES, time_extrapolation  # noqa: E402
+from hloba.assim.update import LEAD_GUESSES  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
@@ -70,10 +70,7 @@ def instrumented(tally: Tally, start: pd.Timestamp) -> type[Hloba]:
                 rejects = {}
                 for g in LEAD_GUESSES:
                     t0 = time.perf_counter()
-                    if g == "forecast":
-                        x = self.models.forecast.step(c.x_b, [c.time], 1).double()
-                    else:
-                        x = time_extrapolation(c.x_b, c.x_prev if g == "extrapolated" else None, 1)
+                    x = self.lead_state(c, k, c.x_b, g)
                     tally.seconds[g] += time.perf_counter() - t0
                     tally.guesses[g].append(x[0].float().cpu())
                     rejects[g] = c.check_later(x, k, self.cfg.qc_threshold)[3]

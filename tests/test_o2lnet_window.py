@@ -143,6 +143,8 @@ def _dies_at_cycle_14_and_resumes(inputs, cfg, run, whole, path, monkeypatch, fo
 def _later_cycle(k: int, cold_first: bool = False) -> tuple[Cycle, list]:
     """Four cycles of 1, 1, 3 and 2 observations on a 4 x 4 grid of 3 channels; a forecast model
     that adds 1 per step and records the times it steps from."""
+    from hloba.assim.methods.hloba import Hloba
+
     offsets = [0, 1, 2, 5, 7]
     rows, cols = torch.tensor([0, 1, 2, 3, 1, 2, 0]), torch.tensor([0, 1, 2, 3, 3, 0, 1])
     channel = torch.tensor([0, 1, 2, 0, 1, 2, 0])
@@ -166,6 +168,7 @@ def _later_cycle(k: int, cold_first: bool = False) -> tuple[Cycle, list]:
     times = SIX_HOURLY[:4]
     method = SimpleNamespace(models=SimpleNamespace(channels=[0, 1, 2], forecast=SimpleNamespace(step=step)),
                              lead=2, cfg=SimpleNamespace(qc_threshold=3.0, lead_guess="forecast"))
+    method.lead_state = lambda c, k, x, guess: Hloba.lead_state(method, c, k, x, guess)
     s = obs.cycle(k)
     c = Cycle(k, times, torch.zeros(1, 4), torch.zeros(1, 3, 4, 4, dtype=torch.float64), obs, s,
               torch.ones(s.stop - s.start, dtype=torch.bool), None, None, torch.full((3,), 0.75, dtype=torch.float64),

@@ -66,18 +66,13 @@ class Hloba(Method):
         the stream has) that pass the first-guess check against the lead's guess of the state there
         (``assimilation.lead_guess``: the background's forecast ``M^j(x_b)``, or without a forecast);
         withheld ones are never used, and nothing is rejected on a cold first cycle."""
-        m, obs, out = self.models, c.obs, {}
+        obs, out = c.obs, {}
         last = min(c.k + self.lead, len(c.times) - 1)
         if all(obs.cycle(k).stop == obs.cycle(k).start for k in range(c.k + 1, last + 1)):
             return out
-        x, guess = c.x_b, self.cfg.lead_guess
+        x = c.x_b
         for k in range(c.k + 1, last + 1):
-            if guess != "forecast":  # no forecast: the background held or carried on in time
-                x = time_extrapolation(c.x_b, c.x_prev if guess == "extrapolated" else None, k - c.k)
-            elif k == c.k + 1 and c.x_b_next is not None:  # the stream's forecast of its lagged members
-                x = c.x_b_next
-            else:
-                x = m.forecast.step(x, [c.times[k - 1]], 1).double()
+            x = self.lead_state(c, k, x, self.cfg.lead_guess)
             s = obs.cycle(k)
             if c.cold_first:
                 reject = torch.zeros(s.stop - s.start, dtype=torch.bool, device=obs.value.device)
@@ -86,6 +81,17 @@ class Hloba(Method):
             used = ~reject & ~obs.withheld[s]
             out[k] = (obs.channel[s][used], obs.row[s][used], obs.col[s][used], obs.value_std[s][used])
         return out
+
+    def lead_state(self, c: Cycle, k: int, x: torch.Tensor, guess: str) -> torch.Tensor:
+        """The state at later cycle ``k`` that its observations are checked against, ``x`` the one
+        at cycle ``k - 1`` (``c.x_b`` at the analysis time): ``M(x)`` (``forecast``; the stream's
+        own forecast of its lagged members where it has one), the background held (``persistence``)
+        or carried on in time from the previous analysis (``extrapolated``), which run no forecast."""
+        if guess != "forecast":
+            return time_extrapolation(c.x_b, c.x_prev if guess == "extrapolated" else None, k - c.k)
+        if k == c.k + 1 and c.x_b_next is not None:
+            return c.x_b_next
+        return self.models.forecast.step(x, [c.times[k - 1]], 1).double()
 
     def window_observations(self, c: Cycle) -> tuple[torch.Tensor, ...]:
         """``channel, row, col, value`` of the used observations of O2Lnet's slots (cycles before the
