@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 from conftest import merged_config, tiny_inputs, tiny_settings
 
@@ -160,3 +161,37 @@ def test_l4dvar_and_oi_baselines_fit_the_observations(tiny_models, method):
         y, err = table["value"].to_numpy()[later], table["error_std"].to_numpy()[later]
         assert np.mean(((y - result.analysis.numpy()[later]) / err) ** 2) < np.mean(
             ((y - result.background.numpy()[later]) / err) ** 2)
+
+
+# a value of each of HLOBA's own settings other than the tiny configuration's
+OTHER_VALUE = {"update": ("likelihood", "posterior"), "calibrate_observation_variance": (True, False),
+               "background_variance": ("cycling", "forecast"), "decoded_increment": ("weighted", "full"),
+               "weighted_state": ("combined", "projected"), "lead_guess": ("persistence", "forecast"),
+               "correlated_gain": (True, False), "o2lnet_precision": ("bfloat16", "float32")}
+
+
+@pytest.mark.parametrize("method", ["free", "l3dvar", "l4dvar", "oi"])
+def test_the_baselines_ignore_the_settings_hloba_owns(tiny_models, method):
+    """Rule compare_method's params leave HLOBA's own settings out of the baselines' runs
+    (settings_read_by), so a change to one of them must not change a baseline's analyses."""
+    from hloba.assim.methods import REGISTRY
+    from hloba.assim.models import method_models
+    from hloba.assim.settings import settings_read_by
+    from hloba.assim.stream import run_stream
+
+    assert set(OTHER_VALUE) == set(REGISTRY["hloba"].own_settings) and not REGISTRY[method].own_settings
+    cov = tiny_models / "results/ensemble/oi_covariance.nc" if method == "oi" else None
+    inputs = tiny_inputs(tiny_models, oi_covariance=cov)
+    cfg, run = tiny_settings(tiny_models, method=method, window_hours=12)
+    other = cfg.with_(**{k: a if getattr(cfg, k) != a else b for k, (a, b) in OTHER_VALUE.items()})
+    assert all(getattr(other, k) != getattr(cfg, k) for k in OTHER_VALUE)
+    assert settings_read_by(other.to_dict(), method) == settings_read_by(cfg.to_dict(), method)
+    assert settings_read_by(other.to_dict(), "hloba") == other.to_dict()
+    results = [run_stream(YEAR, method_models(c, inputs), inputs.observations, c, run, max_cycles=12)
+               for c in (cfg, other)]
+    first, second = results
+    assert first.analysis.isfinite().any() and first.fields
+    pairs = [(name, getattr(first, name), getattr(second, name)) for name in ("analysis", "background", "qc")]
+    pairs += [(name, value, second.fields[name]) for name, value in first.fields.items()]
+    for name, a, b in pairs:  # H(x_a), H(x_b), the QC at every observation; latent states, variances
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=name)

@@ -1,6 +1,7 @@
 """The Snakemake workflow: dry run, lint, formatting, and the tiny pipeline end to end."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -169,6 +170,10 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     (workdir / "science.yaml").write_text("assimilation: {qc_threshold: 3.5}\n")
     plan = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml", "science.yaml"], workdir).stdout
     assert "tune_stream" in plan and "assimilate_year" in plan and "train_o2lnet" not in plan
+    # a setting that HLOBA alone reads reruns HLOBA's compared runs, not the baselines'
+    (workdir / "hloba_only.yaml").write_text("assimilation: {lead_guess: persistence}\n")
+    plan = run(SNAKEMAKE + ["-n", "--cores", "2", "--configfile", "config/test.yaml", "hloba_only.yaml"], workdir).stdout
+    assert set(re.findall(r"^\s*output: results/comparison/runs/(\w+)\.nc", plan, re.M)) == {"hloba", "hloba_norotation"}
     # switching the forecast model through config alone trains the emulator and recalibrates,
     # and nothing upstream reruns (the plan; the emulator is trained and used end to end in
     # tests/test_own_data.py's global example)

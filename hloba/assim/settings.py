@@ -56,7 +56,7 @@ class StreamConfig:
     lead_guess: str = "forecast"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
-    # or float32; auto: bfloat16 where the hardware multiplies it natively (training.native_bfloat16)
+    # or float32; auto: bfloat16 where it pays (training.bfloat16_pays: CPUs with AMX tiles)
     o2lnet_precision: str = "auto"
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
@@ -170,6 +170,15 @@ class StreamInputs:
         optional = (self.forecast.emulator, self.tuning, self.oi_covariance)
         return [str(p) for p in (self.autoencoder, self.o2lnet, self.calibration, *optional) if p] + list(
             self.observations)
+
+
+def settings_read_by(values: Mapping, method: str) -> dict:
+    """``values`` (a :class:`StreamConfig`'s dict) less the settings that another method owns and
+    ``method`` does not read (``Method.own_settings``): a compared method's rule params, so that a
+    change to HLOBA's own settings reruns HLOBA's runs and not latent 4D-Var's."""
+    own = set(REGISTRY[method].own_settings)
+    others = {k for cls in REGISTRY.values() for k in cls.own_settings} - own
+    return {k: v for k, v in values.items() if k not in others}
 
 
 def results_forecast(results, config: Mapping) -> ForecastSpec:

@@ -8,7 +8,7 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
-from hloba.assim.settings import RunSettings, StreamConfig
+from hloba.assim.settings import RunSettings, StreamConfig, settings_read_by
 from hloba.config import (
     ConfigError,
     check_config,
@@ -288,6 +288,14 @@ def compare_method_inputs(wildcards):
     if tuning and own_tuning(wildcards.method, ASSIMILATION):
         tuning = {"tuning": variant_tuning("results", wildcards.method)}
     return tuning | method_covariance_input(method)
+
+
+def compared_assimilation(wildcards):
+    """A compared method's stream settings, less those only another method reads (its params:
+    a change to HLOBA's own settings reruns HLOBA and its variants, not the baselines).
+    """
+    method = ComparisonSettings.base_method(wildcards.method)
+    return settings_read_by(ASSIMILATION.to_dict(), method)
 
 
 def variant_assimilation(wildcards):

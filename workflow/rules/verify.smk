@@ -132,7 +132,7 @@ rule compare_method:
         year=COMPARISON_YEAR,
         days=COMPARISON.days,
         spinup_days=COMPARISON.spinup_days,
-        assimilation=ASSIMILATION.to_dict(),
+        assimilation=compared_assimilation,
         forecast=FORECAST,
     script:
         "../scripts/compare_method.py"

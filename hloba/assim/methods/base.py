@@ -128,6 +128,9 @@ class Method:
     rotates = False  # updates in the calibration's decorrelating coordinates (assimilation.rotation)
     tuned = False  # reads rule tune_stream's factors
     needs_static_covariance = False  # reads rule oi_covariance's file
+    # StreamConfig fields that this method alone reads: the other methods give the same analyses
+    # whatever their values (tests/test_stream.py), so their rule params leave them out
+    own_settings: tuple[str, ...] = ()
     lagged_members = False  # forecasts the time-lagged members alongside the background (if b != 0)
     uses_later_observations = False  # an analysis reads observations after its time (a smoother)
     lead = 0  # cycles after the analysis time whose observations an analysis reads (outside a window)
