@@ -118,6 +118,14 @@ def test_training_precision_auto_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert resolve_precision("auto", cpu) == torch.bfloat16 and resolve_precision("float32", cpu) == torch.float32
     assert training_environment(cpu, "auto")["precision"] == "bfloat16"
+    # a CUDA GPU multiplies bfloat16 natively, but the default networks' steps were slower in it
+    # there (benchmarks/gpu_check.sh on an H200): auto stays float32, bfloat16 is not warned about
+    import hloba.models.training as training
+
+    monkeypatch.setattr(training, "native_bfloat16", lambda device: True)
+    cuda = torch.device("cuda")
+    assert resolve_precision("auto", cuda) == torch.float32 and resolve_precision("bfloat16", cuda) == torch.bfloat16
+    assert resolve_precision("auto", cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="'half' must be one of auto, float32, bfloat16"):
         TrainingConfig(precision="half")
 

@@ -25,6 +25,15 @@ def native_bfloat16(device: torch.device) -> bool:
     return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
 
 
+def bfloat16_pays(device: torch.device) -> bool:
+    """Where ``auto`` picks bfloat16: CPUs with AMX tiles, where the default networks' steps and
+    O2Lnet's pass take about half float32's time. Not a CUDA GPU, though it multiplies bfloat16
+    natively: on an H200 the default autoencoder's and O2Lnet's training steps took 1.36 and 1.76
+    times float32's time under bfloat16 autocast (``benchmarks/gpu_check.sh``; layers this small
+    are bound by kernel launches, and autocast adds casts), so ``auto`` is float32 there."""
+    return device.type == "cpu" and native_bfloat16(device)
+
+
 def check_precision(precision: str, key: str = "training.precision") -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"{key} {precision!r} must be one of {', '.join(PRECISIONS)}")
@@ -33,10 +42,10 @@ def check_precision(precision: str, key: str = "training.precision") -> None:
 def resolve_precision(precision: str, device: torch.device, key: str = "training.precision") -> torch.dtype:
     """The dtype of a pass's convolutions and matrix products for a precision setting
     (``training.precision``, ``assimilation.o2lnet_precision``): ``auto`` is bfloat16 where
-    :func:`native_bfloat16`, float32 otherwise; ``key`` names the setting in the error."""
+    :func:`bfloat16_pays`, float32 otherwise; ``key`` names the setting in the error."""
     check_precision(precision, key)
     if precision == "auto":
-        return torch.bfloat16 if native_bfloat16(device) else torch.float32
+        return torch.bfloat16 if bfloat16_pays(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
@@ -63,7 +72,7 @@ class TrainingConfig:
     device: str = "auto"
     max_minutes: float | None = None
     # the training step's convolutions and matrix products: float32, bfloat16 (autocast: weights,
-    # optimiser and losses stay float32), or auto (bfloat16 where the hardware has it natively)
+    # optimiser and losses stay float32), or auto (bfloat16 where it pays: bfloat16_pays)
     precision: str = "float32"
 
     def __post_init__(self) -> None:
