@@ -110,6 +110,26 @@ def test_bfloat16_steps_train_float32_weights_about_as_well():
         assert model.encode(x_val).dtype == torch.float32 and model(x_val).dtype == torch.float32
 
 
+def test_a_time_limit_that_stops_training_early_is_warned_about(caplog):
+    """``max_minutes`` guards against a runaway job: a fit it stops before its epochs (here at once)
+    keeps the best epoch so far and warns with the epochs done; one that finishes does not warn."""
+    x = smooth_fields(32)
+    model = Autoencoder(AutoencoderConfig(channels=2, ny=12, nx=12, **TINY))
+
+    def run(max_minutes, epochs):
+        cfg = TrainingConfig(epochs=epochs, batch_size=16, samples_per_epoch=32, device="cpu", max_minutes=max_minutes)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hloba.models.training"):
+            return fit(model, list(model.parameters()), lambda idx, g: reconstruction_loss(x[idx], model(x[idx])),
+                       lambda: float(reconstruction_loss(x, model(x))), 32, cfg, torch.device("cpu"), "ae",
+                       progress=False)
+
+    assert len(run(0.0, 3)) == 1
+    assert "ae: stopping at the time limit of 0.0 min (max_minutes) after 1 of 3 epochs" in caplog.text
+    assert len(run(0.0, 1)) == 1 and not caplog.records  # the last epoch: nothing was cut short
+    assert len(run(60.0, 2)) == 2 and not caplog.records
+
+
 def test_training_precision_auto_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)

@@ -29,8 +29,9 @@ def bfloat16_pays(device: torch.device) -> bool:
     """Where ``auto`` picks bfloat16: CPUs with AMX tiles, where the default networks' steps and
     O2Lnet's pass take about half float32's time. Not a CUDA GPU, though it multiplies bfloat16
     natively: on an H200 the default autoencoder's and O2Lnet's training steps took 1.36 and 1.76
-    times float32's time under bfloat16 autocast (``benchmarks/gpu_check.sh``; layers this small
-    are bound by kernel launches, and autocast adds casts), so ``auto`` is float32 there."""
+    times float32's time under bfloat16 autocast (``benchmarks/gpu_check.sh``; likely because
+    layers this small are bound by kernel launches, to which autocast adds casts), so ``auto`` is
+    float32 there."""
     return device.type == "cpu" and native_bfloat16(device)
 
 
@@ -161,7 +162,11 @@ def fit(
             log.info("%s: early stop after %d epochs without improvement", name, bad_epochs)
             break
         if cfg.max_minutes is not None and (time.perf_counter() - start) / 60.0 > cfg.max_minutes:
-            log.info("%s: stopping at the time limit of %.1f min", name, cfg.max_minutes)
+            if epoch + 1 < cfg.epochs:
+                log.warning("%s: stopping at the time limit of %.1f min (max_minutes) after %d of %d epochs: the "
+                            "network is less trained than its epochs ask, and a slower or busier machine stops it "
+                            "sooner; raise max_minutes for a result that does not depend on the machine", name,
+                            cfg.max_minutes, epoch + 1, cfg.epochs)
             break
     if best_state is not None:
         model.load_state_dict(best_state)
