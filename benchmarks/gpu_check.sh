@@ -31,7 +31,7 @@ log=$out/gpu_check.log
 step() { echo "== $(date -u +%T) $*" | tee -a "$log"; }
 run() { timeout "${STEP_LIMIT:-240}" "$@" >>"$log" 2>&1 || echo "   (exit $?)" | tee -a "$log"; }
 
-step "machine: $(nproc) cores; $("$py" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')"
+step "machine: $cores cores; $("$py" -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA")')"
 nvidia-smi -L >>"$log" 2>&1
 
 work=$(mktemp -d)

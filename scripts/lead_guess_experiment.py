@@ -4,7 +4,7 @@
     python scripts/lead_guess_experiment.py [--results results] [--configfile config.yaml [overlay.yaml]] [--days 20]
 
 One HLOBA stream runs the comparison period as configured (tuning from
-``results/assim/tuning.nc``). At every cycle whose next cycle has observations, each guess of the
+``results/ensemble/stream_tuning.nc``). At every cycle whose next cycle has observations, each guess of the
 state there is formed from the same background: ``forecast`` ``M(x_b)`` (the stream's default),
 ``persistence`` ``x_b`` and ``extrapolated`` ``x_b + (x_b - x_a)`` of the previous analysis ``x_a``.
 Printed per guess: its time per cycle, its RMSE / anomaly std against the truth at the next cycle
