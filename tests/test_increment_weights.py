@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hloba.assim.settings import StreamConfig
-from hloba.assim.update import fit_increment_weights, weighted_increment
+from hloba.assim.update import fit_increment_weights, incremental_state, weighted_increment
 
 
 def test_the_weights_are_the_least_squares_fit_of_the_background_error_clipped_to_0_1():
@@ -30,6 +30,17 @@ def test_a_weighted_increment_keeps_the_background_at_0_and_the_analysis_at_1():
     out = weighted_increment(x_b, x_a, torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64))
     assert out.dtype == x_a.dtype
     assert out[:, 0].eq(0).all() and out[:, 1].eq(0.25).all() and out[:, 2].eq(1).all()
+
+
+def test_an_incremental_state_adds_the_weighted_decoded_increment_to_the_background():
+    g = torch.Generator().manual_seed(2)
+    x_b = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64)
+    d_b, d_a = torch.randn(1, 3, 4, 4, generator=g), torch.randn(1, 3, 4, 4, generator=g)
+    out = incremental_state(x_b, d_b, d_a, torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+    assert out.dtype == torch.float64
+    assert torch.equal(out[:, 0], x_b[:, 0])  # weight 0: the background itself, not its decoding
+    assert torch.allclose(out[:, 1], x_b[:, 1] + 0.5 * (d_a - d_b)[:, 1].double())
+    assert torch.allclose(out[:, 2], x_b[:, 2] + (d_a - d_b)[:, 2].double())
 
 
 def test_a_weighted_increment_needs_the_tuning_streams():

@@ -2,7 +2,10 @@
 refitted to cycling errors, the weights of the decoded increment, O2Lnet's prior in the
 calibration file, and the compared variants' own tuning."""
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
@@ -12,7 +15,7 @@ from hloba.assim.methods.hloba import Hloba
 from hloba.assim.models import StreamError, apply_tuning, method_models
 from hloba.assim.settings import StreamConfig
 from hloba.assim.stream import run_stream
-from hloba.assim.tuning import cycling_static_variance, tune_stream_file
+from hloba.assim.tuning import cycling_static_variance, increment_weights, tune_stream_file
 from hloba.config import stream_years
 from hloba.verify.settings import method_settings, own_tuning
 
@@ -171,14 +174,20 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
         x_w, z_w = hloba.weighted_analysis(z_b, z_a)
         assert torch.allclose(x_w, 0.5 * (ae.decode(z_b) + ae.decode(z_a)), atol=1e-6)
         assert torch.allclose(z_w, ae.encode(x_w), atol=1e-6)
+        # weighted_state: incremental: the weighted decoded increment added to the background itself
+        x_b = torch.randn(ae.decode(z_b).shape, generator=g)
+        x_i, z_i = hloba.weighted_analysis(z_b, z_a, x_b)
+        assert torch.allclose(x_i, x_b + 0.5 * (ae.decode(z_a) - ae.decode(z_b)), atol=1e-6)
+        assert torch.allclose(z_i, ae.encode(x_i), atol=1e-6)
     # weights of other channels, or settings other than the tuning's, are refused
     tuned.assign_coords(channel=[f"x{i}" for i in range(tuned.sizes["channel"])]).to_netcdf(tmp_path / "other.nc")
     with pytest.raises(StreamError, match="rerun rule tune_stream"):
         apply_tuning(models, tmp_path / "other.nc", cfg)
     with pytest.raises(StreamError, match="decoded_increment: weighted in the file, full in this stream"):
         apply_tuning(models, path, cfg.with_(decoded_increment="full"))
-    with pytest.raises(StreamError, match="weighted_state: projected in the file, combined in this stream"):
-        apply_tuning(models, path, cfg.with_(weighted_state="combined"))
+    other = "projected" if cfg.weighted_state != "projected" else "combined"
+    with pytest.raises(StreamError, match=f"weighted_state: {cfg.weighted_state} in the file, {other} in this stream"):
+        apply_tuning(models, path, cfg.with_(weighted_state=other))
     tuned.drop_vars(["increment_weight", "channel"]).to_netcdf(tmp_path / "before.nc")  # a file from before the weights
     with pytest.raises(StreamError, match="no weights of the decoded increment .* rerun rule tune_stream"):
         apply_tuning(models, tmp_path / "before.nc", cfg)
@@ -186,24 +195,61 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
 
 def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, tiny_models, tmp_path):
     """weighted_state: projected cycles from the archive's decoding of the latent record;
-    combined from the weighted combination itself, whose encoding is the record."""
+    combined from the weighted combination itself, whose encoding is the record; incremental from
+    the background plus the weighted decoded increment (a channel at weight 0 keeps its background
+    to the bit, a channel at weight 1 takes an increment)."""
     cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     runs = {}
-    for state in ("projected", "combined"):
+    for state in ("projected", "combined", "incremental"):
         path = tmp_path / f"{state}.nc"
         tunings["cycling"].assign_attrs(weighted_state=state).to_netcdf(path)
         models = method_models(cfg.with_(weighted_state=state), inputs, "cpu")
         apply_tuning(models, path, cfg.with_(weighted_state=state))
         models.increment_weights = torch.linspace(0.0, 1.0, len(models.channels), dtype=torch.float64)
         result = run_stream(YEAR, models, inputs.observations, cfg.with_(weighted_state=state, spinup_days=0), run,
-                            max_cycles=6, keep_analyses=True)
+                            max_cycles=6, keep_analyses=True, keep_backgrounds=True)
         times = result.times[1:6]
         with torch.no_grad():
             decoded = models.autoencoder.decode(result.fields["z_a"][1:6].float()).double()
+            decoded_b = models.autoencoder.decode(result.fields["z_b"][1:6].float()).double()
         # the state each cycle forecast from against the decoding of its latent record (standardised;
         # cycle 0 is cold)
-        state_std = models.normalizer.standardize(result.analyses[1:6].double(), times)
+        norm = models.normalizer
+        state_std = norm.standardize(result.analyses[1:6].double(), times).double()
+        background_std = norm.standardize(result.backgrounds[1:6].double(), times).double()
         runs[state] = (state_std - decoded).square().mean().sqrt().item()
+        if state == "incremental":
+            # (the kept states are float32 in physical units: ~1e-5 of an anomaly std apart at most)
+            assert (state_std[:, 0] - background_std[:, 0]).abs().max() < 1e-3  # weight 0
+            assert (state_std[:, 0] - decoded_b[:, 0]).abs().max() > 1e-2  # not the background's decoding
+            assert (state_std - background_std)[:, -1].abs().max() > 1e-2  # weight 1: it took an increment
     assert runs["projected"] < 1e-4, runs
-    assert runs["combined"] > 1e-2, runs
+    assert runs["combined"] > 1e-2 and runs["incremental"] > 1e-2, runs
+
+
+def test_incremental_weights_are_fitted_against_the_background_itself(tiny_models):
+    """With the tuning stream's backgrounds kept (weighted_state: incremental) the weights fit the
+    truth minus the background ``x_b``, else the truth minus its decoding ``D(z_b)``."""
+    cfg, _ = tiny_settings(tiny_models)
+    inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
+    models = method_models(cfg, inputs, "cpu")
+    ae, norm = models.autoencoder, models.normalizer
+    g = torch.Generator().manual_seed(3)
+    n, C = 6, len(models.channels)
+    times = pd.date_range(f"{YEAR}-01-01", periods=n, freq="6h")
+    z_b, z_a = torch.randn(n, ae.cfg.n_latent, generator=g), torch.randn(n, ae.cfg.n_latent, generator=g)
+    with torch.no_grad():
+        d_b, d_a = ae.decode(z_b).double(), ae.decode(z_a).double()
+    # the background's part that its decoding loses: against the increment, and noise
+    x_b = d_b - 0.4 * (d_a - d_b) + 0.1 * torch.randn(d_b.shape, generator=g, dtype=torch.float64)
+    half = torch.tensor([0.0, 0.25, 0.5, 1.0] * (C // 4) + [0.5] * (C % 4), dtype=torch.float64)
+    x_t = x_b + half[None, :, None, None] * (d_a - d_b)  # the truth: x_b plus a known share of the increment
+    result = SimpleNamespace(fields={"z_b": z_b, "z_a": z_a}, times=times,
+                             backgrounds=norm.destandardize(x_b, times).float())
+    fitted = increment_weights(models, result, slice(0, n), x_t.float())
+    assert fitted.tolist() == pytest.approx(half.tolist(), abs=2e-3)
+    without = increment_weights(models, SimpleNamespace(fields=result.fields, times=times, backgrounds=None),
+                                slice(0, n), x_t.float())
+    # against D(z_b) the fit absorbs what D(E(x_b)) loses: 0.4 of the increment less, clipped at 0
+    assert without.tolist() == pytest.approx((half - 0.4).clamp(0, 1).tolist(), abs=0.03)

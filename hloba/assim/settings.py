@@ -47,7 +47,8 @@ class StreamConfig:
     decoded_increment: str = "full"
     # hloba with decoded_increment: weighted: the stream forecasts from the weighted combination
     # x_w = D(z_b) + g (D(z_a) - D(z_b)) itself (combined) or from D(E(x_w)), the archive's decoding
-    # of the latent record E(x_w) (projected); the latent record is E(x_w) either way
+    # of the latent record E(x_w) (projected), or from x_w = x_b + g (D(z_a) - D(z_b)), the weighted
+    # decoded increment added to the background itself (incremental); the latent record is E(x_w)
     weighted_state: str = "projected"
     # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
     # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no

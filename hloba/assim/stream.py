@@ -77,6 +77,7 @@ class StreamResult:
     n_cycles_run: int  # in this process (less after a resume)
     stop: int  # cycles run in all
     analyses: torch.Tensor | None = None  # (year's cycles run, C, ny, nx) when asked for
+    backgrounds: torch.Tensor | None = None  # the same of the backgrounds x_b
 
     def diagnostic(self, name: str) -> np.ndarray:
         """One per-cycle diagnostic (:data:`DIAGNOSTICS`) over all cycles."""
@@ -154,12 +155,14 @@ def lagged_forecast(forecast, members: torch.Tensor, n_members: int, t) -> torch
 def run_stream(
     year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings = RunSettings(), *,
     resume_path=None, fingerprint_value: str = "", max_cycles: int | None = None, keep_analyses: bool = False,
+    keep_backgrounds: bool = False,
 ) -> StreamResult:
     """Cycle one year with ``cfg.method``.
 
     ``resume_path``: where the stream keeps its state checkpoint (deleted by the caller after the
     outputs are written). ``max_cycles`` stops early (tuning, calibration, the comparison).
-    ``keep_analyses``: also return the model-space analyses of the year's cycles run here.
+    ``keep_analyses``, ``keep_backgrounds``: also return the model-space analyses, backgrounds of the
+    year's cycles run here.
     """
     m, dev = models, models.device
     times, first = cycle_times(year, m.interval, cfg.spinup_days, m.phase)
@@ -190,7 +193,7 @@ def run_stream(
     k0, clock = state.cycle, StageClock(dev, state.timers)
     ae, norm = m.autoencoder, m.normalizer
     cold = cfg.cold_start == "climatology"
-    running, analyses = [], {}  # normalised O-B since the last log line; kept analyses
+    running, analyses, backgrounds = [], {}, {}  # normalised O-B since the last log line; kept states
     # a free run's background drifts away by design: only streams that assimilate are judged
     alarm = RejectionAlarm([c.name for c in m.channels], cfg.max_rejected_fraction if method.assimilates
                            else float("inf"), judge_from=times[first])
@@ -228,6 +231,8 @@ def run_stream(
             memory = clock.memory.peak()
             if keep_analyses and k >= first:
                 analyses[k] = x_a[0].float().cpu()
+            if keep_backgrounds and k >= first:
+                backgrounds[k] = c.x_b[0].float().cpu()
             x_next = m.forecast.step(x_a, [t], 1).double()
             state.previous = x_a
             state.members = x_next if ahead is None else torch.cat((x_next, ahead))
@@ -262,4 +267,5 @@ def run_stream(
         times, first, state.fields, state.diagnostics, obs.table, state.background, state.analysis, state.qc,
         clock.total, method.inflation, stop - k0, stop,
         torch.stack([analyses[k] for k in sorted(analyses)]) if analyses else None,
+        torch.stack([backgrounds[k] for k in sorted(backgrounds)]) if backgrounds else None,
     )

@@ -24,7 +24,8 @@ coordinates:
    0.05) and steps 0-2 are run again with it;
 4. with ``assimilation.decoded_increment: weighted``, the weight of each channel's decoded increment
    ``D(z_a) - D(z_b)`` is fitted to the last stream's errors (least squares of the truth minus
-   ``D(z_b)`` on it, in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), and a stream
+   ``D(z_b)`` on it, or minus the background ``x_b`` itself with ``weighted_state: incremental``,
+   in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), and a stream
    that uses the weights refits step 2's factor (its analyses are the weighted ones).
 
 Reanalysis streams read them (they never see the truth). The tuning streams are separate from the
@@ -94,11 +95,17 @@ def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tu
 
 def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor) -> torch.Tensor:
     """Step 4: per channel, the weight of the decoded increment that fits the truth ``x_t``
-    (standardised) best over the cycles ``sl`` of a stream ``result`` that took whole increments."""
+    (standardised) best over the cycles ``sl`` of a stream ``result`` that took whole increments:
+    added to the decoded background ``D(z_b)``, or to the background itself where the stream kept
+    its backgrounds (``weighted_state: incremental``)."""
     ae, dev = models.autoencoder, models.device
     d_b = decode_all(ae, result.fields["z_b"][sl].to(dev)).cpu()
     d_a = decode_all(ae, result.fields["z_a"][sl].to(dev)).cpu()
-    return fit_increment_weights(d_a - d_b, x_t - d_b, torch.as_tensor(models.grid.area_weights()))
+    if result.backgrounds is None:
+        base = d_b
+    else:
+        base = models.normalizer.standardize(result.backgrounds.double(), result.times[sl]).cpu()
+    return fit_increment_weights(d_a - d_b, x_t - base, torch.as_tensor(models.grid.area_weights()))
 
 
 def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice, w_t: torch.Tensor):
@@ -220,7 +227,8 @@ def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig
              np.array2string(rho.numpy(), precision=2))
     log.info("inflation correction per group: %s", np.array2string(correction.numpy(), precision=3))
     log.info("tuning pass 2 with the correction")
-    r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
+    incremental = cfg.decoded_increment == "weighted" and cfg.weighted_state == "incremental"
+    r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run, keep_backgrounds=incremental)
     alpha, mean_ratio = _analysis_variance_factor(models, r2, sl, w_t, groups, n_groups)
     models.analysis_variance_factor = alpha
     # how well the variances the last stream used fit its errors, per group (1 is calibrated)

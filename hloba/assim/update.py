@@ -147,8 +147,9 @@ def correlated_update(
 # of it fitted by rule tune_stream
 DECODED_INCREMENTS = ("full", "weighted")
 # assimilation.weighted_state: with weighted increments, the stream cycles from the weighted
-# combination itself or from its projection through the autoencoder (the archive's decoding)
-WEIGHTED_STATES = ("projected", "combined")
+# combination itself or from its projection through the autoencoder (the archive's decoding), or
+# adds the weighted decoded increment to the background itself (incremental)
+WEIGHTED_STATES = ("projected", "combined", "incremental")
 # assimilation.lead_guess: what HLOBA's lead checks a later cycle's observations against: the
 # background's forecast M^j(x_b), the background itself, or the background carried on in time
 LEAD_GUESSES = ("forecast", "persistence", "extrapolated")
@@ -169,9 +170,20 @@ def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tens
     return x_b + g * (x_a - x_b)
 
 
+def incremental_state(x_b: torch.Tensor, d_b: torch.Tensor, d_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``x_b + g_c (d_a - d_b)`` per channel ``c``: the decoded increment ``d_a - d_b`` (the decoded
+    analysis minus the decoded background) taken at weight ``g_c`` and added to the background
+    ``x_b`` itself, whose part the autoencoder cannot represent is kept (as an operational
+    incremental analysis adds its increment to the full-resolution background). All
+    ``(batch, C, ny, nx)`` in one space; the result in ``x_b``'s dtype."""
+    g = weights.to(x_b.device, x_b.dtype)[None, :, None, None]
+    return x_b + g * (d_a - d_b).to(x_b.dtype)
+
+
 def fit_increment_weights(increment: torch.Tensor, error: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
     """Per channel, the weight ``g`` of the decoded increment that minimises the area-weighted mean
-    square of ``error - g * increment`` (``error`` the truth minus the decoded background), clipped
+    square of ``error - g * increment`` (``error`` the truth minus the decoded background, or minus
+    the background itself for :func:`incremental_state`), clipped
     to ``[0, 1]``: ``g = <increment, error> / <increment, increment>``. ``increment, error:
     (time, C, ny, nx)``, ``area: (ny,)``; returns ``(C,)`` float64 (1 where the increment is 0)."""
     w = torch.as_tensor(area, dtype=torch.float64)[None, None, :, None]

@@ -23,6 +23,7 @@ VARIANTS = {
     # with weighted increments, the stream cycling from D(E(x_w)) or from x_w itself
     "hloba_projectedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "projected"}),
     "hloba_combinedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "combined"}),
+    "hloba_incrementalstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "incremental"}),
     # what the window's next-cycle observations are checked against: M(x_b), x_b, or x_b carried on
     "hloba_forecastlead": ("hloba", {"lead_guess": "forecast"}),
     "hloba_persistencelead": ("hloba", {"lead_guess": "persistence"}),

@@ -18,7 +18,8 @@ the paper's form) or its likelihood, the posterior with O2Lnet's climatological 
 (``likelihood``; :func:`hloba.assim.update.observation_estimate`). With
 ``assimilation.decoded_increment: weighted`` the analysis is the decoded background plus the decoded
 increment weighted per channel (weights fitted by rule tune_stream), encoded again
-(:meth:`Hloba.weighted_analysis`); ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
+(:meth:`Hloba.weighted_analysis`; ``assimilation.weighted_state: incremental`` adds the weighted
+decoded increment to the background itself); ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
 ``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
 :func:`hloba.models.o2lnet.inference_pass`)."""
 
@@ -29,8 +30,8 @@ import torch
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.update import (
-    check_update_inputs, correlated_update, hybrid_update, observation_estimate, time_extrapolation,
-    weighted_increment,
+    check_update_inputs, correlated_update, hybrid_update, incremental_state, observation_estimate,
+    time_extrapolation, weighted_increment,
 )
 from hloba.models.o2lnet import inference_pass, render_observations
 
@@ -157,21 +158,28 @@ class Hloba(Method):
                                               cfg.inflation_max)
         z_a, x_a = m.space.backward(w_a), None
         if m.increment_weights is not None and c.n_used and not c.cold_first:
-            x_w, z_a = self.weighted_analysis(c.z_b, z_a)
-            if cfg.weighted_state == "combined":  # the stream forecasts from x_w, not from D(z_a)
+            x_b = m.normalizer.standardize(c.x_b, [c.time]) if cfg.weighted_state == "incremental" else None
+            x_w, z_a = self.weighted_analysis(c.z_b, z_a, x_b)
+            if cfg.weighted_state != "projected":  # the stream forecasts from x_w, not from D(z_a)
                 x_a = m.normalizer.destandardize(x_w, [c.time])
         return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a,
                            x_a=x_a)
 
-    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor,
+                          x_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x_w = D(z_b) + g (D(z_a) - D(z_b))`` (standardised) and its latent record ``E(x_w)``,
         ``g`` the tuned weight of each channel's decoded increment
         (:func:`hloba.assim.update.weighted_increment`; standardised space, where it is the same
         combination as in physical units). With ``assimilation.weighted_state: projected`` the
         stream decodes the record, so its forecast starts from what the archive decodes; with
-        ``combined`` it forecasts from ``x_w`` (one decoding fewer). On a cold first cycle the
-        whole increment is taken (the weights are fitted to cycling backgrounds)."""
-        ae = self.models.autoencoder
+        ``combined`` it forecasts from ``x_w`` (one decoding fewer). Given the standardised
+        background ``x_b`` (``incremental``), ``x_w = x_b + g (D(z_a) - D(z_b))``
+        (:func:`hloba.assim.update.incremental_state`), which the stream forecasts from. On a cold
+        first cycle the whole increment is taken (the weights are fitted to cycling backgrounds)."""
+        ae, g = self.models.autoencoder, self.models.increment_weights
         decoded = ae.decode(torch.cat((z_b, z_a.to(z_b.dtype))))
-        x_w = weighted_increment(decoded[:1], decoded[1:], self.models.increment_weights)
-        return x_w, ae.encode(x_w)
+        if x_b is None:
+            x_w = weighted_increment(decoded[:1], decoded[1:], g)
+        else:
+            x_w = incremental_state(x_b, decoded[:1], decoded[1:], g)
+        return x_w, ae.encode(x_w.to(decoded.dtype))
