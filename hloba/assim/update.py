@@ -165,9 +165,9 @@ def time_extrapolation(x_b: torch.Tensor, x_prev: torch.Tensor | None, j: int) -
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``x_b + g_c (x_a - x_b)`` per channel ``c``: the decoded analysis ``x_a`` taken at weight
     ``g_c`` over the decoded background ``x_b``. ``x_b, x_a: (batch, C, ny, nx)``, ``weights: (C,)``
-    (1: the analysis, 0: the background)."""
-    g = weights.to(x_a.device, x_a.dtype)[None, :, None, None]
-    return x_b + g * (x_a - x_b)
+    (1: the analysis, 0: the background): :func:`incremental_state` with the decoded background as
+    the base."""
+    return incremental_state(x_b, x_b, x_a, weights)
 
 
 def incremental_state(x_b: torch.Tensor, d_b: torch.Tensor, d_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
