@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hloba.assim.update import fit_increment_weights, weighted_increment  # noqa: E402
+from hloba.assim.update import fit_increment_weights  # noqa: E402
+from hloba.latent import weighted_increment  # noqa: E402
 from hloba.latent import open_latent  # noqa: E402
 from hloba.models.autoencoder import encode_all, load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from hloba.assim.settings import StreamConfig
-from hloba.assim.update import fit_increment_weights, incremental_state, weighted_increment
+from hloba.assim.update import fit_increment_weights
+from hloba.latent import incremental_state, weighted_increment
 
 
 def test_the_weights_are_the_least_squares_fit_of_the_background_error_clipped_to_0_1():

@@ -11,12 +11,15 @@ import torch
 import xarray as xr
 from conftest import tiny_inputs, tiny_settings
 
+from hloba.archive.decode import decode_latent
 from hloba.assim.methods.hloba import Hloba
 from hloba.assim.models import StreamError, apply_tuning, method_models
 from hloba.assim.settings import StreamConfig
 from hloba.assim.stream import run_stream
 from hloba.assim.tuning import cycling_static_variance, increment_weights, tune_stream_file
 from hloba.config import stream_years
+from hloba.latent import latent_dataset
+from hloba.verify.latent import decode_analysis
 from hloba.verify.settings import method_settings, own_tuning
 
 YEAR = 2002  # the tiny configuration's calibration year
@@ -159,7 +162,9 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     apply_tuning(models, path, cfg)
     assert models.increment_weights.tolist() == pytest.approx(tuned["increment_weight"].values.tolist())
     # the weighted analysis: each channel's decoded increment taken at its weight, encoded again
-    hloba = Hloba(models, cfg)
+    # (projected, incremental) or recorded as the update's own z_a (combined: the archive decodes the
+    # weighted state from z_b, z_a and the weights)
+    hloba = Hloba(models, cfg.with_(weighted_state="projected"))
     ae = models.autoencoder
     g = torch.Generator().manual_seed(1)
     z_b, z_a = torch.randn(1, ae.cfg.n_latent, generator=g), torch.randn(1, ae.cfg.n_latent, generator=g)
@@ -174,6 +179,8 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
         x_w, z_w = hloba.weighted_analysis(z_b, z_a)
         assert torch.allclose(x_w, 0.5 * (ae.decode(z_b) + ae.decode(z_a)), atol=1e-6)
         assert torch.allclose(z_w, ae.encode(x_w), atol=1e-6)
+        x_c, z_c = Hloba(models, cfg.with_(weighted_state="combined")).weighted_analysis(z_b, z_a)
+        assert torch.equal(x_c, x_w) and torch.equal(z_c, z_a)
         # weighted_state: incremental: the weighted decoded increment added to the background itself
         x_b = torch.randn(ae.decode(z_b).shape, generator=g)
         x_i, z_i = hloba.weighted_analysis(z_b, z_a, x_b)
@@ -195,9 +202,10 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
 
 def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, tiny_models, tmp_path):
     """weighted_state: projected cycles from the archive's decoding of the latent record;
-    combined from the weighted combination itself, whose encoding is the record; incremental from
-    the background plus the weighted decoded increment (a channel at weight 0 keeps its background
-    to the bit, a channel at weight 1 takes an increment)."""
+    combined from the weighted combination itself, which the latent record (z_b, z_a and the
+    weights) decodes to at every cycle, the cold first one included; incremental from the
+    background plus the weighted decoded increment (a channel at weight 0 keeps its background to
+    the bit, a channel at weight 1 takes an increment)."""
     cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     runs = {}
@@ -219,6 +227,29 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
         state_std = norm.standardize(result.analyses[1:6].double(), times).double()
         background_std = norm.standardize(result.backgrounds[1:6].double(), times).double()
         runs[state] = (state_std - decoded).square().mean().sqrt().item()
+        if state == "combined":  # what the archive decodes is what the stream cycled from
+            latent = latent_dataset({k: result.fields[k][:6].numpy() for k in ("z_a", "z_b", "sigma_a2_update")},
+                                    result.times[:6], increment_weights=result.weights_by_channel(models.channels))
+            assert list(latent["increment_weight"].values) == pytest.approx(models.increment_weights.tolist())
+            mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
+            archive_std = norm.standardize(torch.as_tensor(mean), result.times[:6]).double()
+            cycled = norm.standardize(result.analyses[:6].double(), result.times[:6]).double()
+            assert (archive_std - cycled).abs().max() < 1e-4  # float32 states and decodings
+            # the seam report's and the stream scores' decoding of the same record
+            seams = decode_analysis(models.autoencoder, norm, result.fields["z_a"][:6], result.times[:6],
+                                    latent["increment_weight"].values, result.fields["z_b"][:6])
+            assert (norm.standardize(seams, result.times[:6]) - cycled).abs().max() < 1e-4
+            plain = decode_latent(latent.drop_vars("increment_weight"), inputs.autoencoder, "", 0, 0, 4,
+                                  progress=False)[0]
+            assert (norm.standardize(torch.as_tensor(plain), result.times[:6]) - cycled).abs().max() > 1e-2
+            # the Monte-Carlo draws are weighted alike: the same draws, so each channel's std is g times
+            # that of D(z_a + sigma eps) (g = 0: none)
+            _, std = decode_latent(latent, inputs.autoencoder, "", 4, 0, 4, progress=False)
+            _, std_plain = decode_latent(latent.drop_vars("increment_weight"), inputs.autoencoder, "", 4, 0, 4,
+                                         progress=False)
+            g = models.increment_weights.numpy()[None, :, None, None]
+            np.testing.assert_allclose(std, g * std_plain, rtol=2e-3, atol=1e-6 * std_plain.max())
+            assert (std_plain[:, -1] > 0).any() and std[:, 0].max() <= 1e-6 * std_plain.max()
         if state == "incremental":
             # (the kept states are float32 in physical units: ~1e-5 of an anomaly std apart at most)
             assert (state_std[:, 0] - background_std[:, 0]).abs().max() < 1e-3  # weight 0

@@ -3,12 +3,15 @@
 Per time step: the analysis ``D(z_a)`` and the standard deviation over ``samples`` Monte-Carlo
 draws ``D(z_a + V (sigma_w * eps))``, ``eps ~ N(0, I)`` (``V`` the stream's update rotation and
 ``sigma_w^2`` the analysis variance in update coordinates; without a rotation ``V = I``), all
-destandardised to physical units. The work is split into chunks of consecutive times, one dask
-task each; each worker process loads the decoder once (cached per process). Random draws are
-seeded per chunk, so results do not depend on the number of workers or the order of tasks;
-decoding in the caller's process runs each chunk on one torch thread, as a worker process does
-(with two threads, two decodes of the same chunk in one test session differed in the last
-bits of the first half of its times, and the std of geopotential by up to 5e-4 relative).
+destandardised to physical units. Where the latent file holds per-channel weights ``g``
+(:func:`hloba.latent.analysis_weights`: HLOBA with ``weighted_state: combined``), the analysis and
+every draw are taken as ``D(z_b) + g (D(.) - D(z_b))``, the state the stream cycled from. The work
+is split into chunks of consecutive times, one dask task each; each worker process loads the
+decoder once (cached per process). Random draws are seeded per chunk, so results do not depend on
+the number of workers or the order of tasks; decoding in the caller's process runs each chunk on
+one torch thread, as a worker process does (with two threads, two decodes of the same chunk in one
+test session differed in the last bits of the first half of its times, and the std of geopotential
+by up to 5e-4 relative).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hloba.latent import WEIGHTS, analysis_weights, weighted_increment
 from hloba.normalization import Normalizer
 from hloba.runtime import torch_threads
 from hloba.models.autoencoder import load_autoencoder
@@ -59,12 +63,22 @@ def preload_decoder(path: str, sha256: str = "") -> int:
 @torch.no_grad()
 def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sigma2_update: np.ndarray,
                  rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times."""
+                 z_b: np.ndarray | None = None, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times;
+    with ``weights`` (and the chunk's backgrounds ``z_b``) each decoding ``d`` is taken as
+    ``D(z_b) + g (d - D(z_b))``."""
     ae, norm = worker_decoder(autoencoder_path, sha256)
     times = pd.DatetimeIndex(times)
     z = torch.as_tensor(z_a, dtype=torch.float32)
-    mean = norm.destandardize(ae.decode(z), times)
+    if weights is None:
+        def combine(d):
+            return d
+    else:
+        d_b, gain = ae.decode(torch.as_tensor(z_b, dtype=torch.float32)), torch.as_tensor(weights)
+
+        def combine(d):
+            return weighted_increment(d_b, d, gain)
+    mean = norm.destandardize(combine(ae.decode(z)), times)
     if samples < 2:
         return mean.numpy(), np.zeros(mean.shape, np.float32)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(chunk))
@@ -76,7 +90,7 @@ def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sig
         dz = sd * torch.randn(z.shape, generator=g)
         if v is not None:
             dz = dz @ v.T
-        x = norm.destandardize(ae.decode(z + dz), times)
+        x = norm.destandardize(combine(ae.decode(z + dz)), times)
         total += x
         total2 += x * x
     m = total / samples
@@ -90,7 +104,8 @@ def time_chunks(n: int, size: int) -> list[slice]:
 
 def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int, time_chunk: int,
                   client=None, progress: bool = True, name: str = "analysis") -> tuple[np.ndarray, np.ndarray]:
-    """Decode every time of ``latent`` (the stream's dataset); returns ``(mean, std)`` physical.
+    """Decode every time of ``latent`` (the stream's dataset); returns ``(mean, std)`` physical
+    (a weighted analysis as the stream cycled from it: :func:`hloba.latent.analysis_weights`).
 
     With a dask ``client`` the chunks run on its workers; without one, in this process. ``name``
     tells the dask tasks of different fields apart (the background's decoding is not the analysis's).
@@ -99,8 +114,11 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     z_a = latent["z_a"].values
     s2 = latent["sigma_a2_update"].values
     rotation = latent["rotation"].values if "rotation" in latent else None
+    weights = analysis_weights(latent)
+    z_b = latent["z_b"].values if weights is not None else None
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
+    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights} for c in chunks]
     mean = std = None
     t0 = _time.perf_counter()
 
@@ -115,7 +133,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     if client is None:  # one thread, as in a worker process: the same sums, so the same bits
         with torch_threads(1):
             for i, a in enumerate(args):
-                place(i, decode_chunk(*a, rotation, samples, seed, i))
+                place(i, decode_chunk(*a, rotation, samples, seed, i, **weighted[i]))
                 if progress:
                     log.info("decoded chunk %d/%d", i + 1, len(chunks))
     else:
@@ -124,7 +142,8 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         # hash=False: a fresh key per call (a hashed key shared with an earlier call's released
         # future is lost with it: "lost dependencies")
         rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
-        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}")
+        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, **weighted[i],
+                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, f in enumerate(as_completed(futures), 1):
@@ -139,6 +158,8 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
 def decode_means(latent, fields: dict, autoencoder_path, sha256: str, seed: int, time_chunk: int, client=None,
                  progress: bool = True) -> dict:
     """``{name: D(latent[variable])}`` physical, without samples, for ``fields = {name: variable}``
-    (e.g. the background ``z_b`` and the O2Lnet estimate ``z_o`` that the std network reads)."""
-    return {name: decode_latent(latent.assign(z_a=latent[variable]), autoencoder_path, sha256, 0, seed, time_chunk,
+    (e.g. the background ``z_b`` and the O2Lnet estimate ``z_o`` that the std network reads), each
+    ``D(z)`` as it is, never weighted."""
+    plain = latent.drop_vars(WEIGHTS, errors="ignore")
+    return {name: decode_latent(plain.assign(z_a=plain[variable]), autoencoder_path, sha256, 0, seed, time_chunk,
                                 client, progress, name=name)[0] for name, variable in fields.items()}

@@ -6,7 +6,7 @@ almost no flow information. ``uncertainty.model: network`` replaces it, per chan
 point, by ``exp(s / 2)`` with ``s`` the log error variance a small periodic convolutional network
 predicts from what the stream knows at that time:
 
-- the decoded analysis (standardised anomaly), the decoded increment ``D(z_a) - D(z_b)`` and the
+- the decoded analysis (standardised anomaly), the decoded increment (analysis minus ``D(z_b)``) and the
   decoded O2Lnet-minus-background difference ``D(z_o) - D(z_b)`` (in anomaly-std units);
 - the log Monte-Carlo variance of every channel;
 - the log background and O2Lnet variances of every latent channel, upsampled to the grid

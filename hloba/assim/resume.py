@@ -21,7 +21,8 @@ from hloba.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``)
+FORMAT = 4  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``;
+# 3: before a combined weighted state recorded the update's own z_a instead of E(x_w))
 
 
 def fingerprint(year: int, config: dict, forecast: dict, paths) -> str:

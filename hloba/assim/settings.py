@@ -48,7 +48,8 @@ class StreamConfig:
     # hloba with decoded_increment: weighted: the stream forecasts from the weighted combination
     # x_w = D(z_b) + g (D(z_a) - D(z_b)) itself (combined) or from D(E(x_w)), the archive's decoding
     # of the latent record E(x_w) (projected), or from x_w = x_b + g (D(z_a) - D(z_b)), the weighted
-    # decoded increment added to the background itself (incremental); the latent record is E(x_w)
+    # decoded increment added to the background itself (incremental); the latent record is E(x_w),
+    # or with combined z_b, z_a and g, from which the archive decodes x_w (hloba.latent)
     weighted_state: str = "projected"
     # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
     # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no

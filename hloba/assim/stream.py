@@ -78,6 +78,8 @@ class StreamResult:
     stop: int  # cycles run in all
     analyses: torch.Tensor | None = None  # (year's cycles run, C, ny, nx) when asked for
     backgrounds: torch.Tensor | None = None  # the same of the backgrounds x_b
+    # per channel g where an analysis decodes as D(z_b) + g (D(z_a) - D(z_b)) (hloba.latent.WEIGHTS)
+    analysis_weights: torch.Tensor | None = None
 
     def diagnostic(self, name: str) -> np.ndarray:
         """One per-cycle diagnostic (:data:`DIAGNOSTICS`) over all cycles."""
@@ -90,6 +92,12 @@ class StreamResult:
         df.insert(0, "time", self.times)
         df.insert(1, "spinup", np.arange(len(df)) < self.first)
         return df
+
+    def weights_by_channel(self, channels) -> dict | None:
+        """``{channel name: g}`` of :attr:`analysis_weights` (for the latent file), or ``None``."""
+        if self.analysis_weights is None:
+            return None
+        return {c.name: float(g) for c, g in zip(channels, self.analysis_weights.tolist(), strict=True)}
 
 
 def _check(k: int, time, obs, s: slice, hx_b, cold_first: bool, cfg: StreamConfig, method: Method,
@@ -268,4 +276,5 @@ def run_stream(
         clock.total, method.inflation, stop - k0, stop,
         torch.stack([analyses[k] for k in sorted(analyses)]) if analyses else None,
         torch.stack([backgrounds[k] for k in sorted(backgrounds)]) if backgrounds else None,
+        None if method.analysis_weights() is None else method.analysis_weights().cpu(),
     )

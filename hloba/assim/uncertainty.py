@@ -95,7 +95,8 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
     rotation = models.space.rotation
     keys = ("z_a", "sigma_a2_update", "z_b", "z_o", "sigma_o2", "sigma_b2")
     latent = latent_dataset({k: result.fields[k][sel].numpy() for k in keys}, times[sel],
-                            rotation=None if rotation is None else rotation.cpu().numpy())
+                            rotation=None if rotation is None else rotation.cpu().numpy(),
+                            increment_weights=result.weights_by_channel(models.channels))
     sha = file_sha256(inputs.autoencoder)
     mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False)
     with xr.open_dataset(reference) as ref:

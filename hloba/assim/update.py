@@ -162,28 +162,10 @@ def time_extrapolation(x_b: torch.Tensor, x_prev: torch.Tensor | None, j: int) -
     return x_b if x_prev is None or j == 0 else x_b + j * (x_b - x_prev)
 
 
-def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``x_b + g_c (x_a - x_b)`` per channel ``c``: the decoded analysis ``x_a`` taken at weight
-    ``g_c`` over the decoded background ``x_b``. ``x_b, x_a: (batch, C, ny, nx)``, ``weights: (C,)``
-    (1: the analysis, 0: the background): :func:`incremental_state` with the decoded background as
-    the base."""
-    return incremental_state(x_b, x_b, x_a, weights)
-
-
-def incremental_state(x_b: torch.Tensor, d_b: torch.Tensor, d_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``x_b + g_c (d_a - d_b)`` per channel ``c``: the decoded increment ``d_a - d_b`` (the decoded
-    analysis minus the decoded background) taken at weight ``g_c`` and added to the background
-    ``x_b`` itself, whose part the autoencoder cannot represent is kept (as an operational
-    incremental analysis adds its increment to the full-resolution background). All
-    ``(batch, C, ny, nx)`` in one space; the result in ``x_b``'s dtype."""
-    g = weights.to(x_b.device, x_b.dtype)[None, :, None, None]
-    return x_b + g * (d_a - d_b).to(x_b.dtype)
-
-
 def fit_increment_weights(increment: torch.Tensor, error: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
     """Per channel, the weight ``g`` of the decoded increment that minimises the area-weighted mean
     square of ``error - g * increment`` (``error`` the truth minus the decoded background, or minus
-    the background itself for :func:`incremental_state`), clipped
+    the background itself for :func:`hloba.latent.incremental_state`), clipped
     to ``[0, 1]``: ``g = <increment, error> / <increment, increment>``. ``increment, error:
     (time, C, ny, nx)``, ``area: (ny,)``; returns ``(C,)`` float64 (1 where the increment is 0)."""
     w = torch.as_tensor(area, dtype=torch.float64)[None, None, :, None]

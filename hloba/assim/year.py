@@ -34,10 +34,13 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
     first = result.first
     rotation = models.space.rotation
     total = sum(result.timers.values()) or 1.0
+    weights = result.weights_by_channel(models.channels)
     return latent_dataset(
         {k: v[first:].numpy() for k, v in result.fields.items()}, result.times[first:],
         rotation=None if rotation is None else rotation.cpu().numpy(),
-        spinup=(result.fields["z_a"][:first].numpy(), result.times[:first]),
+        spinup=(result.fields["z_a"][:first].numpy(), result.times[:first],
+                None if weights is None else result.fields["z_b"][:first].numpy()),
+        increment_weights=weights,
         attrs={
             "title": f"hloba latent analyses {year}", "hloba_version": __version__, "method": cfg.method,
             "year": year, "stream_start": str(result.times[0]), "spinup_days": cfg.spinup_days,

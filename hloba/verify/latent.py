@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import open_latent
+from hloba.latent import analysis_weights, open_latent, weighted_increment
 from hloba.states import load_years
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import decode_all, encode_all, load_autoencoder
@@ -22,6 +22,17 @@ def decode_physical(ae, normalizer: Normalizer, z: torch.Tensor, times) -> torch
     return torch.cat(out)
 
 
+def decode_analysis(ae, normalizer: Normalizer, z_a: torch.Tensor, times, weights=None,
+                    z_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Physical analyses of a latent file's ``z_a``: ``D(z_a)``, or with its per-channel ``weights``
+    (:func:`hloba.latent.analysis_weights`) the state the stream cycled from, ``D(z_b) + g (D(z_a) -
+    D(z_b))`` (the combination commutes with the per-channel units)."""
+    x_a = decode_physical(ae, normalizer, z_a, times)
+    if weights is None:
+        return x_a
+    return weighted_increment(decode_physical(ae, normalizer, z_b, times), x_a, torch.as_tensor(weights))
+
+
 def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor:
     x, t, _, _ = load_years(reference_paths, channels=channels)
     index = pd.DatetimeIndex(t).get_indexer(times)
@@ -31,7 +42,8 @@ def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor
 
 
 def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) -> dict:
-    """Per channel: RMSE of the decoded analysis and background, normalised by the anomaly std;
+    """Per channel: RMSE of the decoded analysis (weighted where the file says so:
+    :func:`decode_analysis`) and background, normalised by the anomaly std;
     monthly analysis RMSE (mean over channels, normalised); latent calibration of ``sigma_a2``."""
     ae, payload = load_autoencoder(autoencoder_path)
     normalizer = Normalizer.from_state(payload["normalizer"])
@@ -43,7 +55,7 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
     truth = truth_on(reference_paths, times, channels)
     z_a = torch.as_tensor(ds["z_a"].values)
     z_b = torch.as_tensor(ds["z_b"].values)
-    x_a = decode_physical(ae, normalizer, z_a, times)
+    x_a = decode_analysis(ae, normalizer, z_a, times, analysis_weights(ds), z_b)
     x_b = decode_physical(ae, normalizer, z_b, times)
     std = normalizer.anomaly_std.double()
     scale = std[None, :, None, None]

@@ -2,8 +2,9 @@
 
 Each year's stream starts ``spinup_days`` before Jan 1 from a cold start; the previous year's
 stream has analysed the same days as the end of its year. The seam is how far the new stream's
-spin-up analyses ``D(z_a)`` are from the previous year's archive at the same times: large at the
-cold start, shrinking as the new stream converges; what is left on the last spin-up cycle is the
+spin-up analyses ``D(z_a)`` (weighted ones as the stream cycled from them:
+:func:`hloba.latent.analysis_weights`) are from the previous year's archive at the same times:
+large at the cold start, shrinking as the new stream converges; what is left on the last spin-up cycle is the
 jump a user of the multi-year archive sees at Jan 1. Per channel, the area-weighted RMS difference
 in physical units and in units of the channel's anomaly std.
 """
@@ -17,12 +18,12 @@ import torch
 import xarray as xr
 
 from hloba.plotting import plt, save_figure
-from hloba.latent import open_latent
+from hloba.latent import analysis_weights, open_latent
 from hloba.models.checkpoint import channels_from_state
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import load_autoencoder
 from hloba.archive.dataset import archive_states
-from hloba.verify.latent import decode_physical
+from hloba.verify.latent import decode_analysis
 from hloba.scores import rmse
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ def seam_differences(latent_path, previous_archive, autoencoder_path, anomaly_st
     names = [c.name for c in channels_from_state(payload["channels"])]
     if names != [c.name for c in channels]:
         raise ValueError(f"{previous_archive} channels {[c.name for c in channels]} differ from {autoencoder_path}'s {names}")
+    index = spin_times.get_indexer(common)
+    weights = analysis_weights(latent)
+    z_b = None if weights is None else torch.as_tensor(latent["z_b_spinup"].values)[index]
     with torch.no_grad():
-        spin = decode_physical(ae, Normalizer.from_state(payload["normalizer"]), z[spin_times.get_indexer(common)], common)
+        spin = decode_analysis(ae, Normalizer.from_state(payload["normalizer"]), z[index], common, weights, z_b)
     archive = torch.as_tensor(mean[times.get_indexer(common)])
     rows = []
     for k, t in enumerate(common):

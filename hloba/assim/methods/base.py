@@ -190,6 +190,11 @@ class Method:
         file records it as the background. ``None``: the cycle's forecast is the background."""
         return None
 
+    def analysis_weights(self) -> torch.Tensor | None:
+        """Per channel ``g`` where every recorded analysis decodes as ``D(z_b) + g (D(z_a) - D(z_b))``
+        (the latent file's :data:`hloba.latent.WEIGHTS`); ``None``: it decodes as ``D(z_a)``."""
+        return None
+
     def analyse(self, c: Cycle) -> Analysis:
         raise NotImplementedError
 

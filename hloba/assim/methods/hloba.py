@@ -17,9 +17,11 @@ its own background when it comes.
 the paper's form) or its likelihood, the posterior with O2Lnet's climatological prior removed
 (``likelihood``; :func:`hloba.assim.update.observation_estimate`). With
 ``assimilation.decoded_increment: weighted`` the analysis is the decoded background plus the decoded
-increment weighted per channel (weights fitted by rule tune_stream), encoded again
-(:meth:`Hloba.weighted_analysis`; ``assimilation.weighted_state: incremental`` adds the weighted
-decoded increment to the background itself); ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
+increment weighted per channel (weights fitted by rule tune_stream; :meth:`Hloba.weighted_analysis`):
+with ``assimilation.weighted_state: combined`` the stream cycles from it and the latent file keeps
+``z_b``, ``z_a`` and the weights, from which the archive decodes the same state; ``projected``
+encodes it again and cycles from the decoding; ``incremental`` adds the weighted decoded increment to
+the background itself. ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
 ``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
 :func:`hloba.models.o2lnet.inference_pass`)."""
 
@@ -30,9 +32,9 @@ import torch
 from hloba.assim.cycle import inflation_estimate, smooth_inflation
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.update import (
-    check_update_inputs, correlated_update, hybrid_update, incremental_state, observation_estimate,
-    time_extrapolation, weighted_increment,
+    check_update_inputs, correlated_update, hybrid_update, observation_estimate, time_extrapolation,
 )
+from hloba.latent import incremental_state, weighted_increment
 from hloba.models.o2lnet import inference_pass, render_observations
 
 
@@ -157,7 +159,7 @@ class Hloba(Method):
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
         z_a, x_a = m.space.backward(w_a), None
-        if m.increment_weights is not None and c.n_used and not c.cold_first:
+        if self.weighs_every_cycle() or (m.increment_weights is not None and c.n_used and not c.cold_first):
             x_b = m.normalizer.standardize(c.x_b, [c.time]) if cfg.weighted_state == "incremental" else None
             x_w, z_a = self.weighted_analysis(c.z_b, z_a, x_b)
             if cfg.weighted_state != "projected":  # the stream forecasts from x_w, not from D(z_a)
@@ -165,21 +167,34 @@ class Hloba(Method):
         return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a,
                            x_a=x_a)
 
+    def weighs_every_cycle(self) -> bool:
+        """Whether every cycle's analysis is ``D(z_b) + g (D(z_a) - D(z_b))`` (``weighted_state:
+        combined`` with tuned weights): then the latent file's ``z_b``, ``z_a`` and weights decode to
+        the stream's state at each cycle, cold or unobserved ones included."""
+        return self.models.increment_weights is not None and self.cfg.weighted_state == "combined"
+
+    def analysis_weights(self) -> torch.Tensor | None:
+        return self.models.increment_weights if self.weighs_every_cycle() else None
+
     def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor,
                           x_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_w = D(z_b) + g (D(z_a) - D(z_b))`` (standardised) and its latent record ``E(x_w)``,
-        ``g`` the tuned weight of each channel's decoded increment
-        (:func:`hloba.assim.update.weighted_increment`; standardised space, where it is the same
-        combination as in physical units). With ``assimilation.weighted_state: projected`` the
-        stream decodes the record, so its forecast starts from what the archive decodes; with
-        ``combined`` it forecasts from ``x_w`` (one decoding fewer). Given the standardised
+        """``x_w = D(z_b) + g (D(z_a) - D(z_b))`` (standardised) and its latent record, ``g`` the
+        tuned weight of each channel's decoded increment (:func:`hloba.latent.weighted_increment`;
+        standardised space, where it is the same combination as in physical units).
+        With ``assimilation.weighted_state: combined`` the stream forecasts from ``x_w`` and the
+        record is ``z_a`` itself: the archive decodes ``x_w`` from it, ``z_b`` and the weights (no
+        encoding in the cycle). With ``projected`` the record is ``E(x_w)``, which the stream
+        decodes, so that its forecast starts from what the archive decodes. Given the standardised
         background ``x_b`` (``incremental``), ``x_w = x_b + g (D(z_a) - D(z_b))``
-        (:func:`hloba.assim.update.incremental_state`), which the stream forecasts from. On a cold
-        first cycle the whole increment is taken (the weights are fitted to cycling backgrounds)."""
+        (:func:`hloba.latent.incremental_state`), which the stream forecasts from; its record is
+        ``E(x_w)``. ``projected`` and ``incremental`` take the whole increment on a cold first cycle
+        (the weights are fitted to cycling backgrounds); ``combined`` weighs every cycle alike."""
         ae, g = self.models.autoencoder, self.models.increment_weights
         decoded = ae.decode(torch.cat((z_b, z_a.to(z_b.dtype))))
         if x_b is None:
             x_w = weighted_increment(decoded[:1], decoded[1:], g)
         else:
             x_w = incremental_state(x_b, decoded[:1], decoded[1:], g)
+        if self.cfg.weighted_state == "combined":
+            return x_w, z_a
         return x_w, ae.encode(x_w.to(decoded.dtype))
