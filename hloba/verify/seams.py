@@ -4,9 +4,9 @@ Each year's stream starts ``spinup_days`` before Jan 1 from a cold start; the pr
 stream has analysed the same days as the end of its year. The seam is how far the new stream's
 spin-up analyses ``D(z_a)`` (weighted ones as the stream cycled from them:
 :func:`hloba.latent.analysis_weights`) are from the previous year's archive at the same times:
-large at the cold start, shrinking as the new stream converges; what is left on the last spin-up cycle is the
-jump a user of the multi-year archive sees at Jan 1. Per channel, the area-weighted RMS difference
-in physical units and in units of the channel's anomaly std.
+large at the cold start, shrinking as the new stream converges; what is left on the last spin-up
+cycle is the jump a user of the multi-year archive sees at Jan 1. Per channel, the area-weighted
+RMS difference in physical units and in units of the channel's anomaly std.
 """
 
 from __future__ import annotations
