@@ -78,6 +78,14 @@ def analysis_weights(latent: xr.Dataset) -> np.ndarray | None:
     return latent[WEIGHTS].values if WEIGHTS in latent else None
 
 
+def decoded_analysis(d_a: torch.Tensor, d_b: torch.Tensor | None, weights) -> torch.Tensor:
+    """The analysis a latent file's decodings make: ``d_a = D(z_a)``, or with the file's per-channel
+    ``weights`` (:func:`analysis_weights`) ``D(z_b) + g (D(z_a) - D(z_b))`` (``d_b = D(z_b)``, read
+    only then). The combination commutes with the per-channel units, so ``d_a, d_b`` may be
+    standardised or physical alike."""
+    return d_a if weights is None else weighted_increment(d_b, d_a, torch.as_tensor(weights))
+
+
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``x_b + g_c (x_a - x_b)`` per channel ``c``: the decoded analysis ``x_a`` taken at weight
     ``g_c`` over the decoded background ``x_b``. ``x_b, x_a: (batch, C, ny, nx)``, ``weights: (C,)``

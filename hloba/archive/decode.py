@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import WEIGHTS, analysis_weights, weighted_increment
+from hloba.latent import WEIGHTS, analysis_weights, decoded_analysis
 from hloba.normalization import Normalizer
 from hloba.runtime import torch_threads
 from hloba.models.autoencoder import load_autoencoder
@@ -70,15 +70,8 @@ def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sig
     ae, norm = worker_decoder(autoencoder_path, sha256)
     times = pd.DatetimeIndex(times)
     z = torch.as_tensor(z_a, dtype=torch.float32)
-    if weights is None:
-        def combine(d):
-            return d
-    else:
-        d_b, gain = ae.decode(torch.as_tensor(z_b, dtype=torch.float32)), torch.as_tensor(weights)
-
-        def combine(d):
-            return weighted_increment(d_b, d, gain)
-    mean = norm.destandardize(combine(ae.decode(z)), times)
+    d_b = None if weights is None else ae.decode(torch.as_tensor(z_b, dtype=torch.float32))
+    mean = norm.destandardize(decoded_analysis(ae.decode(z), d_b, weights), times)
     if samples < 2:
         return mean.numpy(), np.zeros(mean.shape, np.float32)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(chunk))
@@ -90,7 +83,7 @@ def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sig
         dz = sd * torch.randn(z.shape, generator=g)
         if v is not None:
             dz = dz @ v.T
-        x = norm.destandardize(combine(ae.decode(z + dz)), times)
+        x = norm.destandardize(decoded_analysis(ae.decode(z + dz), d_b, weights), times)
         total += x
         total2 += x * x
     m = total / samples

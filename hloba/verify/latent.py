@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import analysis_weights, open_latent, weighted_increment
+from hloba.latent import analysis_weights, decoded_analysis, open_latent
 from hloba.states import load_years
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import decode_all, encode_all, load_autoencoder
@@ -27,10 +27,8 @@ def decode_analysis(ae, normalizer: Normalizer, z_a: torch.Tensor, times, weight
     """Physical analyses of a latent file's ``z_a``: ``D(z_a)``, or with its per-channel ``weights``
     (:func:`hloba.latent.analysis_weights`) the state the stream cycled from, ``D(z_b) + g (D(z_a) -
     D(z_b))`` (the combination commutes with the per-channel units)."""
-    x_a = decode_physical(ae, normalizer, z_a, times)
-    if weights is None:
-        return x_a
-    return weighted_increment(decode_physical(ae, normalizer, z_b, times), x_a, torch.as_tensor(weights))
+    x_b = None if weights is None else decode_physical(ae, normalizer, z_b, times)
+    return decoded_analysis(decode_physical(ae, normalizer, z_a, times), x_b, weights)
 
 
 def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor:
@@ -43,7 +41,7 @@ def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor
 
 def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) -> dict:
     """Per channel: RMSE of the decoded analysis (weighted where the file says so:
-    :func:`decode_analysis`) and background, normalised by the anomaly std;
+    :func:`hloba.latent.decoded_analysis`) and background, normalised by the anomaly std;
     monthly analysis RMSE (mean over channels, normalised); latent calibration of ``sigma_a2``."""
     ae, payload = load_autoencoder(autoencoder_path)
     normalizer = Normalizer.from_state(payload["normalizer"])
@@ -55,8 +53,8 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
     truth = truth_on(reference_paths, times, channels)
     z_a = torch.as_tensor(ds["z_a"].values)
     z_b = torch.as_tensor(ds["z_b"].values)
-    x_a = decode_analysis(ae, normalizer, z_a, times, analysis_weights(ds), z_b)
     x_b = decode_physical(ae, normalizer, z_b, times)
+    x_a = decoded_analysis(decode_physical(ae, normalizer, z_a, times), x_b, analysis_weights(ds))
     std = normalizer.anomaly_std.double()
     scale = std[None, :, None, None]
     ana = rmse(x_a / scale, truth / scale, grid_weights)

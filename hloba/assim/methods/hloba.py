@@ -159,7 +159,7 @@ class Hloba(Method):
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
         z_a, x_a = m.space.backward(w_a), None
-        if self.weighs_every_cycle() or (m.increment_weights is not None and c.n_used and not c.cold_first):
+        if self.analysis_weights() is not None or (m.increment_weights is not None and c.n_used and not c.cold_first):
             x_b = m.normalizer.standardize(c.x_b, [c.time]) if cfg.weighted_state == "incremental" else None
             x_w, z_a = self.weighted_analysis(c.z_b, z_a, x_b)
             if cfg.weighted_state != "projected":  # the stream forecasts from x_w, not from D(z_a)
@@ -167,14 +167,13 @@ class Hloba(Method):
         return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a,
                            x_a=x_a)
 
-    def weighs_every_cycle(self) -> bool:
-        """Whether every cycle's analysis is ``D(z_b) + g (D(z_a) - D(z_b))`` (``weighted_state:
-        combined`` with tuned weights): then the latent file's ``z_b``, ``z_a`` and weights decode to
-        the stream's state at each cycle, cold or unobserved ones included."""
-        return self.models.increment_weights is not None and self.cfg.weighted_state == "combined"
-
     def analysis_weights(self) -> torch.Tensor | None:
-        return self.models.increment_weights if self.weighs_every_cycle() else None
+        """The tuned weights where every cycle's analysis is ``D(z_b) + g (D(z_a) - D(z_b))``
+        (``weighted_state: combined``): then the latent file's ``z_b``, ``z_a`` and weights decode to
+        the stream's state at each cycle, cold or unobserved ones included."""
+        if self.cfg.weighted_state == "combined":
+            return self.models.increment_weights
+        return None
 
     def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor,
                           x_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
