@@ -7,7 +7,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One torch thread in the tests' own process: the tiny tensors gain nothing from a second (the
+# in-process modules take 106-107 s with one thread or two), and the session's tiny pipeline runs
+# beside them in the background (pytest_collection_modifyitems below), where two spinning OpenMP
+# threads made the same modules ten times slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +65,58 @@ def tiny_world() -> dict:
     return tiny_world_years((2001, 2002))
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(repo, tmp_path_factory) -> Path:
-    """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
-    copy of the workflow. Tests read its results and never write into them."""
+def _needs_tiny_pipeline(item) -> bool:
+    return "tiny_pipeline" in item.fixturenames  # the closure: through tiny_models, tiny_stream...
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """The session's tiny pipeline starts now, in the background, and the test modules that read it
+    run after the others: its jobs and the other tests share the 2 cores instead of taking turns
+    (issue #18: CI time). Whole modules move, so module-scoped fixtures are made once."""
+    waiting = {_module(item) for item in items if _needs_tiny_pipeline(item)}
+    items[:] = sorted(items, key=lambda item: _module(item) in waiting)  # stable: the rest keep their order
+    if waiting and not config.option.collectonly:
+        _start_tiny_pipeline(config)
+
+
+_TINY = {}  # the background pipeline: "work" (its folder) and "proc" (its Snakemake)
+
+
+def _start_tiny_pipeline(config) -> None:
     import subprocess
 
-    work = copy_workflow(repo, tmp_path_factory.mktemp("tiny_pipeline"))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile", "config/test.yaml"],
-                          cwd=work, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    work = copy_workflow(REPO, config._tmp_path_factory.mktemp("tiny_pipeline"))
+    with open(work / "pipeline.log", "w") as log:  # a file, not a pipe: nothing can block on it
+        _TINY["proc"] = subprocess.Popen([sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile",
+                                          "config/test.yaml"], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+    _TINY["work"] = work
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A pipeline still running when the session ends (interrupted, or its readers deselected) is
+    stopped with its jobs."""
+    import signal
+
+    proc = _TINY.get("proc")
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline() -> Path:
+    """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
+    copy of the workflow, started in the background at collection (above). Tests read its results
+    and never write into them."""
+    assert "proc" in _TINY, "the tiny pipeline starts at collection (pytest_collection_modifyitems)"
+    work, proc = _TINY["work"], _TINY["proc"]
+    assert proc.wait() == 0, (work / "pipeline.log").read_text()[-6000:]
     return work
 
 

@@ -19,8 +19,8 @@ def test_cuda_without_a_gpu_names_the_choices():
 
 def test_threads_are_restored():
     before = torch.get_num_threads()
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
     assert torch.get_num_threads() == before
 
 

@@ -30,8 +30,10 @@ def rule_resources(repo) -> dict:
 @pytest.mark.slow
 def test_tiny_workflow_through_the_slurm_executor(repo, tiny_pipeline, tmp_path):
     work = copy_workflow(repo, tmp_path / "wf")
-    # the world is made (the session pipeline's); what follows is submitted
-    shutil.copytree(tiny_pipeline / "results/reference", work / "results/reference")
+    # the world and its normalization are made (the session pipeline's); what follows is submitted:
+    # one job on the CPU partition, one on the GPU partition
+    for name in ("reference", "prep"):
+        shutil.copytree(tiny_pipeline / "results" / name, work / "results" / name)
     profile = yaml.safe_load((repo / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert profile["software-deployment-method"] == "conda"
@@ -58,7 +60,7 @@ def test_tiny_workflow_through_the_slurm_executor(repo, tiny_pipeline, tmp_path)
     assert (work / "results/models/autoencoder.pt").exists()
     subs = [json.loads(line) for line in (state / "submissions.jsonl").read_text().splitlines()]
     rules = [re.match(r"rule_(\w+?)(_wildcards_.*)?$", s["options"]["comment"]).group(1) for s in subs]
-    assert sorted(rules) == ["compute_normalization", "simulate_observations", "train_autoencoder"]
+    assert sorted(rules) == ["simulate_observations", "train_autoencoder"]
     expected = rule_resources(repo)
     for sub, rule in zip(subs, rules):
         opts, want = sub["options"], expected[rule]
