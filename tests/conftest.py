@@ -1,4 +1,3 @@
-import functools
 import os
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # One torch thread in the tests' own process: the tiny tensors gain nothing from a second (the
 # in-process modules take 106-107 s with one thread or two), and the session's tiny pipeline runs
-# beside them in the background (start_run below), where two spinning OpenMP
+# beside them in the background (pytest_collection_modifyitems below), where two spinning OpenMP
 # threads made the same modules ten times slower.
 torch.set_num_threads(1)
 
@@ -57,54 +56,17 @@ def one_torch_thread():
     return torch_threads(1)
 
 
-@functools.cache
-def shared_tiny_world() -> dict:
-    """``{2001, 2002: dataset}`` of the tiny world in memory, simulated once per session."""
+@pytest.fixture(scope="session")
+def tiny_world() -> dict:
+    """``{2001, 2002: dataset}`` of the tiny world in memory, simulated once per session (tests
+    derive files from it and never modify it)."""
     from hloba.testing import tiny_world_years
 
     return tiny_world_years((2001, 2002))
 
 
-@pytest.fixture(scope="session")
-def tiny_world() -> dict:
-    """The session's tiny world (tests derive files from it and never modify it)."""
-    return shared_tiny_world()
-
-
-# Snakemake runs in the background (issue #18: CI time). On 2 cores a pipeline's jobs leave part of
-# the machine idle, and so do the in-process tests, which run on one thread. So the session's tiny
-# pipeline starts at collection, beside the test modules that do not read it; the modules that read
-# it follow; and a module with a ``start_in_background(base, items)`` function (the example
-# pipelines of tests/test_own_data.py) has it called when those begin, and runs last. Whole modules
-# move, so module-scoped fixtures are made once.
-_RUNS: dict = {}  # name -> (workflow folder, its Snakemake process)
-_LATE: dict = {}  # module -> its selected items, for the modules that start runs of their own
-_STARTED: list = []  # True once the late modules' runs are started
-
-
-def start_run(name: str, work: Path, args: list) -> None:
-    """Start Snakemake with ``args`` in ``work``; its output goes to ``work/snakemake.log``."""
-    import subprocess
-
-    with open(work / "snakemake.log", "w") as log:  # a file, not a pipe: nothing can block on it
-        _RUNS[name] = work, subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=work, stdout=log,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def finished_run(name: str) -> Path:
-    """Wait for the run ``name``; its workflow folder once it has succeeded."""
-    assert name in _RUNS, f"run {name!r} was never started (conftest starts it before its tests)"
-    work, proc = _RUNS[name]
-    assert proc.wait() == 0, (work / "snakemake.log").read_text()[-6000:]
-    return work
-
-
-def _group(item) -> int:
-    """0: runs first; 1: reads the tiny pipeline (the closure of its fixtures: through tiny_models,
-    tiny_stream...); 2: starts runs of its own, in the background."""
-    if hasattr(item.module, "start_in_background"):
-        return 2
-    return int("tiny_pipeline" in item.fixturenames)
+def _needs_tiny_pipeline(item) -> bool:
+    return "tiny_pipeline" in item.fixturenames  # the closure: through tiny_models, tiny_stream...
 
 
 def _module(item) -> str:
@@ -113,34 +75,38 @@ def _module(item) -> str:
 
 @pytest.hookimpl(trylast=True)  # after -k / -m have deselected
 def pytest_collection_modifyitems(session, config, items):
-    groups = {}
-    for item in items:
-        groups[_module(item)] = max(groups.get(_module(item), 0), _group(item))
-    items[:] = sorted(items, key=lambda item: groups[_module(item)])  # stable: each group keeps its order
-    for item in items:
-        if groups[_module(item)] == 2:
-            _LATE.setdefault(item.module, []).append(item)
-    if 1 in groups.values() and not config.option.collectonly:
-        work = copy_workflow(REPO, config._tmp_path_factory.mktemp("tiny_pipeline"))
-        start_run("tiny", work, [*TINY_CORES, "--configfile", "config/test.yaml"])
+    """The session's tiny pipeline starts now, in the background, and the test modules that read it
+    run after the others: its jobs and the other tests share the 2 cores instead of taking turns
+    (issue #18: CI time). Whole modules move, so module-scoped fixtures are made once."""
+    waiting = {_module(item) for item in items if _needs_tiny_pipeline(item)}
+    items[:] = sorted(items, key=lambda item: _module(item) in waiting)  # stable: the rest keep their order
+    if waiting and not config.option.collectonly:
+        _start_tiny_pipeline(config)
 
 
-def pytest_runtest_setup(item):
-    if _LATE and not _STARTED and _group(item) > 0:
-        _STARTED.append(True)
-        for module, selected in _LATE.items():
-            module.start_in_background(item.config._tmp_path_factory.mktemp(module.__name__), selected)
+_TINY = {}  # the background pipeline: "work" (its folder) and "proc" (its Snakemake)
+
+
+def _start_tiny_pipeline(config) -> None:
+    import subprocess
+
+    work = copy_workflow(REPO, config._tmp_path_factory.mktemp("tiny_pipeline"))
+    with open(work / "pipeline.log", "w") as log:  # a file, not a pipe: nothing can block on it
+        _TINY["proc"] = subprocess.Popen([sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile",
+                                          "config/test.yaml"], cwd=work, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+    _TINY["work"] = work
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Runs still going when the session ends (interrupted, or their readers deselected) are
-    stopped with their jobs."""
+    """A pipeline still running when the session ends (interrupted, or its readers deselected) is
+    stopped with its jobs."""
     import signal
 
-    for _, proc in _RUNS.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+    proc = _TINY.get("proc")
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +114,10 @@ def tiny_pipeline() -> Path:
     """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
     copy of the workflow, started in the background at collection (above). Tests read its results
     and never write into them."""
-    return finished_run("tiny")
+    assert "proc" in _TINY, "the tiny pipeline starts at collection (pytest_collection_modifyitems)"
+    work, proc = _TINY["work"], _TINY["proc"]
+    assert proc.wait() == 0, (work / "pipeline.log").read_text()[-6000:]
+    return work
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ import sys
 
 import xarray as xr
 
+from hloba.assim.stream import DIAGNOSTICS
 from hloba.cli import main
+from hloba.latent import open_latent
 
 
 def test_help_lists_the_stages(capsys):
@@ -52,7 +54,8 @@ def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models
     """``hloba assimilate|decode|evaluate`` read the pipeline's results and write what the rules
     write. The by-hand stream is the session's 2001 stream (``conftest.tiny_stream_2001``, written
     by ``hloba assimilate``); ``tests/test_faults.py`` checks it equals rule assimilate_year's 2001
-    to the bit. Here: its outputs, and decode and evaluate by hand on it."""
+    to the bit. Here: its outputs (``assimilate_year``'s files for a whole year), and decode and
+    evaluate by hand on it."""
     import shutil
 
     import pandas as pd
@@ -60,8 +63,13 @@ def test_one_year_by_hand_assimilate_decode_evaluate_as_the_rules_do(tiny_models
     by_hand = tiny_stream_2001["out"]
     assert sorted(p.relative_to(by_hand).as_posix() for p in by_hand.rglob("*") if p.is_file()) == [
         "diagnostics/2001.csv", "feedback/2001.parquet", "latent/2001.nc"]  # no checkpoint left behind
-    with xr.open_dataset(tiny_stream_2001["latent"]) as ds:
-        assert ds.sizes["time"] == 365 * 4 and ds.attrs["method"] == "hloba"
+    ds = open_latent(tiny_stream_2001["latent"], need=("z_a", "sigma_a2_update", "z_a_spinup", "rotation"))
+    spinup = 10 * 4  # config/test.yaml: assimilation.spinup_days
+    assert ds.sizes["time"] == 365 * 4 and ds.attrs["method"] == "hloba"
+    assert ds.sizes["spinup_time"] == ds.attrs["spinup_cycles"] == spinup
+    diag = pd.read_csv(tiny_stream_2001["diagnostics"])
+    assert list(diag.columns) == ["time", "spinup", *DIAGNOSTICS] and len(diag) == 365 * 4 + spinup
+    assert diag["spinup"].sum() == spinup and (diag["n_used"] + diag["n_rejected"] <= diag["n_obs"]).all()
     # decode and evaluate read the by-hand stream from --results: point them at a copy of results
     # that holds it
     results = tmp_path / "results"

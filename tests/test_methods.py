@@ -9,7 +9,8 @@ from hloba.assim.methods import REGISTRY, Method
 from hloba.assim.models import StreamError, method_models
 from hloba.assim.settings import RunSettings, StreamConfig
 from hloba.assim.stream import QC_NOT_ASSIMILATED, QC_USED, run_stream
-from hloba.assim.year import assimilate_year, run_period
+from hloba.assim.year import run_period, stream_latent_dataset
+from hloba.io import write_netcdf
 from hloba.latent import open_latent
 
 RUN = RunSettings(device="cpu", progress=False)
@@ -169,19 +170,23 @@ def test_a_stream_stopped_early_reads_only_what_it_uses(factory, method):
     assert len(short.observations) < len(longer.observations)
 
 
-def test_the_year_writes_one_latent_file_that_its_reader_opens(factory, tmp_path):
+def test_the_latent_file_holds_what_the_stream_computed(runs, factory, tmp_path):
+    """The stream's latent file (``stream_latent_dataset``, as ``assimilate_year`` writes it) holds
+    the cycles' fields as computed, the spin-up's apart; its reader refuses another file. The
+    whole year's files: tests/test_cli.py (the session's 2001 stream, written by ``hloba assimilate``)."""
     inputs, _ = factory
-    cfg = _settings("hloba", spinup_days=1)
-    paths = tmp_path / "latent.nc", tmp_path / "feedback.parquet", tmp_path / "diagnostics.csv"
-    result = assimilate_year(2002, inputs, cfg, *paths, RUN)
-    ds = open_latent(paths[0], need=("z_a", "sigma_a2_update", "z_a_spinup", "rotation"))
-    assert ds.sizes["time"] == 365 * 4 and ds.sizes["spinup_time"] == 4 and ds.attrs["method"] == "hloba"
-    np.testing.assert_array_equal(ds["z_a"].values, result.fields["z_a"][result.first:].numpy())
-    diag = pd.read_csv(paths[2])
-    assert list(diag.columns[2:]) == list(result.diagnostics_table().columns[2:])
-    assert (diag["n_used"] + diag["n_rejected"] <= diag["n_obs"]).all()
+    cfg = _settings("hloba", window_hours=12)
+    r = runs["hloba"]
+    write_netcdf(stream_latent_dataset(r, 2002, cfg, method_models(cfg, inputs, RUN.device), {}), tmp_path / "latent.nc")
+    ds = open_latent(tmp_path / "latent.nc", need=("z_a", "sigma_a2_update", "z_a_spinup", "rotation"))
+    assert ds.sizes["time"] == len(r.times) - r.first and ds.sizes["spinup_time"] == r.first == 8
+    assert ds.attrs["method"] == "hloba" and ds.attrs["spinup_cycles"] == 8
+    for name in ("z_a", "z_b", "sigma_a2_update"):
+        np.testing.assert_array_equal(ds[name].values[: r.stop - r.first], r.fields[name][r.first:r.stop].numpy())
+    np.testing.assert_array_equal(ds["z_a_spinup"].values, r.fields["z_a"][: r.first].numpy())
+    pd.DataFrame({"time": r.times}).to_parquet(tmp_path / "feedback.parquet")
     with pytest.raises(ValueError, match=r"latent file .*feedback.parquet cannot be read"):
-        open_latent(paths[1])
+        open_latent(tmp_path / "feedback.parquet")
 
 
 def test_a_checkpoint_from_other_inputs_or_unreadable_is_ignored(factory, tmp_path, caplog):

@@ -1,6 +1,8 @@
 """Bring your own data (issue 9): ERA5-style files through config alone, and clear errors."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,10 +10,12 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import REPO, TINY_CORES, copy_workflow, merged_config
+from conftest import TINY_CORES, copy_workflow, merged_config
 
 from hloba.ingest import ReferenceFilesError, ReferenceSpec, open_reference, prepare_reference, time_step
 from hloba.testing import era5_style_files
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 @pytest.fixture(scope="module")
@@ -117,53 +121,42 @@ def test_a_path_matching_nothing_and_the_qg_model_are_refused(tmp_path, repo):
         check_config(config, schema)
 
 
-EXAMPLES = ("regional_daily", "global_6hourly")
-
-
-def start_in_background(base, items) -> None:
-    """Start the example pipelines of the selected example tests (conftest calls this when the
-    tests that read the session's tiny pipeline begin; this module runs after them).
-
-    Each runs the example config, unchanged, on files written as published, with tiny training
-    (config/test.yaml) under it and only the comparison against the free run on top. Regional: a
-    grib_to_netcdf extract (daily at 12 UTC, short names `t` and `z`, packed values), the whole
-    pipeline, reference -> archive -> evaluation. Global: ERA5-style 6-hourly files, what the
-    regional run does not show, the periodic 6-hourly layout through the emulator to the scorecard
-    (the archive's rules are the tiny pipeline's); its networks (2.4 M observations a year) thinned
-    to a quarter of their stations, as the tiny world's are."""
-    from conftest import shared_tiny_world, start_run
+@pytest.mark.parametrize("example", ["regional_daily", "global_6hourly"])
+def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_world, repo, tmp_path):
+    """The example config, unchanged, on files written as published; its analyses beat the
+    emulator's free run in every channel (comparison scorecard) and the cycles keep the data's hour.
+    Regional (a grib_to_netcdf extract, daily at 12 UTC, short names `t` and `z`, packed values):
+    the whole pipeline, reference -> archive -> evaluation. Global (ERA5-style 6-hourly files):
+    what the regional run does not show, the periodic 6-hourly layout through the emulator to the
+    scorecard (the archive's rules are the tiny pipeline's)."""
+    import shutil
 
     from hloba.testing import grib_to_netcdf_style_files
 
-    for example in EXAMPLES:
-        if not any(f"[{example}]" in item.name for item in items):
-            continue
-        work = copy_workflow(REPO, base / example)
-        if example == "regional_daily":
-            grib_to_netcdf_style_files(work / "data", shared_tiny_world())
-        else:
-            era5_style_files(work / "data", "global", world=shared_tiny_world())
-        settings = {"comparison": {"methods": ["hloba", "free"], "days": 20},
-                    "assimilation": {"decoded_increment": "weighted"},  # config.yaml's default (config/test.yaml: full)
-                    "emulator": {"epochs": 6, "samples_per_epoch": 512}}
-        if example == "global_6hourly":
-            networks = yaml.safe_load((work / f"config/examples/{example}.yaml").read_text())["observations"]["networks"]
-            settings["observations"] = {"networks": {name: {**net, "count": net["count"] // 4}
-                                                     for name, net in networks.items()}}
-        (work / "overlay.yaml").write_text(yaml.safe_dump(settings))
-        targets = [] if example == "regional_daily" else ["results/comparison/scorecard.csv"]
-        start_run(example, work, [*targets, *TINY_CORES, "--configfile", "config/test.yaml",
-                                  f"config/examples/{example}.yaml", "overlay.yaml"])
-
-
-@pytest.mark.parametrize("example", EXAMPLES)
-def test_example_runs_end_to_end_and_beats_the_free_run(example):
-    """The example pipeline (start_in_background) succeeded; its analyses beat the emulator's free
-    run in every channel (comparison scorecard) and the cycles keep the data's hour."""
-    from conftest import finished_run
-
-    work = finished_run(example)
+    work = copy_workflow(repo, tmp_path / "work")
     kind = "regional" if example == "regional_daily" else "global"
+    files = grib_to_netcdf_style_files(work / "data", tiny_world) if kind == "regional" else era5[kind]
+    for f in files:
+        if f.parent != work / "data":
+            (work / "data").mkdir(exist_ok=True)
+            shutil.copy(f, work / "data" / f.name)
+    # tiny training (config/test.yaml), the example's data and model settings on top, only the
+    # comparison against the free run; the global example's networks (2.4 M observations a year)
+    # thinned to a quarter of their stations, as the tiny world's are
+    overlay = work / "overlay.yaml"
+    settings = {"comparison": {"methods": ["hloba", "free"], "days": 20},
+                "assimilation": {"decoded_increment": "weighted"},  # config.yaml's default (config/test.yaml: full)
+                "emulator": {"epochs": 6, "samples_per_epoch": 512}}
+    if kind == "global":
+        networks = yaml.safe_load((work / f"config/examples/{example}.yaml").read_text())["observations"]["networks"]
+        settings["observations"] = {"networks": {name: {**net, "count": net["count"] // 4}
+                                                 for name, net in networks.items()}}
+    overlay.write_text(yaml.safe_dump(settings))
+    targets = [] if kind == "regional" else ["results/comparison/scorecard.csv"]
+    proc = subprocess.run(SNAKEMAKE + [*targets, *TINY_CORES, "--configfile", "config/test.yaml",
+                                       f"config/examples/{example}.yaml", "overlay.yaml"],
+                          cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     r = work / "results"
     analyses = r / ("reanalysis/2002.nc" if kind == "regional" else "comparison/runs/hloba.nc")
     assert (kind == "global") != (r / "evaluation/2002/scores.csv").exists()
