@@ -228,7 +228,8 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
         background_std = norm.standardize(result.backgrounds[1:6].double(), times).double()
         runs[state] = (state_std - decoded).square().mean().sqrt().item()
         if state == "combined":  # what the archive decodes is what the stream cycled from
-            latent = latent_dataset({k: result.fields[k][:6].numpy() for k in ("z_a", "z_b", "sigma_a2_update")},
+            latent = latent_dataset({k: result.fields[k][:6].numpy()
+                                     for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
                                     result.times[:6], increment_weights=result.weights_by_channel(models.channels))
             assert list(latent["increment_weight"].values) == pytest.approx(models.increment_weights.tolist())
             mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
@@ -250,6 +251,7 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
             g = models.increment_weights.numpy()[None, :, None, None]
             np.testing.assert_allclose(std, g * std_plain, rtol=2e-3, atol=1e-6 * std_plain.max())
             assert (std_plain[:, -1] > 0).any() and std[:, 0].max() <= 1e-6 * std_plain.max()
+            _draw_background_keeps_the_backgrounds_uncertainty(latent, inputs.autoencoder)
         if state == "incremental":
             # (the kept states are float32 in physical units: ~1e-5 of an anomaly std apart at most)
             assert (state_std[:, 0] - background_std[:, 0]).abs().max() < 1e-3  # weight 0
@@ -257,6 +259,28 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
             assert (state_std - background_std)[:, -1].abs().max() > 1e-2  # weight 1: it took an increment
     assert runs["projected"] < 1e-4, runs
     assert runs["combined"] > 1e-2 and runs["incremental"] > 1e-2, runs
+
+
+def _draw_background_keeps_the_backgrounds_uncertainty(latent, autoencoder):
+    """uncertainty.draw_background on a combined latent record (channel weights 0 .. 1): the
+    weight-0 channel's std is that of the background's own draws ``D(z_b + d_b)``, the weight-1
+    channel's that of the analysis's draws without it (the same distributions, other draws: rms
+    ratios within 15 %, 32 draws on the 5 warm cycles), and a file without the background variance
+    is refused by name."""
+    def rms(a):
+        return float(np.sqrt(np.mean(np.square(a[1:]))))  # cycle 0 is cold: no background variance
+
+    draws = 32
+    _, with_b = decode_latent(latent, autoencoder, "", draws, 1, 6, progress=False, draw_background=True)
+    _, without = decode_latent(latent, autoencoder, "", draws, 2, 6, progress=False)
+    background = latent.drop_vars("increment_weight").assign(z_a=latent["z_b"], sigma_a2_update=latent["sigma_b2_update"])
+    _, own = decode_latent(background, autoencoder, "", draws, 3, 6, progress=False)
+    assert rms(own[:, 0]) > 0 and rms(without[:, 0]) < 1e-4 * rms(own[:, 0])  # float32 rounding only
+    assert rms(with_b[:, 0]) / rms(own[:, 0]) == pytest.approx(1, abs=0.15)
+    assert rms(with_b[:, -1]) / rms(without[:, -1]) == pytest.approx(1, abs=0.15)
+    with pytest.raises(ValueError, match="draw_background needs the background variance sigma_b2_update"):
+        decode_latent(latent.drop_vars("sigma_b2_update"), autoencoder, "", 2, 0, 6, progress=False,
+                      draw_background=True)
 
 
 def test_incremental_weights_are_fitted_against_the_background_itself(tiny_models):

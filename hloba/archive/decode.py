@@ -5,7 +5,10 @@ draws ``D(z_a + V (sigma_w * eps))``, ``eps ~ N(0, I)`` (``V`` the stream's upda
 ``sigma_w^2`` the analysis variance in update coordinates; without a rotation ``V = I``), all
 destandardised to physical units. Where the latent file holds per-channel weights ``g``
 (:func:`hloba.latent.analysis_weights`: HLOBA with ``weighted_state: combined``), the analysis and
-every draw are taken as ``D(z_b) + g (D(.) - D(z_b))``, the state the stream cycled from. The work
+every draw are taken as ``D(z_b) + g (D(.) - D(z_b))``, the state the stream cycled from; with
+``draw_background`` each draw also perturbs the background, ``D(z_b + d_b) + g (D(z_a + d_a) -
+D(z_b + d_b))``, ``d_b`` drawn with the background variance and ``d_a`` jointly with it
+(:func:`joint_draws`), so a channel of weight 0 keeps the background's uncertainty. The work
 is split into chunks of consecutive times, one dask task each; each worker process loads the
 decoder once (cached per process). Random draws are seeded per chunk, so results do not depend on
 the number of workers or the order of tasks; decoding in the caller's process runs each chunk on
@@ -60,30 +63,55 @@ def preload_decoder(path: str, sha256: str = "") -> int:
     return LOADS["count"]
 
 
+def joint_draws(sigma2_a: torch.Tensor, sigma2_b: torch.Tensor, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw of the analysis and background errors ``(d_a, d_b)`` in update coordinates, each
+    with its variance (``sigma2_a``, ``sigma2_b``: ``(time, latent)``) and correlated as the update
+    makes them: for ``z_a = z_b + k (z_o - z_b)`` with independent background and estimate errors,
+    ``cov(e_a, e_b) = (1 - k) sigma2_b = sigma2_a``, so ``d_a = c d_b + sqrt(sigma2_a - c^2 sigma2_b) eps``
+    with ``c = sigma2_a / sigma2_b`` (capped at 1 where a calibrated ``sigma2_a`` exceeds ``sigma2_b``).
+    Where the background variance is not finite or not positive (a cold first cycle) ``d_b`` is 0
+    and ``d_a`` is drawn alone."""
+    ok = torch.isfinite(sigma2_b) & (sigma2_b > 0)
+    s2b = torch.where(ok, sigma2_b, torch.ones_like(sigma2_b))
+    c = torch.where(ok, torch.minimum(sigma2_a / s2b, torch.ones_like(s2b)), torch.zeros_like(s2b))
+    d_b = torch.where(ok, s2b.sqrt(), torch.zeros_like(s2b)) * torch.randn(s2b.shape, generator=generator)
+    rest = (sigma2_a - c * c * s2b).clamp(min=0).sqrt()
+    return c * d_b + rest * torch.randn(s2b.shape, generator=generator), d_b
+
+
 @torch.no_grad()
 def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sigma2_update: np.ndarray,
                  rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
-                 z_b: np.ndarray | None = None, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 z_b: np.ndarray | None = None, weights: np.ndarray | None = None,
+                 sigma2_background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times;
     with ``weights`` (and the chunk's backgrounds ``z_b``) each decoding ``d`` is taken as
-    ``D(z_b) + g (d - D(z_b))``."""
+    ``D(z_b) + g (d - D(z_b))``; with ``sigma2_background`` too (the background variance in update
+    coordinates) each draw perturbs the background as well (:func:`joint_draws`)."""
     ae, norm = worker_decoder(autoencoder_path, sha256)
     times = pd.DatetimeIndex(times)
     z = torch.as_tensor(z_a, dtype=torch.float32)
-    d_b = None if weights is None else ae.decode(torch.as_tensor(z_b, dtype=torch.float32))
+    zb = None if weights is None else torch.as_tensor(z_b, dtype=torch.float32)
+    d_b = None if weights is None else ae.decode(zb)
     mean = norm.destandardize(decoded_analysis(ae.decode(z), d_b, weights), times)
     if samples < 2:
         return mean.numpy(), np.zeros(mean.shape, np.float32)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(chunk))
-    sd = torch.as_tensor(sigma2_update, dtype=torch.float32).clamp(min=0).sqrt()
+    s2 = torch.as_tensor(sigma2_update, dtype=torch.float32).clamp(min=0)
+    sd = s2.sqrt()
+    s2b = None if weights is None or sigma2_background is None else torch.as_tensor(sigma2_background, dtype=torch.float32)
     v = None if rotation is None else torch.as_tensor(rotation, dtype=torch.float32)
+    rotate = (lambda d: d) if v is None else (lambda d: d @ v.T)
     total = torch.zeros_like(mean)
     total2 = torch.zeros_like(mean)
     for _ in range(samples):
-        dz = sd * torch.randn(z.shape, generator=g)
-        if v is not None:
-            dz = dz @ v.T
-        x = norm.destandardize(decoded_analysis(ae.decode(z + dz), d_b, weights), times)
+        if s2b is None:
+            dz, draw_b = rotate(sd * torch.randn(z.shape, generator=g)), d_b
+        else:
+            dz, dzb = joint_draws(s2, s2b, g)
+            dz, draw_b = rotate(dz), ae.decode(zb + rotate(dzb))
+        x = norm.destandardize(decoded_analysis(ae.decode(z + dz), draw_b, weights), times)
         total += x
         total2 += x * x
     m = total / samples
@@ -96,9 +124,12 @@ def time_chunks(n: int, size: int) -> list[slice]:
 
 
 def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int, time_chunk: int,
-                  client=None, progress: bool = True, name: str = "analysis") -> tuple[np.ndarray, np.ndarray]:
+                  client=None, progress: bool = True, name: str = "analysis",
+                  draw_background: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Decode every time of ``latent`` (the stream's dataset); returns ``(mean, std)`` physical
-    (a weighted analysis as the stream cycled from it: :func:`hloba.latent.analysis_weights`).
+    (a weighted analysis as the stream cycled from it: :func:`hloba.latent.analysis_weights`;
+    ``draw_background``: its draws perturb the background too, which needs the file's
+    ``sigma_b2_update``; without weights the draws are the analysis's alone either way).
 
     With a dask ``client`` the chunks run on its workers; without one, in this process. ``name``
     tells the dask tasks of different fields apart (the background's decoding is not the analysis's).
@@ -112,6 +143,14 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
     weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights} for c in chunks]
+    if draw_background and weights is not None and samples >= 2:
+        if "sigma_b2_update" not in latent:
+            raise ValueError("uncertainty.draw_background needs the background variance sigma_b2_update in the "
+                             "latent file, which this one lacks: rerun assimilate_year, or set draw_background: false")
+        s2b = latent["sigma_b2_update"].values
+        for c, kw in zip(chunks, weighted):
+            kw["sigma2_background"] = s2b[c]
+    drawn = "-b" if weighted and "sigma2_background" in weighted[0] else ""
     mean = std = None
     t0 = _time.perf_counter()
 
@@ -136,7 +175,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         # future is lost with it: "lost dependencies")
         rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
         futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, **weighted[i],
-                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}")
+                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}{drawn}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, f in enumerate(as_completed(futures), 1):

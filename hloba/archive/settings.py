@@ -19,10 +19,14 @@ class UncertaintySettings:
     cycle decoded; the network (``network_layers`` 3 x 3 convolutions, ``network_hidden``
     channels) trains up to ``network_epochs``, ``network_members`` times from other seeds (the
     std from the mean of their log variances), its steps in ``network_precision`` (as
-    ``training.precision``), keeping a moving average of its weights (``network_ema``)."""
+    ``training.precision``), keeping a moving average of its weights (``network_ema``).
+    ``draw_background``: where the analysis weighs its decoded increment (``weighted_state:
+    combined``), the draws perturb the background as well as the analysis, so that a channel of
+    low weight keeps the background's uncertainty (off: the background is taken as exact)."""
 
     samples: int = 16
     seed: int = 0
+    draw_background: bool = False
     calibrate: bool = True
     model: str = "network"
     calibration_days: float = 365.0
@@ -62,8 +66,10 @@ class UncertaintySettings:
                             "precision": self.network_precision}}
 
     def sampling(self) -> dict:
-        """What the decoded std depends on (``samples``, ``seed``): decode's and calibration's params."""
-        return {"samples": self.samples, "seed": self.seed}
+        """What the decoded std depends on (``samples``, ``seed``, ``draw_background`` when on, so
+        that archives made before it existed stay up to date): decode's and calibration's params."""
+        drawn = {"draw_background": True} if self.draw_background else {}
+        return {"samples": self.samples, "seed": self.seed, **drawn}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def decode_year(latent_path, autoencoder_path, output, *, samples: int = UncertaintySettings.samples,
                 seed: int = UncertaintySettings.seed, time_chunk: int = DecodeSettings.time_chunk,
                 workers: int = 1, scheduler_address: str | None = None, std_factors=None, std_model=None,
-                progress: bool = True) -> xr.Dataset:
+                progress: bool = True, draw_background: bool = UncertaintySettings.draw_background) -> xr.Dataset:
     """Decode the year's analyses and uncertainty and write the archive file atomically.
 
     ``std_factors``: rule calibrate_uncertainty's file; each channel's std is multiplied by its
@@ -42,7 +42,8 @@ def decode_year(latent_path, autoencoder_path, output, *, samples: int = Uncerta
     log.info("decoding %s: %d times, %d samples, chunks of %d, %s", latent_path, latent.sizes["time"], samples,
              time_chunk, scheduler_address or f"{workers} local worker(s)")
     with dask_client(workers, scheduler_address) as client:
-        mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress)
+        mean, std = decode_latent(latent, autoencoder_path, sha, samples, seed, time_chunk, client, progress,
+                                  draw_background=draw_background)
         decoded = None if not std_model else {"mean": mean, "mc_std": std, **decode_means(
             latent, STD_MODEL_FIELDS, autoencoder_path, sha, seed, time_chunk, client, progress)}
     factors = None

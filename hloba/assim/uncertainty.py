@@ -82,9 +82,11 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
                        samples: int = UncertaintySettings.samples, seed: int = UncertaintySettings.seed,
                        days: float = UncertaintySettings.calibration_days,
                        every: int = UncertaintySettings.calibration_every,
-                       run: RunSettings = RunSettings(), means: bool = True) -> dict:
+                       run: RunSettings = RunSettings(), means: bool = True,
+                       draw_background: bool = UncertaintySettings.draw_background) -> dict:
     """A tuned HLOBA stream over ``days`` of ``year``, every ``every``-th cycle decoded with
-    ``samples`` Monte-Carlo draws: ``{"latent", "mean", "mc_std", "truth", "grid", "channels",
+    ``samples`` Monte-Carlo draws (``draw_background``: as
+    :func:`hloba.archive.decode.decode_latent`): ``{"latent", "mean", "mc_std", "truth", "grid", "channels",
     "first_time", "last_time"}`` and, with ``means``, the decoded ``background`` and ``estimate``
     the std network reads (:data:`hloba.archive.std_model.STD_MODEL_FIELDS`)."""
     cfg = cfg.with_(method="hloba")
@@ -93,12 +95,13 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
     first, stop, times = result.first, result.stop, result.times
     sel = slice(first, stop, every)
     rotation = models.space.rotation
-    keys = ("z_a", "sigma_a2_update", "z_b", "z_o", "sigma_o2", "sigma_b2")
+    keys = ("z_a", "sigma_a2_update", "z_b", "z_o", "sigma_o2", "sigma_b2", "sigma_b2_update")
     latent = latent_dataset({k: result.fields[k][sel].numpy() for k in keys}, times[sel],
                             rotation=None if rotation is None else rotation.cpu().numpy(),
                             increment_weights=result.weights_by_channel(models.channels))
     sha = file_sha256(inputs.autoencoder)
-    mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False)
+    mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False,
+                              draw_background=draw_background)
     with xr.open_dataset(reference) as ref:
         truth = stack_channels(ref.sel(time=times[sel]).load(), models.channels)
     out = {"latent": latent, "mean": mean, "mc_std": std, "truth": truth, "grid": models.grid,
@@ -113,12 +116,12 @@ def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cf
                           days: float = UncertaintySettings.calibration_days,
                           every: int = UncertaintySettings.calibration_every,
                           run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
-                          ) -> xr.Dataset:
+                          draw_background: bool = UncertaintySettings.draw_background) -> xr.Dataset:
     """Rule calibrate_uncertainty: :func:`calibration_sample` scored against ``reference``: the
     per-channel factors written to ``output``; with ``model_output`` the std network is fitted on
     the same times and written there."""
     s = calibration_sample(year, inputs, reference, cfg, samples=samples, seed=seed, days=days, every=every,
-                           run=run, means=model_output is not None)
+                           run=run, means=model_output is not None, draw_background=draw_background)
     latent, mean, std, truth = s["latent"], s["mean"], s["mc_std"], s["truth"]
     factors = uncertainty_factors(mean, std, truth, s["grid"].area_weights())
     names = [c.name for c in s["channels"]]
