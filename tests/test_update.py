@@ -259,3 +259,29 @@ def test_optimal_interpolation_is_the_blue_with_the_explicit_covariance(periodic
     x_a = optimal_interpolation(x_b, y, r2, w, cov, apply_operator(x_b[None], w)[0])
     gain = b @ h.T @ torch.linalg.inv(h @ b @ h.T + torch.diag(r2))
     torch.testing.assert_close(x_a.reshape(-1), x_b.reshape(-1) + gain @ (y - h @ x_b.reshape(-1)), atol=1e-10, rtol=0)
+
+
+def test_joint_draws_correlate_as_the_update_does():
+    """hloba.archive.decode.joint_draws against the update's own errors: with independent background
+    and estimate errors the analysis error of hybrid_update has variance sigma_a2 and covariance
+    sigma_a2 with the background error; the draws have the same (20,000 of each, 3 % tolerance),
+    a calibrated sigma_a2 above sigma_b2 keeps its variance, and a cold cycle (sigma_b2 inf)
+    draws the analysis alone."""
+    from hloba.archive.decode import joint_draws
+
+    g = torch.Generator().manual_seed(1)
+    n = 20_000
+    sb2 = torch.tensor([0.5, 2.0, 1.0, 0.3])
+    so2 = torch.tensor([1.0, 0.5, 4.0, 0.3])
+    e_b, e_o = sb2.sqrt() * torch.randn(n, 4, generator=g), so2.sqrt() * torch.randn(n, 4, generator=g)
+    z_a, sa2 = hybrid_update(e_b, sb2.expand(n, 4), e_o, so2.expand(n, 4))  # the truth is 0
+    d_a, d_b = joint_draws(sa2, sb2.expand(n, 4), g)
+    for a, b in ((z_a, e_b), (d_a, d_b)):
+        assert a.var(0) / sa2[0] == pytest.approx(torch.ones(4), rel=0.03)
+        assert (a * b).mean(0) / sa2[0] == pytest.approx(torch.ones(4), rel=0.03)
+        assert b.var(0) / sb2 == pytest.approx(torch.ones(4), rel=0.03)
+    big = 2 * sb2.expand(n, 4)  # a calibrated analysis variance above the background's
+    d_a, d_b = joint_draws(big, sb2.expand(n, 4), g)
+    assert d_a.var(0) / big[0] == pytest.approx(torch.ones(4), rel=0.03)
+    d_a, d_b = joint_draws(sa2[:, :1], torch.full((n, 1), math.inf), g)
+    assert (d_b == 0).all() and d_a.var().item() == pytest.approx(sa2[0, 0].item(), rel=0.03)
