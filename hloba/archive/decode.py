@@ -143,14 +143,14 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
     weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights} for c in chunks]
-    if draw_background and weights is not None and samples >= 2:
+    drawing = draw_background and weights is not None and samples >= 2  # else the draws are the analysis's alone
+    if drawing:
         if "sigma_b2_update" not in latent:
             raise ValueError("uncertainty.draw_background needs the background variance sigma_b2_update in the "
                              "latent file, which this one lacks: rerun assimilate_year, or set draw_background: false")
         s2b = latent["sigma_b2_update"].values
         for c, kw in zip(chunks, weighted):
             kw["sigma2_background"] = s2b[c]
-    drawn = "-b" if weighted and "sigma2_background" in weighted[0] else ""
     mean = std = None
     t0 = _time.perf_counter()
 
@@ -175,7 +175,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         # future is lost with it: "lost dependencies")
         rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
         futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, **weighted[i],
-                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}{drawn}")
+                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}{'-b' if drawing else ''}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, f in enumerate(as_completed(futures), 1):
