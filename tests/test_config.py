@@ -41,6 +41,7 @@ def test_default_config_splits_years(config):
         (lambda c: c["world"]["qg"].update(dt_minutes=7), "world.qg.dt_minutes", "whole time steps"),
         (lambda c: c["years"].pop("calibration"), "years", "'calibration' is a required property"),
         (lambda c: c.update(wrold={}), "wrold", "not known"),
+        (lambda c: c["uncertainty"].update(draw_background="yes"), "uncertainty.draw_background", "is not one of"),
     ],
 )
 def test_bad_config_names_the_key(schema, config, mutate, key, fragment):

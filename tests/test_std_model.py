@@ -182,6 +182,21 @@ def test_unknown_uncertainty_model_is_named():
     assert network["members"] == 2 and network["precision"] == "float32"
 
 
+def test_the_background_is_drawn_where_the_draws_alone_give_the_std():
+    """draw_background auto: on for model factor and for calibrate false (a channel of weight 0
+    would otherwise get a std of zero), off under the std network, which reads the background
+    variance itself; true and false are taken as given, and the decode params name it only when on
+    (archives decoded before it existed stay up to date)."""
+    drawn = {"samples": 16, "seed": 0, "draw_background": True}
+    assert UncertaintySettings().sampling() == {"samples": 16, "seed": 0}
+    assert UncertaintySettings(model="factor").sampling() == drawn
+    assert UncertaintySettings(calibrate=False).sampling() == drawn
+    assert UncertaintySettings(draw_background=True).sampling() == drawn
+    assert not UncertaintySettings(model="factor", draw_background=False).draws_background
+    with pytest.raises(ValueError, match="uncertainty.draw_background is 'yes': use auto, true or false"):
+        UncertaintySettings(draw_background="yes")
+
+
 def test_a_model_fitted_for_another_autoencoder_is_refused(tmp_path):
     from hloba.archive.year import model_std
 

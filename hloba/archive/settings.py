@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 
 MODELS = ("network", "factor")
+DRAW_BACKGROUND = ("auto", True, False)
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,12 @@ class UncertaintySettings:
     ``training.precision``), keeping a moving average of its weights (``network_ema``).
     ``draw_background``: where the analysis weighs its decoded increment (``weighted_state:
     combined``), the draws perturb the background as well as the analysis, so that a channel of
-    low weight keeps the background's uncertainty (off: the background is taken as exact)."""
+    low weight keeps the background's uncertainty (off: the background is taken as exact); ``auto``
+    draws it where the archive's std is the draws' alone (:attr:`draws_background`)."""
 
     samples: int = 16
     seed: int = 0
-    draw_background: bool = False
+    draw_background: bool | str = "auto"
     calibrate: bool = True
     model: str = "network"
     calibration_days: float = 365.0
@@ -47,6 +49,8 @@ class UncertaintySettings:
                              "(0: no averaging)")
         if self.network_members < 1:
             raise ValueError(f"uncertainty.network_members is {self.network_members}: give at least 1")
+        if self.draw_background not in DRAW_BACKGROUND:
+            raise ValueError(f"uncertainty.draw_background is {self.draw_background!r}: use auto, true or false")
         if self.model not in MODELS:
             raise ValueError(f"uncertainty.model is {self.model!r}: use one of {', '.join(MODELS)}")
         if self.model == "network" and self.calibrate and self.samples < 2:
@@ -65,10 +69,23 @@ class UncertaintySettings:
                             "ema": self.network_ema,
                             "precision": self.network_precision}}
 
+    @property
+    def draws_background(self) -> bool:
+        """Whether the draws perturb the background: ``draw_background``, where ``auto`` is on
+        exactly where the archive's std is the Monte-Carlo std alone (``model: factor`` scales it,
+        ``calibrate: false`` keeps it), so that a channel of weight 0, whose draws are all its
+        background, does not get a std of zero (or, scaled by ``factor``, of float32 rounding
+        noise times about 1e6). The std network reads the background variance
+        itself: there drawing it was neutral and cost 1.65 times the decoding (README)."""
+        if self.draw_background == "auto":
+            return self.model == "factor" or not self.calibrate
+        return bool(self.draw_background)
+
     def sampling(self) -> dict:
-        """What the decoded std depends on (``samples``, ``seed``, ``draw_background`` when on, so
-        that archives made before it existed stay up to date): decode's and calibration's params."""
-        drawn = {"draw_background": True} if self.draw_background else {}
+        """What the decoded std depends on (``samples``, ``seed``, ``draw_background`` when the
+        draws perturb the background, so that archives made before it existed stay up to date):
+        decode's and calibration's params."""
+        drawn = {"draw_background": True} if self.draws_background else {}
         return {"samples": self.samples, "seed": self.seed, **drawn}
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def decode_year(latent_path, autoencoder_path, output, *, samples: int = UncertaintySettings.samples,
                 seed: int = UncertaintySettings.seed, time_chunk: int = DecodeSettings.time_chunk,
                 workers: int = 1, scheduler_address: str | None = None, std_factors=None, std_model=None,
-                progress: bool = True, draw_background: bool = UncertaintySettings.draw_background) -> xr.Dataset:
+                progress: bool = True, draw_background: bool = False) -> xr.Dataset:
     """Decode the year's analyses and uncertainty and write the archive file atomically.
 
     ``std_factors``: rule calibrate_uncertainty's file; each channel's std is multiplied by its

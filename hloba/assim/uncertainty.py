@@ -83,7 +83,7 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
                        days: float = UncertaintySettings.calibration_days,
                        every: int = UncertaintySettings.calibration_every,
                        run: RunSettings = RunSettings(), means: bool = True,
-                       draw_background: bool = UncertaintySettings.draw_background) -> dict:
+                       draw_background: bool = False) -> dict:
     """A tuned HLOBA stream over ``days`` of ``year``, every ``every``-th cycle decoded with
     ``samples`` Monte-Carlo draws (``draw_background``: as
     :func:`hloba.archive.decode.decode_latent`): ``{"latent", "mean", "mc_std", "truth", "grid", "channels",
@@ -116,7 +116,7 @@ def calibrate_uncertainty(year: int, inputs: StreamInputs, reference, output, cf
                           days: float = UncertaintySettings.calibration_days,
                           every: int = UncertaintySettings.calibration_every,
                           run: RunSettings = RunSettings(), model_output=None, network: dict | None = None,
-                          draw_background: bool = UncertaintySettings.draw_background) -> xr.Dataset:
+                          draw_background: bool = False) -> xr.Dataset:
     """Rule calibrate_uncertainty: :func:`calibration_sample` scored against ``reference``: the
     per-channel factors written to ``output``; with ``model_output`` the std network is fitted on
     the same times and written there."""
