@@ -11,8 +11,10 @@ the world's RK4 at its own step and leapfrog with the Robert-Asselin-Williams fi
 the two steps a leapfrog step spans, the tendency damped over one) at
 each ``--dt-minutes``, all with the same tendency (:meth:`hloba.world.qg.QGModel.grid_tendency`),
 one thread, and prints per scheme the milliseconds per simulated day, whether it stayed finite,
-and the yearly mean eddy energy (m2 s-2) against RK4's, the first climate figure of
-``scripts/check_world_climate.py``. An experiment: the world itself stays RK4.
+and the yearly mean eddy total energy, kinetic plus available potential
+(:meth:`hloba.world.qg.QGModel.energy`, m2 s-2; not the eddy kinetic energy of
+``scripts/check_world_climate.py``, which is about a quarter of it), against RK4's. An
+experiment: the world itself stays RK4.
 """
 
 from __future__ import annotations
