@@ -51,3 +51,36 @@ def test_a_weighted_increment_needs_the_tuning_streams():
         StreamConfig(weighted_state="both")
     with pytest.raises(ValueError, match="tuning_days > 0 or decoded_increment: full"):
         StreamConfig(decoded_increment="weighted", tuning_days=0, background_variance="forecast")
+
+
+@pytest.mark.parametrize("refits", [0, 2])
+def test_each_refit_fits_the_weights_to_a_stream_that_used_the_fit_before(monkeypatch, refits):
+    """assimilation.increment_weight_refits: tune_stream's step 4 runs 1 + refits streams, each with
+    the weights fitted to the stream before it, and keeps the last weights with the stream that
+    used them; an incremental state keeps the backgrounds where a fit follows."""
+    from types import SimpleNamespace
+
+    from hloba.assim import tuning
+
+    runs = []
+
+    def run_period(year, models, obs, cfg, days, run, keep_backgrounds=False):
+        runs.append((models.increment_weights.clone(), keep_backgrounds))
+        return SimpleNamespace(used=models.increment_weights.clone())
+
+    def fit(models, stream, sl, x_t):  # a stream that took weights g makes 1 - g / 2 the best fit
+        return 1.0 - 0.5 * stream.used
+
+    monkeypatch.setattr(tuning, "run_period", run_period)
+    monkeypatch.setattr(tuning, "increment_weights", fit)
+    models = SimpleNamespace(increment_weights=None, channels=[SimpleNamespace(name="a"), SimpleNamespace(name="b")])
+    cfg = StreamConfig(decoded_increment="weighted", weighted_state="incremental", increment_weight_refits=refits)
+    whole = SimpleNamespace(used=torch.tensor([1.0, 0.2], dtype=torch.float64))  # whole increments
+    weights, last = tuning.weighted_passes(2009, models, [], cfg, None, slice(0, 4), None, whole)
+    expected = [[0.5, 0.9], [0.75, 0.55], [0.625, 0.725]][:refits + 1]
+    assert [w.tolist() for w, _ in runs] == [pytest.approx(e) for e in expected]
+    assert [keep for _, keep in runs] == [True] * refits + [False]
+    assert weights.tolist() == pytest.approx(expected[-1]) and last.used.tolist() == pytest.approx(expected[-1])
+    assert models.increment_weights.tolist() == pytest.approx(expected[-1])
+    with pytest.raises(ValueError, match="increment_weight_refits -1 must be >= 0"):
+        StreamConfig(increment_weight_refits=-1)

@@ -166,7 +166,8 @@ def test_l4dvar_and_oi_baselines_fit_the_observations(tiny_models, method):
 # a value of each of HLOBA's own settings other than the tiny configuration's
 OTHER_VALUE = {"update": ("likelihood", "posterior"), "calibrate_observation_variance": (True, False),
                "background_variance": ("cycling", "forecast"), "decoded_increment": ("weighted", "full"),
-               "weighted_state": ("combined", "projected"), "lead_guess": ("persistence", "forecast"),
+               "weighted_state": ("combined", "projected"), "increment_weight_refits": (1, 0),
+               "lead_guess": ("persistence", "forecast"),
                "correlated_gain": (True, False), "o2lnet_precision": ("bfloat16", "float32")}
 
 

@@ -51,6 +51,10 @@ class StreamConfig:
     # decoded increment added to the background itself (incremental); the latent record is E(x_w),
     # or with combined z_b, z_a and g, from which the archive decodes x_w (hloba.latent)
     weighted_state: str = "projected"
+    # hloba with decoded_increment: weighted: how many times rule tune_stream refits the weights to a
+    # stream that used the weights of the fit before (0: fitted once, to a stream that took whole
+    # increments)
+    increment_weight_refits: int = 0
     # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
     # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no
     # lagged members), the background itself (persistence) or x_b + j (x_b - x_a) of the previous
@@ -94,6 +98,8 @@ class StreamConfig:
         if self.background_variance == "cycling" and self.tuning_days <= 0:
             raise ValueError("assimilation.background_variance: cycling is refitted by the tuning streams: set "
                              "assimilation.tuning_days > 0 or background_variance: forecast")
+        if self.increment_weight_refits < 0:
+            raise ValueError(f"assimilation.increment_weight_refits {self.increment_weight_refits} must be >= 0")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

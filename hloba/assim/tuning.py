@@ -25,8 +25,10 @@ coordinates:
 4. with ``assimilation.decoded_increment: weighted``, the weight of each channel's decoded increment
    ``D(z_a) - D(z_b)`` is fitted to the last stream's errors (least squares of the truth minus
    ``D(z_b)`` on it, or minus the background ``x_b`` itself with ``weighted_state: incremental``,
-   in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), and a stream
-   that uses the weights refits step 2's factor (its analyses are the weighted ones).
+   in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), with
+   ``assimilation.increment_weight_refits`` refitted that many times to a stream that used the
+   weights before, and a stream that uses the weights refits step 2's factor (its analyses are the
+   weighted ones).
 
 Reanalysis streams read them (they never see the truth). The tuning streams are separate from the
 reanalysis streams, so years still never read each other's outputs.
@@ -95,7 +97,8 @@ def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tu
 
 def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor) -> torch.Tensor:
     """Step 4: per channel, the weight of the decoded increment that fits the truth ``x_t``
-    (standardised) best over the cycles ``sl`` of a stream ``result`` that took whole increments:
+    (standardised) best over the cycles ``sl`` of a stream ``result`` (one that took whole
+    increments, or with refits one that used the weights of the fit before):
     added to the decoded background ``D(z_b)``, or to the background itself where the stream kept
     its backgrounds (``weighted_state: incremental``)."""
     ae, dev = models.autoencoder, models.device
@@ -159,17 +162,37 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         tuning.update(refit, static_variance=static, background_variance="cycling",
                       latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])
     if cfg.decoded_increment == "weighted":
-        weights = increment_weights(models, last, sl, x_t)
-        log.info("weight of the decoded increment per channel: %s", ", ".join(
-            f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist())))
-        models.increment_weights = weights
-        log.info("tuning pass 3 with the weighted increments")
-        r3 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run)
+        weights, r3 = weighted_passes(year, models, obs_paths, cfg, run, sl, x_t, last)
         alpha, _ = _analysis_variance_factor(models, r3, sl, w_t, mode_groups(w_t.shape[1], cfg.inflation_groups),
                                              tuning["n_groups"])
         tuning.update(increment_weights=weights, channels=[c.name for c in models.channels],
                       analysis_variance_factor=alpha, latent_rmse_analysis_pass3=_latent_rms(r3, "z_a", sl, z_t))
     return tuning
+
+
+def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings, sl: slice,
+                    x_t: torch.Tensor, last) -> tuple[torch.Tensor, object]:
+    """Step 4: the weights of the decoded increment fitted to the stream ``last`` (which took whole
+    increments), then ``cfg.increment_weight_refits`` times refitted to a stream that used the
+    weights of the fit before (aiming at weights that the stream they make cannot improve on; on
+    the default world humidity's alternates between 0 and 0.74 instead, README); returns the last
+    weights, which ``models`` then holds, and the stream that used them."""
+    weights = increment_weights(models, last, sl, x_t)
+    log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights))
+    for refit in range(cfg.increment_weight_refits + 1):
+        models.increment_weights = weights
+        log.info("tuning pass 3 with the weighted increments%s", f" (refit {refit})" if refit else "")
+        last_pass = refit == cfg.increment_weight_refits
+        stream = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run,
+                            keep_backgrounds=cfg.weighted_state == "incremental" and not last_pass)
+        if last_pass:
+            return weights, stream
+        weights = increment_weights(models, stream, sl, x_t)
+        log.info("weight of the decoded increment refitted to that stream: %s", _by_channel(models, weights))
+
+
+def _by_channel(models: StreamModels, weights: torch.Tensor) -> str:
+    return ", ".join(f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist()))
 
 
 def _analysis_variance_factor(models: StreamModels, result, sl: slice, w_t: torch.Tensor, groups: torch.Tensor,
