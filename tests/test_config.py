@@ -23,6 +23,13 @@ def test_default_and_test_configs_are_valid(schema, config, repo):
     assert check_config(yaml.safe_load((repo / "config/test.yaml").read_text()), schema) == []
 
 
+@pytest.mark.parametrize("example", ["global_6hourly", "regional_daily", "paper_hloba"])
+def test_each_example_is_valid_over_the_defaults(schema, repo, example):
+    from hloba.config import load_config
+
+    assert check_config(load_config(repo / "config.yaml", repo / f"config/examples/{example}.yaml"), schema) == []
+
+
 def test_default_config_splits_years(config):
     sets = year_sets(config)
     assert len(sets.training) == 8 and len(sets.validation) == 1
