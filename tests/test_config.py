@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from hloba.config import ConfigError, check_config, expand_years, year_sets
+from hloba.config import ConfigError, check_config, expand_years, load_config, year_sets
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,6 @@ def test_default_and_test_configs_are_valid(schema, config, repo):
 
 @pytest.mark.parametrize("example", ["global_6hourly", "regional_daily", "paper_hloba"])
 def test_each_example_is_valid_over_the_defaults(schema, repo, example):
-    from hloba.config import load_config
-
     assert check_config(load_config(repo / "config.yaml", repo / f"config/examples/{example}.yaml"), schema) == []
 
 

@@ -47,6 +47,7 @@ from hloba import __version__
 from hloba.assim.cycle import mode_groups
 from hloba.assim.models import StreamModels, load_stream_models, tuned_settings
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.stream import StreamResult
 from hloba.assim.update import fit_increment_weights, observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
@@ -171,7 +172,7 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
 
 
 def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings, sl: slice,
-                    x_t: torch.Tensor, last) -> tuple[torch.Tensor, object]:
+                    x_t: torch.Tensor, last: StreamResult) -> tuple[torch.Tensor, StreamResult]:
     """Step 4: the weights of the decoded increment fitted to the stream ``last`` (which took whole
     increments), then ``cfg.increment_weight_refits`` times refitted to a stream that used the
     weights of the fit before (aiming at weights that the stream they make cannot improve on; on
