@@ -84,3 +84,35 @@ def test_each_refit_fits_the_weights_to_a_stream_that_used_the_fit_before(monkey
     assert models.increment_weights.tolist() == pytest.approx(expected[-1])
     with pytest.raises(ValueError, match="increment_weight_refits -1 must be >= 0"):
         StreamConfig(increment_weight_refits=-1)
+
+
+def test_a_damped_refit_converges_where_whole_refits_alternate(monkeypatch):
+    """assimilation.increment_weight_step: where the fit to a stream that used g is 0.74 - g (the
+    default world's humidity: 0 -> 0.74 -> 0), whole refits alternate; half steps move halfway to
+    each refit and converge to 0.37, the weight that the stream using it fits again."""
+    from types import SimpleNamespace
+
+    from hloba.assim import tuning
+
+    runs = []
+
+    def run_period(year, models, obs, cfg, days, run, keep_backgrounds=False):
+        runs.append(models.increment_weights.clone())
+        return SimpleNamespace(used=models.increment_weights.clone())
+
+    monkeypatch.setattr(tuning, "run_period", run_period)
+    monkeypatch.setattr(tuning, "increment_weights", lambda models, stream, sl, x_t: 0.74 - stream.used)
+    models = SimpleNamespace(increment_weights=None, channels=[SimpleNamespace(name="q")])
+    whole = SimpleNamespace(used=torch.tensor([0.74], dtype=torch.float64))  # its fit: 0
+    for step, expected in ((1.0, [0.0, 0.74, 0.0, 0.74]), (0.5, [0.0, 0.37, 0.37, 0.37])):
+        runs.clear()
+        cfg = StreamConfig(decoded_increment="weighted", weighted_state="combined", increment_weight_refits=3,
+                           increment_weight_step=step)
+        weights, _ = tuning.weighted_passes(2009, models, [], cfg, None, slice(0, 4), None, whole)
+        assert [w.item() for w in runs] == pytest.approx(expected)
+        assert weights.item() == pytest.approx(expected[-1])
+    assert tuning.damped_weights(torch.tensor([0.2]), torch.tensor([1.0]), 0.25).item() == pytest.approx(0.4)
+    assert StreamConfig(increment_weight_step=1).increment_weight_step == 1.0  # 1 and 1.0 record alike
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=f"increment_weight_step {bad} must be in \\(0, 1\\]"):
+            StreamConfig(increment_weight_step=bad)

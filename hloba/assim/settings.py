@@ -55,6 +55,10 @@ class StreamConfig:
     # stream that used the weights of the fit before (0: fitted once, to a stream that took whole
     # increments)
     increment_weight_refits: int = 0
+    # the fraction of the way from the weights before to the refitted ones that each refit moves
+    # (1: to the refit itself; below 1, a damped refit that converges to weights the stream using
+    # them fits again, where a whole step alternates)
+    increment_weight_step: float = 1.0
     # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
     # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no
     # lagged members), the background itself (persistence) or x_b + j (x_b - x_a) of the previous
@@ -100,6 +104,9 @@ class StreamConfig:
                              "assimilation.tuning_days > 0 or background_variance: forecast")
         if self.increment_weight_refits < 0:
             raise ValueError(f"assimilation.increment_weight_refits {self.increment_weight_refits} must be >= 0")
+        if not 0.0 < self.increment_weight_step <= 1.0:
+            raise ValueError(f"assimilation.increment_weight_step {self.increment_weight_step} must be in (0, 1]")
+        object.__setattr__(self, "increment_weight_step", float(self.increment_weight_step))  # 1 and 1.0 alike
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

@@ -176,8 +176,10 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
     """Step 4: the weights of the decoded increment fitted to the stream ``last`` (which took whole
     increments), then ``cfg.increment_weight_refits`` times refitted to a stream that used the
     weights of the fit before (aiming at weights that the stream they make cannot improve on; on
-    the default world humidity's alternates between 0 and 0.74 instead, README); returns the last
-    weights, which ``models`` then holds, and the stream that used them."""
+    the default world humidity's alternates between 0 and 0.74 instead, README), each refit moving
+    the weights ``cfg.increment_weight_step`` of the way to the refitted ones
+    (:func:`damped_weights`); returns the last weights, which ``models`` then holds, and the stream
+    that used them."""
     weights = increment_weights(models, last, sl, x_t)
     log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights))
     for refit in range(cfg.increment_weight_refits + 1):
@@ -188,8 +190,19 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
                             keep_backgrounds=cfg.weighted_state == "incremental" and not last_pass)
         if last_pass:
             return weights, stream
-        weights = increment_weights(models, stream, sl, x_t)
-        log.info("weight of the decoded increment refitted to that stream: %s", _by_channel(models, weights))
+        refitted = increment_weights(models, stream, sl, x_t)
+        log.info("weight of the decoded increment refitted to that stream: %s", _by_channel(models, refitted))
+        weights = damped_weights(weights, refitted, cfg.increment_weight_step)
+        if cfg.increment_weight_step < 1.0:
+            log.info("weight after a step of %g toward it: %s", cfg.increment_weight_step, _by_channel(models, weights))
+
+
+def damped_weights(before: torch.Tensor, refitted: torch.Tensor, step: float) -> torch.Tensor:
+    """``before + step (refitted - before)``: a refit's weights when each refit moves ``step`` of the
+    way (1: the refit itself). Where the fit to a stream that used ``g`` falls as ``g`` rises (the
+    increments a stream already takes are worth less), whole steps can alternate about the weights
+    that such a stream fits again; steps below 1 converge to them."""
+    return before + step * (refitted - before)
 
 
 def _by_channel(models: StreamModels, weights: torch.Tensor) -> str:
