@@ -53,11 +53,11 @@ def test_a_weighted_increment_needs_the_tuning_streams():
         StreamConfig(decoded_increment="weighted", tuning_days=0, background_variance="forecast")
 
 
-@pytest.mark.parametrize("refits", [0, 2])
-def test_each_refit_fits_the_weights_to_a_stream_that_used_the_fit_before(monkeypatch, refits):
-    """assimilation.increment_weight_refits: tune_stream's step 4 runs 1 + refits streams, each with
-    the weights fitted to the stream before it, and keeps the last weights with the stream that
-    used them; an incremental state keeps the backgrounds where a fit follows."""
+def fake_weighted_passes(monkeypatch, fit, cfg: StreamConfig, whole: list[float]):
+    """``hloba.assim.tuning.weighted_passes`` with fake streams, each recording the weights it used
+    and whether it kept its backgrounds, and ``fit(g)`` the weights fitted to a stream that used
+    ``g``; ``whole``: what the stream that took whole increments counts as having used. Returns the
+    weights, the last stream, the records and the models."""
     from types import SimpleNamespace
 
     from hloba.assim import tuning
@@ -68,15 +68,23 @@ def test_each_refit_fits_the_weights_to_a_stream_that_used_the_fit_before(monkey
         runs.append((models.increment_weights.clone(), keep_backgrounds))
         return SimpleNamespace(used=models.increment_weights.clone())
 
-    def fit(models, stream, sl, x_t):  # a stream that took weights g makes 1 - g / 2 the best fit
-        return 1.0 - 0.5 * stream.used
-
     monkeypatch.setattr(tuning, "run_period", run_period)
-    monkeypatch.setattr(tuning, "increment_weights", fit)
-    models = SimpleNamespace(increment_weights=None, channels=[SimpleNamespace(name="a"), SimpleNamespace(name="b")])
+    monkeypatch.setattr(tuning, "increment_weights", lambda models, stream, sl, x_t: fit(stream.used))
+    channels = [SimpleNamespace(name=f"c{i}") for i in range(len(whole))]
+    models = SimpleNamespace(increment_weights=None, channels=channels)
+    used = SimpleNamespace(used=torch.tensor(whole, dtype=torch.float64))
+    weights, last = tuning.weighted_passes(2009, models, [], cfg, None, slice(0, 4), None, used)
+    return weights, last, runs, models
+
+
+@pytest.mark.parametrize("refits", [0, 2])
+def test_each_refit_fits_the_weights_to_a_stream_that_used_the_fit_before(monkeypatch, refits):
+    """assimilation.increment_weight_refits: tune_stream's step 4 runs 1 + refits streams, each with
+    the weights fitted to the stream before it, and keeps the last weights with the stream that
+    used them; an incremental state keeps the backgrounds where a fit follows."""
     cfg = StreamConfig(decoded_increment="weighted", weighted_state="incremental", increment_weight_refits=refits)
-    whole = SimpleNamespace(used=torch.tensor([1.0, 0.2], dtype=torch.float64))  # whole increments
-    weights, last = tuning.weighted_passes(2009, models, [], cfg, None, slice(0, 4), None, whole)
+    # a stream that took weights g makes 1 - g / 2 the best fit
+    weights, last, runs, models = fake_weighted_passes(monkeypatch, lambda g: 1.0 - 0.5 * g, cfg, [1.0, 0.2])
     expected = [[0.5, 0.9], [0.75, 0.55], [0.625, 0.725]][:refits + 1]
     assert [w.tolist() for w, _ in runs] == [pytest.approx(e) for e in expected]
     assert [keep for _, keep in runs] == [True] * refits + [False]
@@ -90,26 +98,14 @@ def test_a_damped_refit_converges_where_whole_refits_alternate(monkeypatch):
     """assimilation.increment_weight_step: where the fit to a stream that used g is 0.74 - g (the
     default world's humidity: 0 -> 0.74 -> 0), whole refits alternate; half steps move halfway to
     each refit and converge to 0.37, the weight that the stream using it fits again."""
-    from types import SimpleNamespace
-
     from hloba.assim import tuning
 
-    runs = []
-
-    def run_period(year, models, obs, cfg, days, run, keep_backgrounds=False):
-        runs.append(models.increment_weights.clone())
-        return SimpleNamespace(used=models.increment_weights.clone())
-
-    monkeypatch.setattr(tuning, "run_period", run_period)
-    monkeypatch.setattr(tuning, "increment_weights", lambda models, stream, sl, x_t: 0.74 - stream.used)
-    models = SimpleNamespace(increment_weights=None, channels=[SimpleNamespace(name="q")])
-    whole = SimpleNamespace(used=torch.tensor([0.74], dtype=torch.float64))  # its fit: 0
     for step, expected in ((1.0, [0.0, 0.74, 0.0, 0.74]), (0.5, [0.0, 0.37, 0.37, 0.37])):
-        runs.clear()
         cfg = StreamConfig(decoded_increment="weighted", weighted_state="combined", increment_weight_refits=3,
                            increment_weight_step=step)
-        weights, _ = tuning.weighted_passes(2009, models, [], cfg, None, slice(0, 4), None, whole)
-        assert [w.item() for w in runs] == pytest.approx(expected)
+        # whole increments count as 0.74 used: their fit is 0
+        weights, _, runs, _ = fake_weighted_passes(monkeypatch, lambda g: 0.74 - g, cfg, [0.74])
+        assert [w.item() for w, _ in runs] == pytest.approx(expected)
         assert weights.item() == pytest.approx(expected[-1])
     assert tuning.damped_weights(torch.tensor([0.2]), torch.tensor([1.0]), 0.25).item() == pytest.approx(0.4)
     assert StreamConfig(increment_weight_step=1).increment_weight_step == 1.0  # 1 and 1.0 record alike

@@ -175,11 +175,11 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
                     x_t: torch.Tensor, last: StreamResult) -> tuple[torch.Tensor, StreamResult]:
     """Step 4: the weights of the decoded increment fitted to the stream ``last`` (which took whole
     increments), then ``cfg.increment_weight_refits`` times refitted to a stream that used the
-    weights of the fit before (aiming at weights that the stream they make cannot improve on; on
-    the default world humidity's alternates between 0 and 0.74 instead, README), each refit moving
-    the weights ``cfg.increment_weight_step`` of the way to the refitted ones
-    (:func:`damped_weights`); returns the last weights, which ``models`` then holds, and the stream
-    that used them."""
+    weights of the fit before (aiming at weights that the stream they make cannot improve on), each
+    refit moving the weights ``cfg.increment_weight_step`` of the way to the refitted ones
+    (:func:`damped_weights`: with whole steps humidity's weight alternates between 0 and 0.74 on the
+    default world, with half steps it settles at 0.21, README); returns the last weights, which
+    ``models`` then holds, and the stream that used them."""
     weights = increment_weights(models, last, sl, x_t)
     log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights))
     for refit in range(cfg.increment_weight_refits + 1):
