@@ -7,7 +7,11 @@ Where the file holds ``increment_weight`` (one weight ``g_c`` per channel: HLOBA
 ``assimilation.weighted_state: combined``), its analysis is not ``D(z_a)`` but the state the stream
 cycled from, ``D(z_b) + g_c (D(z_a) - D(z_b))`` (:func:`weighted_increment`, standardised space):
 ``z_a`` is then the update's own latent analysis and every reader decodes through
-:func:`analysis_weights`.
+:func:`analysis_weights`. With ``weighted_state: blended`` the file also holds ``kept_background``,
+the part of the stream's background that the autoencoder cannot represent and the analysis keeps
+(:func:`kept_background`, standardised, one model-space field per cycle, stored as int16 multiples
+of :data:`KEPT_QUANTUM`), which readers add
+(:func:`decoded_analysis`, :func:`kept_part`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ FIELDS = {
 }
 DECODED = ("z_a", "sigma_a2_update")  # what decoding reads
 WEIGHTS = "increment_weight"  # per channel: the analysis decodes as D(z_b) + g (D(z_a) - D(z_b))
+# (time, channel, y, x), standardised: added to that where the stream kept part of its background
+# that the autoencoder cannot represent (weighted_state: blended; hloba.latent.kept_background)
+KEPT = "kept_background"
+# the kept part is stored as whole multiples of KEPT_QUANTUM (int16: |values| up to 8 anomaly std), and
+# the stream cycles from the same multiples (quantized_kept), so that the archive decodes its state
+KEPT_QUANTUM = 2.0 ** -12
 
 
 class LatentFileError(ValueError):
@@ -39,13 +49,16 @@ class LatentFileError(ValueError):
 
 def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndarray | None = None,
                    spinup: tuple | None = None, attrs: Mapping | None = None,
-                   increment_weights: Mapping[str, float] | None = None) -> xr.Dataset:
+                   increment_weights: Mapping[str, float] | None = None,
+                   kept: tuple[np.ndarray, np.ndarray | None] | None = None) -> xr.Dataset:
     """``fields`` (any of :data:`FIELDS`, ``(time, latent)`` each) at ``times``; ``rotation`` the
     update coordinates' columns (``w = V^T z``) when the update rotated; ``spinup = (z_a, times)``
     or ``(z_a, times, z_b)`` the spin-up cycles' analyses (the seam with the previous year's
     archive; their backgrounds where the analysis is weighted); ``increment_weights``
     ``{channel: g}`` when the analysis is ``D(z_b) + g (D(z_a) - D(z_b))`` (then ``fields`` holds
-    ``z_b`` and a spin-up its backgrounds)."""
+    ``z_b`` and a spin-up its backgrounds); with them ``kept = (year's, spin-up's)`` parts of the
+    background that the analysis keeps beyond the latent combination (:data:`KEPT`), ``(time,
+    channel, y, x)`` int16 multiples of :data:`KEPT_QUANTUM` (:func:`quantized_kept`)."""
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise ValueError(f"latent fields {unknown} are not among {sorted(FIELDS)}")
@@ -65,6 +78,16 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
         data[WEIGHTS] = (("channel",), np.asarray(list(increment_weights.values()), np.float64),
                          {"long_name": "weight g of the decoded increment: analysis = D(z_b) + g (D(z_a) - D(z_b))"})
         coords["channel"] = list(increment_weights)
+        if kept is not None:
+            dims = ("time", "channel", "y", "x")
+            text = "kept part of the background that the autoencoder cannot represent (standardised; added)"
+            attrs = {"quantum": KEPT_QUANTUM, "comment": "standardised value = stored integer * quantum"}
+            data[KEPT] = (dims, np.asarray(kept[0], np.int16), {"long_name": text, **attrs})
+            if "z_a_spinup" in data:
+                data[f"{KEPT}_spinup"] = (("spinup_time", *dims[1:]), np.asarray(kept[1], np.int16),
+                                          {"long_name": text + " at the spin-up cycles", **attrs})
+    elif kept is not None:
+        raise ValueError("a kept background part belongs to a weighted analysis: give its increment_weights")
     if rotation is not None:
         data["rotation"] = (("latent", "mode"), np.asarray(rotation),
                             {"long_name": "update coordinates w = V^T z (columns of V)"})
@@ -78,12 +101,26 @@ def analysis_weights(latent: xr.Dataset) -> np.ndarray | None:
     return latent[WEIGHTS].values if WEIGHTS in latent else None
 
 
-def decoded_analysis(d_a: torch.Tensor, d_b: torch.Tensor | None, weights) -> torch.Tensor:
+def decoded_analysis(d_a: torch.Tensor, d_b: torch.Tensor | None, weights,
+                     kept: torch.Tensor | None = None) -> torch.Tensor:
     """The analysis a latent file's decodings make: ``d_a = D(z_a)``, or with the file's per-channel
     ``weights`` (:func:`analysis_weights`) ``D(z_b) + g (D(z_a) - D(z_b))`` (``d_b = D(z_b)``, read
-    only then). The combination commutes with the per-channel units, so ``d_a, d_b`` may be
-    standardised or physical alike."""
-    return d_a if weights is None else weighted_increment(d_b, d_a, torch.as_tensor(weights))
+    only then), plus the file's ``kept`` background part where it has one (:func:`kept_part`). The
+    combination commutes with the per-channel units, so ``d_a, d_b`` may be standardised or
+    physical alike (``kept`` as anomalies in the same units, no climatology)."""
+    if weights is None:
+        return d_a
+    x = weighted_increment(d_b, d_a, torch.as_tensor(weights))
+    return x if kept is None else x + torch.as_tensor(kept).to(x.device, x.dtype)
+
+
+def kept_part(latent: xr.Dataset, index=slice(None), spinup: bool = False) -> np.ndarray | None:
+    """The latent file's kept background part (:data:`KEPT`, standardised) at ``index`` of its times
+    (``spinup``: of its spin-up times), or ``None`` where it has none."""
+    name = f"{KEPT}_spinup" if spinup else KEPT
+    if name not in latent:
+        return None
+    return latent[name].values[index].astype(np.float32) * np.float32(latent[name].attrs.get("quantum", KEPT_QUANTUM))
 
 
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -102,6 +139,21 @@ def incremental_state(x_b: torch.Tensor, d_b: torch.Tensor, d_a: torch.Tensor, w
     ``(batch, C, ny, nx)`` in one space; the result in ``x_b``'s dtype."""
     g = torch.as_tensor(weights).to(x_b.device, x_b.dtype)[None, :, None, None]
     return x_b + g * (d_a - d_b).to(x_b.dtype)
+
+
+def kept_background(x_b: torch.Tensor, d_b: torch.Tensor, projection_weights: torch.Tensor) -> torch.Tensor:
+    """``(1 - h_c) (x_b - d_b)`` per channel ``c``: the part of the background ``x_b`` that the
+    autoencoder cannot represent (``d_b = D(E(x_b))``) kept at weight ``1 - h_c``, rounded to whole
+    multiples of :data:`KEPT_QUANTUM` as the latent file stores it (:func:`quantized_kept`).
+    ``(batch, C, ny, nx)`` in ``d_b``'s dtype."""
+    h = torch.as_tensor(projection_weights).to(d_b.device, d_b.dtype)[None, :, None, None]
+    return quantized_kept((1 - h) * (x_b.to(d_b.dtype) - d_b)).to(d_b.dtype) * KEPT_QUANTUM
+
+
+def quantized_kept(kept: torch.Tensor) -> torch.Tensor:
+    """``kept`` (standardised) in whole multiples of :data:`KEPT_QUANTUM` (about 2.4e-4 of an anomaly
+    std), int16, clipped to the int16 range (8 anomaly std); exact for values already on that grid."""
+    return (kept.double() / KEPT_QUANTUM).round().clamp(-32767, 32767).to(torch.int16)
 
 
 def open_latent(path, need=DECODED) -> xr.Dataset:

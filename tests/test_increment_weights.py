@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hloba.assim.settings import StreamConfig
-from hloba.assim.update import fit_increment_weights
-from hloba.latent import incremental_state, weighted_increment
+from hloba.assim.update import fit_blend_weights, fit_increment_weights
+from hloba.latent import KEPT_QUANTUM, incremental_state, kept_background, quantized_kept, weighted_increment
 
 
 def test_the_weights_are_the_least_squares_fit_of_the_background_error_clipped_to_0_1():
@@ -44,6 +44,53 @@ def test_an_incremental_state_adds_the_weighted_decoded_increment_to_the_backgro
     assert torch.allclose(out[:, 2], x_b[:, 2] + (d_a - d_b)[:, 2].double())
 
 
+def test_the_blend_weights_are_the_joint_least_squares_fit_or_the_best_on_the_edges_of_0_1():
+    """weighted_state: blended fits, per channel, the weight h of the autoencoder's change to the
+    background and g of the decoded increment together: the joint fit inside [0, 1]^2, else the
+    best point of the square's edges (not the joint fit clipped, which can be worse)."""
+    g = torch.Generator().manual_seed(3)
+    p = torch.randn(40, 4, 6, 8, generator=g, dtype=torch.float64)
+    q = 0.6 * p + torch.randn(40, 4, 6, 8, generator=g, dtype=torch.float64)  # correlated regressors
+    noise = 0.05 * torch.randn(40, 4, 6, 8, generator=g, dtype=torch.float64)
+    true_h, true_g = torch.tensor([0.3, -0.8, 0.9, 0.0]), torch.tensor([0.6, 0.5, 1.6, 0.0])
+    y = true_h[None, :, None, None] * p + true_g[None, :, None, None] * q + noise
+    y[:, 3] = noise[:, 3]
+    area = torch.linspace(0.5, 1.0, 6)
+    h, w = fit_blend_weights(p, q, y, area)
+    assert h[0].item() == pytest.approx(0.3, abs=0.01) and w[0].item() == pytest.approx(0.6, abs=0.01)
+    assert h[3].item() == pytest.approx(0.0, abs=0.01) and w[3].item() == pytest.approx(0.0, abs=0.01)
+
+    def loss(c, hh, gg):
+        r = y[:, c] - hh * p[:, c] - gg * q[:, c]
+        return float((r.square() * area[None, :, None]).sum())
+
+    for c in (1, 2):  # outside the square: no point of it does better than the fit
+        assert 0 <= h[c] <= 1 and 0 <= w[c] <= 1
+        grid = torch.linspace(0, 1, 41)
+        assert loss(c, h[c], w[c]) <= min(loss(c, a, b) for a in grid for b in grid) + 1e-9
+    assert h[1].item() == 0.0  # h -0.8: on the edge h = 0 (g refitted there, not kept at 0.5)
+    assert w[1].item() == pytest.approx(float((q[:, 1] * y[:, 1] * area[None, :, None]).sum()
+                                              / (q[:, 1].square() * area[None, :, None]).sum()), rel=1e-9)
+
+
+def test_a_blended_state_keeps_part_of_the_background_the_autoencoder_cannot_represent():
+    """weighted_state: blended: x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b)) is formed as the archive
+    forms it, the weighted decoded increment plus the kept part (1 - h) (x_b - D(z_b))."""
+    g = torch.Generator().manual_seed(4)
+    x_b = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64)
+    d_b, d_a = torch.randn(1, 3, 4, 4, generator=g), torch.randn(1, 3, 4, 4, generator=g)
+    w, h = torch.tensor([0.2, 0.7, 1.0], dtype=torch.float64), torch.tensor([1.0, 0.0, 0.25])
+    kept = kept_background(x_b, d_b, h)
+    assert kept.dtype == d_b.dtype and kept[:, 0].eq(0).all()  # h = 1: combined
+    # on the latent file's int16 grid (KEPT_QUANTUM), so that the file holds it exactly
+    assert torch.equal(quantized_kept(kept).to(kept.dtype) * KEPT_QUANTUM, kept)
+    out, tol = weighted_increment(d_b, d_a, w) + kept, 0.5 * KEPT_QUANTUM + 1e-6
+    assert torch.allclose(out[:, 1:2].double(), incremental_state(x_b, d_b, d_a, w)[:, 1:2], atol=tol)  # h = 0
+    assert torch.allclose(out[:, 2].double(), x_b[:, 2] + 0.25 * (d_b - x_b)[:, 2] + (d_a - d_b)[:, 2], atol=tol)
+    assert (out[:, 1:] - (x_b + w[None, :, None, None] * (d_a - d_b))[:, 1:]).abs().max() > 0.5  # the blend moves it
+    assert quantized_kept(torch.tensor([9.0, -9.0, 1e-5])).tolist() == [32767, -32767, 0]  # clipped at 8 std
+
+
 def test_a_weighted_increment_needs_the_tuning_streams():
     with pytest.raises(ValueError, match="decoded_increment 'half' is not one of"):
         StreamConfig(decoded_increment="half")
@@ -69,7 +116,8 @@ def fake_weighted_passes(monkeypatch, fit, cfg: StreamConfig, whole: list[float]
         return SimpleNamespace(used=models.increment_weights.clone())
 
     monkeypatch.setattr(tuning, "run_period", run_period)
-    monkeypatch.setattr(tuning, "increment_weights", lambda models, stream, sl, x_t: fit(stream.used))
+    monkeypatch.setattr(tuning, "increment_weights",
+                        lambda models, stream, sl, x_t, blended=False: (fit(stream.used), None))
     channels = [SimpleNamespace(name=f"c{i}") for i in range(len(whole))]
     models = SimpleNamespace(increment_weights=None, channels=channels)
     used = SimpleNamespace(used=torch.tensor(whole, dtype=torch.float64))

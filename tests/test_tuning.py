@@ -18,7 +18,7 @@ from hloba.assim.settings import StreamConfig
 from hloba.assim.stream import run_stream
 from hloba.assim.tuning import cycling_static_variance, increment_weights, tune_stream_file
 from hloba.config import stream_years
-from hloba.latent import latent_dataset
+from hloba.latent import KEPT, kept_part, latent_dataset
 from hloba.verify.latent import decode_analysis
 from hloba.verify.settings import method_settings, own_tuning
 
@@ -170,22 +170,29 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     z_b, z_a = torch.randn(1, ae.cfg.n_latent, generator=g), torch.randn(1, ae.cfg.n_latent, generator=g)
     with torch.no_grad():
         models.increment_weights = torch.zeros(len(models.channels), dtype=torch.float64)
-        x_w, z_w = hloba.weighted_analysis(z_b, z_a)
+        x_w, z_w, _ = hloba.weighted_analysis(z_b, z_a)
         assert torch.allclose(x_w, ae.decode(z_b), atol=1e-6) and torch.allclose(z_w, ae.encode(ae.decode(z_b)), atol=1e-5)
         models.increment_weights = torch.ones(len(models.channels), dtype=torch.float64)
         assert torch.allclose(hloba.weighted_analysis(z_b, z_a)[1], ae.encode(ae.decode(z_a)), atol=1e-5)
         half = torch.full((len(models.channels),), 0.5, dtype=torch.float64)
         models.increment_weights = half
-        x_w, z_w = hloba.weighted_analysis(z_b, z_a)
+        x_w, z_w, kept = hloba.weighted_analysis(z_b, z_a)
+        assert kept is None
         assert torch.allclose(x_w, 0.5 * (ae.decode(z_b) + ae.decode(z_a)), atol=1e-6)
         assert torch.allclose(z_w, ae.encode(x_w), atol=1e-6)
-        x_c, z_c = Hloba(models, cfg.with_(weighted_state="combined")).weighted_analysis(z_b, z_a)
+        x_c, z_c, _ = Hloba(models, cfg.with_(weighted_state="combined")).weighted_analysis(z_b, z_a)
         assert torch.equal(x_c, x_w) and torch.equal(z_c, z_a)
         # weighted_state: incremental: the weighted decoded increment added to the background itself
         x_b = torch.randn(ae.decode(z_b).shape, generator=g)
-        x_i, z_i = hloba.weighted_analysis(z_b, z_a, x_b)
+        x_i, z_i, _ = hloba.weighted_analysis(z_b, z_a, x_b)
         assert torch.allclose(x_i, x_b + 0.5 * (ae.decode(z_a) - ae.decode(z_b)), atol=1e-6)
         assert torch.allclose(z_i, ae.encode(x_i), atol=1e-6)
+        # weighted_state: blended: h of the autoencoder's change to the background; the record is
+        # the update's own z_a and the kept part (1 - h) (x_b - D(z_b)), which the archive adds
+        models.projection_weights = torch.full((len(models.channels),), 0.25, dtype=torch.float64)
+        x_h, z_h, kept = Hloba(models, cfg.with_(weighted_state="blended")).weighted_analysis(z_b, z_a, x_b)
+        assert torch.equal(z_h, z_a) and torch.allclose(kept, 0.75 * (x_b - ae.decode(z_b)), atol=1.3e-4)
+        assert torch.allclose(x_h, x_i + 0.25 * (ae.decode(z_b) - x_b), atol=1.3e-4)  # the kept part's grid
     # weights of other channels, or settings other than the tuning's, are refused
     tuned.assign_coords(channel=[f"x{i}" for i in range(tuned.sizes["channel"])]).to_netcdf(tmp_path / "other.nc")
     with pytest.raises(StreamError, match="rerun rule tune_stream"):
@@ -205,16 +212,19 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
     combined from the weighted combination itself, which the latent record (z_b, z_a and the
     weights) decodes to at every cycle, the cold first one included; incremental from the
     background plus the weighted decoded increment (a channel at weight 0 keeps its background to
-    the bit, a channel at weight 1 takes an increment)."""
+    the bit, a channel at weight 1 takes an increment); blended from the background with a part of
+    the autoencoder's change to it, which the latent record with its kept part decodes to as
+    combined's does."""
     cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     runs = {}
-    for state in ("projected", "combined", "incremental"):
+    for state in ("projected", "combined", "incremental", "blended"):
         path = tmp_path / f"{state}.nc"
         tunings["cycling"].assign_attrs(weighted_state=state).to_netcdf(path)
         models = method_models(cfg.with_(weighted_state=state), inputs, "cpu")
         apply_tuning(models, path, cfg.with_(weighted_state=state))
         models.increment_weights = torch.linspace(0.0, 1.0, len(models.channels), dtype=torch.float64)
+        models.projection_weights = torch.linspace(1.0, 0.0, len(models.channels), dtype=torch.float64)
         result = run_stream(YEAR, models, inputs.observations, cfg.with_(weighted_state=state, spinup_days=0), run,
                             max_cycles=6, keep_analyses=True, keep_backgrounds=True)
         times = result.times[1:6]
@@ -227,10 +237,12 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
         state_std = norm.standardize(result.analyses[1:6].double(), times).double()
         background_std = norm.standardize(result.backgrounds[1:6].double(), times).double()
         runs[state] = (state_std - decoded).square().mean().sqrt().item()
-        if state == "combined":  # what the archive decodes is what the stream cycled from
+        if state in ("combined", "blended"):  # what the archive decodes is what the stream cycled from
+            assert (result.kept is None) == (state == "combined")
             latent = latent_dataset({k: result.fields[k][:6].numpy()
                                      for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
-                                    result.times[:6], increment_weights=result.weights_by_channel(models.channels))
+                                    result.times[:6], increment_weights=result.weights_by_channel(models.channels),
+                                    kept=None if result.kept is None else (result.kept[:6].numpy(), None))
             assert list(latent["increment_weight"].values) == pytest.approx(models.increment_weights.tolist())
             mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
             archive_std = norm.standardize(torch.as_tensor(mean), result.times[:6]).double()
@@ -238,11 +250,20 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
             assert (archive_std - cycled).abs().max() < 1e-4  # float32 states and decodings
             # the seam report's and the stream scores' decoding of the same record
             seams = decode_analysis(models.autoencoder, norm, result.fields["z_a"][:6], result.times[:6],
-                                    latent["increment_weight"].values, result.fields["z_b"][:6])
+                                    latent["increment_weight"].values, result.fields["z_b"][:6], kept_part(latent))
             assert (norm.standardize(seams, result.times[:6]) - cycled).abs().max() < 1e-4
-            plain = decode_latent(latent.drop_vars("increment_weight"), inputs.autoencoder, "", 0, 0, 4,
-                                  progress=False)[0]
+            plain = decode_latent(latent.drop_vars(["increment_weight", KEPT], errors="ignore"), inputs.autoencoder,
+                                  "", 0, 0, 4, progress=False)[0]
             assert (norm.standardize(torch.as_tensor(plain), result.times[:6]) - cycled).abs().max() > 1e-2
+            if state == "blended":  # h = 1 keeps nothing of the background, h = 0 all that D(E(x_b)) changes
+                assert latent[KEPT].dtype == np.int16  # whole multiples of KEPT_QUANTUM
+                kept = kept_part(latent)
+                assert np.abs(kept[:, 0]).max() == 0 and np.abs(kept[1:, -1]).max() > 1e-2
+                without = decode_latent(latent.drop_vars(KEPT), inputs.autoencoder, "", 0, 0, 4, progress=False)[0]
+                assert (norm.standardize(torch.as_tensor(without), result.times[:6]) - cycled).abs().max() > 1e-2
+                np.testing.assert_allclose(  # h = 0 with weight 1: the background plus the decoded increment
+                    state_std[:, -1], (background_std + decoded - decoded_b)[:, -1], atol=2e-4)  # + the grid
+                continue
             # the Monte-Carlo draws are weighted alike: the same draws, so each channel's std is g times
             # that of D(z_a + sigma eps) (g = 0: none)
             _, std = decode_latent(latent, inputs.autoencoder, "", 4, 0, 4, progress=False)
@@ -258,7 +279,7 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
             assert (state_std[:, 0] - decoded_b[:, 0]).abs().max() > 1e-2  # not the background's decoding
             assert (state_std - background_std)[:, -1].abs().max() > 1e-2  # weight 1: it took an increment
     assert runs["projected"] < 1e-4, runs
-    assert runs["combined"] > 1e-2 and runs["incremental"] > 1e-2, runs
+    assert runs["combined"] > 1e-2 and runs["incremental"] > 1e-2 and runs["blended"] > 1e-2, runs
 
 
 def _draw_background_keeps_the_backgrounds_uncertainty(latent, autoencoder):
@@ -302,9 +323,15 @@ def test_incremental_weights_are_fitted_against_the_background_itself(tiny_model
     x_t = x_b + half[None, :, None, None] * (d_a - d_b)  # the truth: x_b plus a known share of the increment
     result = SimpleNamespace(fields={"z_b": z_b, "z_a": z_a}, times=times,
                              backgrounds=norm.destandardize(x_b, times).float())
-    fitted = increment_weights(models, result, slice(0, n), x_t.float())
-    assert fitted.tolist() == pytest.approx(half.tolist(), abs=2e-3)
-    without = increment_weights(models, SimpleNamespace(fields=result.fields, times=times, backgrounds=None),
-                                slice(0, n), x_t.float())
+    fitted, projection = increment_weights(models, result, slice(0, n), x_t.float())
+    assert fitted.tolist() == pytest.approx(half.tolist(), abs=2e-3) and projection is None
+    without, _ = increment_weights(models, SimpleNamespace(fields=result.fields, times=times, backgrounds=None),
+                                   slice(0, n), x_t.float())
     # against D(z_b) the fit absorbs what D(E(x_b)) loses: 0.4 of the increment less, clipped at 0
     assert without.tolist() == pytest.approx((half - 0.4).clamp(0, 1).tolist(), abs=0.03)
+    # weighted_state: blended: the weight h of the autoencoder's change D(z_b) - x_b is fitted with g
+    h = torch.tensor([1.0, 0.6, 0.3, 0.0] * (C // 4) + [0.5] * (C % 4), dtype=torch.float64)
+    x_h = x_b + h[None, :, None, None] * (d_b - x_b) + half[None, :, None, None] * (d_a - d_b)
+    g_h, h_fit = increment_weights(models, result, slice(0, n), x_h.float(), blended=True)
+    assert g_h.tolist() == pytest.approx(half.tolist(), abs=5e-3)
+    assert h_fit.tolist() == pytest.approx(h.tolist(), abs=5e-3)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import WEIGHTS, analysis_weights, decoded_analysis
+from hloba.latent import KEPT, WEIGHTS, analysis_weights, decoded_analysis, kept_part
 from hloba.normalization import Normalizer
 from hloba.runtime import torch_threads
 from hloba.models.autoencoder import load_autoencoder
@@ -84,17 +84,20 @@ def joint_draws(sigma2_a: torch.Tensor, sigma2_b: torch.Tensor, generator: torch
 def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sigma2_update: np.ndarray,
                  rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
                  z_b: np.ndarray | None = None, weights: np.ndarray | None = None,
-                 sigma2_background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 sigma2_background: np.ndarray | None = None, kept: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times;
     with ``weights`` (and the chunk's backgrounds ``z_b``) each decoding ``d`` is taken as
-    ``D(z_b) + g (d - D(z_b))``; with ``sigma2_background`` too (the background variance in update
+    ``D(z_b) + g (d - D(z_b))``, plus the chunk's ``kept`` background part (standardised) where
+    the file has one; with ``sigma2_background`` too (the background variance in update
     coordinates) each draw perturbs the background as well (:func:`joint_draws`)."""
     ae, norm = worker_decoder(autoencoder_path, sha256)
     times = pd.DatetimeIndex(times)
     z = torch.as_tensor(z_a, dtype=torch.float32)
     zb = None if weights is None else torch.as_tensor(z_b, dtype=torch.float32)
     d_b = None if weights is None else ae.decode(zb)
-    mean = norm.destandardize(decoded_analysis(ae.decode(z), d_b, weights), times)
+    kept = None if kept is None else torch.as_tensor(kept, dtype=torch.float32)
+    mean = norm.destandardize(decoded_analysis(ae.decode(z), d_b, weights, kept), times)
     if samples < 2:
         return mean.numpy(), np.zeros(mean.shape, np.float32)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(chunk))
@@ -111,7 +114,7 @@ def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sig
         else:
             dz, dzb = joint_draws(s2, s2b, g)
             dz, draw_b = rotate(dz), ae.decode(zb + rotate(dzb))
-        x = norm.destandardize(decoded_analysis(ae.decode(z + dz), draw_b, weights), times)
+        x = norm.destandardize(decoded_analysis(ae.decode(z + dz), draw_b, weights, kept), times)
         total += x
         total2 += x * x
     m = total / samples
@@ -142,7 +145,8 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     z_b = latent["z_b"].values if weights is not None else None
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
-    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights} for c in chunks]
+    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c)}
+                for c in chunks]
     drawing = draw_background and weights is not None and samples >= 2  # else the draws are the analysis's alone
     if drawing:
         if "sigma_b2_update" not in latent:
@@ -192,6 +196,6 @@ def decode_means(latent, fields: dict, autoencoder_path, sha256: str, seed: int,
     """``{name: D(latent[variable])}`` physical, without samples, for ``fields = {name: variable}``
     (e.g. the background ``z_b`` and the O2Lnet estimate ``z_o`` that the std network reads), each
     ``D(z)`` as it is, never weighted."""
-    plain = latent.drop_vars(WEIGHTS, errors="ignore")
+    plain = latent.drop_vars([WEIGHTS, KEPT], errors="ignore")
     return {name: decode_latent(plain.assign(z_a=plain[variable]), autoencoder_path, sha256, 0, seed, time_chunk,
                                 client, progress, name=name)[0] for name, variable in fields.items()}

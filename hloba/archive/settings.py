@@ -22,7 +22,7 @@ class UncertaintySettings:
     std from the mean of their log variances), its steps in ``network_precision`` (as
     ``training.precision``), keeping a moving average of its weights (``network_ema``).
     ``draw_background``: where the analysis weighs its decoded increment (``weighted_state:
-    combined``), the draws perturb the background as well as the analysis, so that a channel of
+    combined`` or ``blended``), the draws perturb the background as well as the analysis, so that a channel of
     low weight keeps the background's uncertainty (off: the background is taken as exact); ``auto``
     draws it where the archive's std is the draws' alone (:attr:`draws_background`)."""
 

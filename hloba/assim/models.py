@@ -58,6 +58,8 @@ class StreamModels:
     observation_variance_factor: torch.Tensor | None = None  # of the observation estimate's variance
     # per channel, the weight of the decoded increment (assimilation.decoded_increment: weighted)
     increment_weights: torch.Tensor | None = None
+    # per channel, the weight of the autoencoder's change to the background (weighted_state: blended)
+    projection_weights: torch.Tensor | None = None
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
     phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
     o2lnet_dtype: torch.dtype = torch.float32  # of O2Lnet's pass in the stream (assimilation.o2lnet_precision)
@@ -165,6 +167,8 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
                 raise StreamError(f"{path} weighs the increments of channels {list(ds['channel'].values)}, the "
                                   f"models have {names}: rerun rule tune_stream")
             models.increment_weights = torch.as_tensor(ds["increment_weight"].values)
+            if "projection_weight" in ds:  # weighted_state: blended
+                models.projection_weights = torch.as_tensor(ds["projection_weight"].values)
         elif cfg.decoded_increment == "weighted":
             raise StreamError(f"{path} has no weights of the decoded increment (written before they existed), "
                               "which assimilation.decoded_increment: weighted needs: rerun rule tune_stream")

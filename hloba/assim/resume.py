@@ -21,8 +21,8 @@ from hloba.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 4  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``;
-# 3: before a combined weighted state recorded the update's own z_a instead of E(x_w))
+FORMAT = 5  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``;
+# 3: before a combined weighted state recorded the update's own z_a instead of E(x_w); 4: before ``kept``)
 
 
 def fingerprint(year: int, config: dict, forecast: dict, paths) -> str:
@@ -51,6 +51,9 @@ class StreamState:
     method: dict  # the method's own state
     generator: torch.Tensor | None = None  # a stochastic forecast model's random state
     previous: torch.Tensor | None = None  # (1, C, ny, nx) the state the background was forecast from
+    # (cycles, C, ny, nx) int16 multiples of hloba.latent.KEPT_QUANTUM: each cycle's kept background
+    # part (hloba's weighted_state: blended, hloba.latent.kept_background); None for the other methods
+    kept: torch.Tensor | None = None
 
     @classmethod
     def fresh(cls, members, b2_channel, field_names, n_cycles: int, n_latent: int, n_diagnostics: int,

@@ -41,7 +41,7 @@ from hloba.assim.cycle import latent_variances, observation_background_variance
 from hloba.assim.timers import STAGES, StageClock
 from hloba.assim.update import first_guess_check
 from hloba.forecast import check_forecast_model
-from hloba.latent import FIELDS
+from hloba.latent import FIELDS, quantized_kept
 from hloba.obs.operator import apply_operator
 from hloba.obs.withhold import QC_FIRST_GUESS, QC_NOT_ASSIMILATED, QC_USED, QC_WITHHELD
 from hloba.timeaxis import cycle_times
@@ -80,6 +80,9 @@ class StreamResult:
     backgrounds: torch.Tensor | None = None  # the same of the backgrounds x_b
     # per channel g where an analysis decodes as D(z_b) + g (D(z_a) - D(z_b)) (hloba.latent.WEIGHTS)
     analysis_weights: torch.Tensor | None = None
+    # (cycle, C, ny, nx) int16 multiples of hloba.latent.KEPT_QUANTUM, all cycles: the kept background
+    # part added to that (hloba.latent.KEPT)
+    kept: torch.Tensor | None = None
 
     def diagnostic(self, name: str) -> np.ndarray:
         """One per-cycle diagnostic (:data:`DIAGNOSTICS`) over all cycles."""
@@ -252,6 +255,10 @@ def run_stream(
                 f"(cycle {k}); {where}. Fix the forecast model and rerun the same command to resume."
             )
         _record(state, c, a, z_a, hx_a, reject, normalised, method, memory)
+        if a.kept is not None:  # on the grid of KEPT_QUANTUM already: stored exactly
+            if state.kept is None:
+                state.kept = torch.zeros((n_cycles, *a.kept.shape[1:]), dtype=torch.int16)
+            state.kept[k] = quantized_kept(a.kept[0]).cpu()
         running.append(normalised.square().cpu())
         if (k + 1) % run.log_every == 0 or k + 1 == n_cycles:
             r = torch.cat(running)
@@ -276,5 +283,5 @@ def run_stream(
         clock.total, method.inflation, stop - k0, stop,
         torch.stack([analyses[k] for k in sorted(analyses)]) if analyses else None,
         torch.stack([backgrounds[k] for k in sorted(backgrounds)]) if backgrounds else None,
-        None if method.analysis_weights() is None else method.analysis_weights().cpu(),
+        None if method.analysis_weights() is None else method.analysis_weights().cpu(), state.kept,
     )

@@ -48,7 +48,7 @@ from hloba.assim.cycle import mode_groups
 from hloba.assim.models import StreamModels, load_stream_models, tuned_settings
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.stream import StreamResult
-from hloba.assim.update import fit_increment_weights, observation_estimate
+from hloba.assim.update import fit_blend_weights, fit_increment_weights, observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
 from hloba.models.autoencoder import decode_all, encode_all
@@ -56,6 +56,8 @@ from hloba.states import load_years
 from hloba.timeaxis import cycle_times, period_cycles
 
 log = logging.getLogger(__name__)
+# the weighted states whose weights are fitted against the truth minus the background itself
+KEEPS_BACKGROUNDS = ("incremental", "blended")
 
 
 def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int,
@@ -96,20 +98,27 @@ def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tu
     return x, encode_all(models.autoencoder, x).cpu()
 
 
-def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor) -> torch.Tensor:
+def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor,
+                      blended: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Step 4: per channel, the weight of the decoded increment that fits the truth ``x_t``
     (standardised) best over the cycles ``sl`` of a stream ``result`` (one that took whole
     increments, or with refits one that used the weights of the fit before):
     added to the decoded background ``D(z_b)``, or to the background itself where the stream kept
-    its backgrounds (``weighted_state: incremental``)."""
+    its backgrounds (``weighted_state: incremental``). With ``blended`` (the stream kept its
+    backgrounds) the weight of the autoencoder's change to the background ``D(z_b) - x_b`` is fitted
+    with it (:func:`hloba.assim.update.fit_blend_weights`); returns ``(g, h)``, ``h`` ``None`` unless
+    ``blended``."""
     ae, dev = models.autoencoder, models.device
     d_b = decode_all(ae, result.fields["z_b"][sl].to(dev)).cpu()
     d_a = decode_all(ae, result.fields["z_a"][sl].to(dev)).cpu()
+    area = torch.as_tensor(models.grid.area_weights())
     if result.backgrounds is None:
-        base = d_b
-    else:
-        base = models.normalizer.standardize(result.backgrounds.double(), result.times[sl]).cpu()
-    return fit_increment_weights(d_a - d_b, x_t - base, torch.as_tensor(models.grid.area_weights()))
+        return fit_increment_weights(d_a - d_b, x_t - d_b, area), None
+    x_b = models.normalizer.standardize(result.backgrounds.double(), result.times[sl]).cpu()
+    if blended:
+        h, g = fit_blend_weights(d_b - x_b, d_a - d_b, x_t - x_b, area)
+        return g, h
+    return fit_increment_weights(d_a - d_b, x_t - x_b, area), None
 
 
 def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice, w_t: torch.Tensor):
@@ -166,7 +175,8 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         weights, r3 = weighted_passes(year, models, obs_paths, cfg, run, sl, x_t, last)
         alpha, _ = _analysis_variance_factor(models, r3, sl, w_t, mode_groups(w_t.shape[1], cfg.inflation_groups),
                                              tuning["n_groups"])
-        tuning.update(increment_weights=weights, channels=[c.name for c in models.channels],
+        tuning.update(increment_weights=weights, projection_weights=models.projection_weights,
+                      channels=[c.name for c in models.channels],
                       analysis_variance_factor=alpha, latent_rmse_analysis_pass3=_latent_rms(r3, "z_a", sl, z_t))
     return tuning
 
@@ -178,23 +188,29 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
     weights of the fit before (aiming at weights that the stream they make cannot improve on), each
     refit moving the weights ``cfg.increment_weight_step`` of the way to the refitted ones
     (:func:`damped_weights`: with whole steps humidity's weight alternates between 0 and 0.74 on the
-    default world, with half steps it settles at 0.21, README); returns the last weights, which
-    ``models`` then holds, and the stream that used them."""
-    weights = increment_weights(models, last, sl, x_t)
-    log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights))
+    default world, with half steps it settles at 0.21, README); with ``weighted_state: blended``
+    the weights of the autoencoder's change to the background with them (``models.projection_weights``).
+    Returns the last weights, which ``models`` then holds, and the stream that used them."""
+    blended = cfg.weighted_state == "blended"
+    weights, projection = increment_weights(models, last, sl, x_t, blended)
+    log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights, projection))
     for refit in range(cfg.increment_weight_refits + 1):
-        models.increment_weights = weights
+        models.increment_weights, models.projection_weights = weights, projection
         log.info("tuning pass 3 with the weighted increments%s", f" (refit {refit})" if refit else "")
         last_pass = refit == cfg.increment_weight_refits
         stream = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run,
-                            keep_backgrounds=cfg.weighted_state == "incremental" and not last_pass)
+                            keep_backgrounds=cfg.weighted_state in KEEPS_BACKGROUNDS and not last_pass)
         if last_pass:
             return weights, stream
-        refitted = increment_weights(models, stream, sl, x_t)
-        log.info("weight of the decoded increment refitted to that stream: %s", _by_channel(models, refitted))
+        refitted, refitted_projection = increment_weights(models, stream, sl, x_t, blended)
+        log.info("weight of the decoded increment refitted to that stream: %s",
+                 _by_channel(models, refitted, refitted_projection))
         weights = damped_weights(weights, refitted, cfg.increment_weight_step)
+        if blended:
+            projection = damped_weights(projection, refitted_projection, cfg.increment_weight_step)
         if cfg.increment_weight_step < 1.0:
-            log.info("weight after a step of %g toward it: %s", cfg.increment_weight_step, _by_channel(models, weights))
+            log.info("weight after a step of %g toward it: %s", cfg.increment_weight_step,
+                     _by_channel(models, weights, projection))
 
 
 def damped_weights(before: torch.Tensor, refitted: torch.Tensor, step: float) -> torch.Tensor:
@@ -205,8 +221,9 @@ def damped_weights(before: torch.Tensor, refitted: torch.Tensor, step: float) ->
     return before + step * (refitted - before)
 
 
-def _by_channel(models: StreamModels, weights: torch.Tensor) -> str:
-    return ", ".join(f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist()))
+def _by_channel(models: StreamModels, weights: torch.Tensor, projection: torch.Tensor | None = None) -> str:
+    text = ", ".join(f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist()))
+    return text if projection is None else f"{text}; of the autoencoder's change: {_by_channel(models, projection)}"
 
 
 def _analysis_variance_factor(models: StreamModels, result, sl: slice, w_t: torch.Tensor, groups: torch.Tensor,
@@ -264,7 +281,7 @@ def _tuning_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig
              np.array2string(rho.numpy(), precision=2))
     log.info("inflation correction per group: %s", np.array2string(correction.numpy(), precision=3))
     log.info("tuning pass 2 with the correction")
-    incremental = cfg.decoded_increment == "weighted" and cfg.weighted_state == "incremental"
+    incremental = cfg.decoded_increment == "weighted" and cfg.weighted_state in KEEPS_BACKGROUNDS
     r2 = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run, keep_backgrounds=incremental)
     alpha, mean_ratio = _analysis_variance_factor(models, r2, sl, w_t, groups, n_groups)
     models.analysis_variance_factor = alpha
@@ -307,6 +324,9 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
         data["increment_weight"] = ("channel", tuning["increment_weights"].numpy(), {
             "long_name": "weight of the decoded increment D(z_a) - D(z_b) per channel"})
         coords["channel"] = tuning["channels"]
+    if tuning.get("projection_weights") is not None:  # weighted_state: blended
+        data["projection_weight"] = ("channel", tuning["projection_weights"].numpy(), {
+            "long_name": "weight of the autoencoder's change D(z_b) - x_b to the background per channel"})
     return xr.Dataset(
         data, coords=coords,
         attrs={"hloba_version": __version__, "year": year, **tuned_settings(cfg),

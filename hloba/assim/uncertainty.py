@@ -98,7 +98,8 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
     keys = ("z_a", "sigma_a2_update", "z_b", "z_o", "sigma_o2", "sigma_b2", "sigma_b2_update")
     latent = latent_dataset({k: result.fields[k][sel].numpy() for k in keys}, times[sel],
                             rotation=None if rotation is None else rotation.cpu().numpy(),
-                            increment_weights=result.weights_by_channel(models.channels))
+                            increment_weights=result.weights_by_channel(models.channels),
+                            kept=None if result.kept is None else (result.kept[sel].numpy(), None))
     sha = file_sha256(inputs.autoencoder)
     mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False,
                               draw_background=draw_background)

@@ -148,8 +148,9 @@ def correlated_update(
 DECODED_INCREMENTS = ("full", "weighted")
 # assimilation.weighted_state: with weighted increments, the stream cycles from the weighted
 # combination itself or from its projection through the autoencoder (the archive's decoding), or
-# adds the weighted decoded increment to the background itself (incremental)
-WEIGHTED_STATES = ("projected", "combined", "incremental")
+# adds the weighted decoded increment to the background itself (incremental), or keeps a fitted part
+# of what the autoencoder cannot represent of the background (blended)
+WEIGHTED_STATES = ("projected", "combined", "incremental", "blended")
 # assimilation.lead_guess: what HLOBA's lead checks a later cycle's observations against: the
 # background's forecast M^j(x_b), the background itself, or the background carried on in time
 LEAD_GUESSES = ("forecast", "persistence", "extrapolated")
@@ -173,3 +174,40 @@ def fit_increment_weights(increment: torch.Tensor, error: torch.Tensor, area: to
     num, den = (inc * err * w).sum(dim=(0, 2, 3)), (inc.square() * w).sum(dim=(0, 2, 3))
     g = torch.where(den > 0, num / den.clamp(min=1e-300), torch.ones_like(num))
     return g.clamp(0.0, 1.0)
+
+
+def fit_blend_weights(projection: torch.Tensor, increment: torch.Tensor, error: torch.Tensor,
+                      area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, the weights ``(h, g)`` in ``[0, 1]`` that minimise the area-weighted mean square
+    of ``error - h * projection - g * increment``, with ``projection = D(z_b) - x_b`` (what the
+    autoencoder changes in the background), ``increment = D(z_a) - D(z_b)`` and ``error`` the truth
+    minus the background ``x_b`` (:func:`hloba.latent.blended_state`). The joint least-squares
+    solution where it lies in the square; else the best on its edges (each edge a one-weight fit).
+    All ``(time, C, ny, nx)``, ``area: (ny,)``; returns two ``(C,)`` float64."""
+    w = torch.as_tensor(area, dtype=torch.float64)[None, None, :, None]
+    p, q, y = projection.double(), increment.double(), error.double()
+
+    def dot(a, b):
+        return (a * b * w).sum(dim=(0, 2, 3))
+
+    pp, pq, qq, py, qy, yy = dot(p, p), dot(p, q), dot(q, q), dot(p, y), dot(q, y), dot(y, y)
+
+    def loss(h, g):  # the mean square of the residual, up to the factor of the weights' sum
+        return yy - 2 * h * py - 2 * g * qy + h * h * pp + 2 * h * g * pq + g * g * qq
+
+    det = pp * qq - pq * pq
+    ok = det > 1e-12 * (pp * qq).clamp(min=1e-300)
+    h = torch.where(ok, (py * qq - qy * pq) / det.clamp(min=1e-300), torch.ones_like(pp))
+    g = torch.where(ok, (pp * qy - pq * py) / det.clamp(min=1e-300), torch.ones_like(pp))
+    inside = ok & (h >= 0) & (h <= 1) & (g >= 0) & (g <= 1)
+    best_h, best_g = torch.where(inside, h, 1.0), torch.where(inside, g, 1.0)
+    best = torch.where(inside, loss(h, g), torch.full_like(pp, float("inf")))
+    for fixed in (0.0, 1.0):  # the square's four edges: one weight fixed, the other fitted and clipped
+        g_e = ((qy - fixed * pq) / qq.clamp(min=1e-300)).clamp(0.0, 1.0)
+        h_e = ((py - fixed * pq) / pp.clamp(min=1e-300)).clamp(0.0, 1.0)
+        for hh, gg in ((torch.full_like(pp, fixed), g_e), (h_e, torch.full_like(pp, fixed))):
+            cand = loss(hh, gg)
+            better = ~inside & (cand < best)
+            best_h, best_g, best = torch.where(better, hh, best_h), torch.where(better, gg, best_g), torch.where(
+                better, cand, best)
+    return best_h, best_g

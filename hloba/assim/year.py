@@ -41,6 +41,7 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
         spinup=(result.fields["z_a"][:first].numpy(), result.times[:first],
                 None if weights is None else result.fields["z_b"][:first].numpy()),
         increment_weights=weights,
+        kept=None if result.kept is None else (result.kept[first:].numpy(), result.kept[:first].numpy()),
         attrs={
             "title": f"hloba latent analyses {year}", "hloba_version": __version__, "method": cfg.method,
             "year": year, "stream_start": str(result.times[0]), "spinup_days": cfg.spinup_days,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import analysis_weights, decoded_analysis, open_latent
+from hloba.latent import analysis_weights, decoded_analysis, kept_part, open_latent
 from hloba.states import load_years
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import decode_all, encode_all, load_autoencoder
@@ -23,12 +23,21 @@ def decode_physical(ae, normalizer: Normalizer, z: torch.Tensor, times) -> torch
 
 
 def decode_analysis(ae, normalizer: Normalizer, z_a: torch.Tensor, times, weights=None,
-                    z_b: torch.Tensor | None = None) -> torch.Tensor:
+                    z_b: torch.Tensor | None = None, kept=None) -> torch.Tensor:
     """Physical analyses of a latent file's ``z_a``: ``D(z_a)``, or with its per-channel ``weights``
     (:func:`hloba.latent.analysis_weights`) the state the stream cycled from, ``D(z_b) + g (D(z_a) -
-    D(z_b))`` (the combination commutes with the per-channel units)."""
+    D(z_b))`` (the combination commutes with the per-channel units), plus the file's standardised
+    ``kept`` background part where it has one (:func:`hloba.latent.kept_part`)."""
     x_b = None if weights is None else decode_physical(ae, normalizer, z_b, times)
-    return decoded_analysis(decode_physical(ae, normalizer, z_a, times), x_b, weights)
+    d_a = decode_physical(ae, normalizer, z_a, times)
+    return decoded_analysis(d_a, x_b, weights, physical_anomaly(normalizer, kept))
+
+
+def physical_anomaly(normalizer: Normalizer, x) -> torch.Tensor | None:
+    """Standardised anomalies ``x: (time, C, ny, nx)`` in physical units (no climatology added)."""
+    if x is None:
+        return None
+    return torch.as_tensor(x, dtype=torch.float64) * normalizer.anomaly_std.double()[None, :, None, None]
 
 
 def truth_on(reference_paths, times: pd.DatetimeIndex, channels) -> torch.Tensor:
@@ -54,7 +63,8 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
     z_a = torch.as_tensor(ds["z_a"].values)
     z_b = torch.as_tensor(ds["z_b"].values)
     x_b = decode_physical(ae, normalizer, z_b, times)
-    x_a = decoded_analysis(decode_physical(ae, normalizer, z_a, times), x_b, analysis_weights(ds))
+    x_a = decoded_analysis(decode_physical(ae, normalizer, z_a, times), x_b, analysis_weights(ds),
+                           physical_anomaly(normalizer, kept_part(ds)))
     std = normalizer.anomaly_std.double()
     scale = std[None, :, None, None]
     ana = rmse(x_a / scale, truth / scale, grid_weights)

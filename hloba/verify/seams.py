@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 
 from hloba.plotting import plt, save_figure
-from hloba.latent import analysis_weights, open_latent
+from hloba.latent import analysis_weights, kept_part, open_latent
 from hloba.models.checkpoint import channels_from_state
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import load_autoencoder
@@ -50,7 +50,8 @@ def seam_differences(latent_path, previous_archive, autoencoder_path, anomaly_st
     weights = analysis_weights(latent)
     z_b = None if weights is None else torch.as_tensor(latent["z_b_spinup"].values)[index]
     with torch.no_grad():
-        spin = decode_analysis(ae, Normalizer.from_state(payload["normalizer"]), z[index], common, weights, z_b)
+        spin = decode_analysis(ae, Normalizer.from_state(payload["normalizer"]), z[index], common, weights, z_b,
+                               kept_part(latent, index, spinup=True))
     archive = torch.as_tensor(mean[times.get_indexer(common)])
     rows = []
     for k, t in enumerate(common):

@@ -24,6 +24,7 @@ VARIANTS = {
     "hloba_projectedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "projected"}),
     "hloba_combinedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "combined"}),
     "hloba_incrementalstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "incremental"}),
+    "hloba_blendedstate": ("hloba", {"decoded_increment": "weighted", "weighted_state": "blended"}),
     # what the window's next-cycle observations are checked against: M(x_b), x_b, or x_b carried on
     "hloba_forecastlead": ("hloba", {"lead_guess": "forecast"}),
     "hloba_persistencelead": ("hloba", {"lead_guess": "persistence"}),

@@ -112,6 +112,9 @@ class Analysis:
     z_a: torch.Tensor | None = None
     x_a: torch.Tensor | None = None
     iterations: int = 0
+    # standardised (1, C, ny, nx): the part of x_a beyond the latent record's weighted decoding
+    # (hloba's weighted_state: blended; hloba.latent.kept_background)
+    kept: torch.Tensor | None = None
 
 
 def _finite_mean(x: torch.Tensor) -> float:

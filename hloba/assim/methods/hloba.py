@@ -21,7 +21,8 @@ increment weighted per channel (weights fitted by rule tune_stream; :meth:`Hloba
 with ``assimilation.weighted_state: combined`` the stream cycles from it and the latent file keeps
 ``z_b``, ``z_a`` and the weights, from which the archive decodes the same state; ``projected``
 encodes it again and cycles from the decoding; ``incremental`` adds the weighted decoded increment to
-the background itself. ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
+the background itself; ``blended`` keeps a tuned part of what the autoencoder cannot represent of
+the background, which the latent file keeps too. ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
 ``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
 :func:`hloba.models.o2lnet.inference_pass`)."""
 
@@ -34,7 +35,7 @@ from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.update import (
     check_update_inputs, correlated_update, hybrid_update, observation_estimate, time_extrapolation,
 )
-from hloba.latent import incremental_state, weighted_increment
+from hloba.latent import incremental_state, kept_background, weighted_increment
 from hloba.models.o2lnet import inference_pass, render_observations
 
 
@@ -159,25 +160,27 @@ class Hloba(Method):
             est = inflation_estimate(w_o - w_b, sb2_raw, so2_w, self.groups, self.n_groups)
             self.inflation = smooth_inflation(self.inflation, est, cfg.inflation_smoothing, cfg.inflation_min,
                                               cfg.inflation_max)
-        z_a, x_a = m.space.backward(w_a), None
+        z_a, x_a, kept = m.space.backward(w_a), None, None
         if self.analysis_weights() is not None or (m.increment_weights is not None and c.n_used and not c.cold_first):
-            x_b = m.normalizer.standardize(c.x_b, [c.time]) if cfg.weighted_state == "incremental" else None
-            x_w, z_a = self.weighted_analysis(c.z_b, z_a, x_b)
+            keeps = cfg.weighted_state in ("incremental", "blended")  # the background's own part
+            x_b = m.normalizer.standardize(c.x_b, [c.time]) if keeps else None
+            x_w, z_a, kept = self.weighted_analysis(c.z_b, z_a, x_b)
             if cfg.weighted_state != "projected":  # the stream forecasts from x_w, not from D(z_a)
                 x_a = m.normalizer.destandardize(x_w, [c.time])
-        return self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a,
-                           x_a=x_a)
+        a = self.report(c, sb2_w, sa2_w, z_o=z_o, sigma_o2=sigma_o2, so2_w=so2_w, w_o=w_o, w_b=w_b, z_a=z_a, x_a=x_a)
+        a.kept = kept
+        return a
 
     def analysis_weights(self) -> torch.Tensor | None:
         """The tuned weights where every cycle's analysis is ``D(z_b) + g (D(z_a) - D(z_b))``
         (``weighted_state: combined``): then the latent file's ``z_b``, ``z_a`` and weights decode to
         the stream's state at each cycle, cold or unobserved ones included."""
-        if self.cfg.weighted_state == "combined":
+        if self.cfg.weighted_state in ("combined", "blended"):
             return self.models.increment_weights
         return None
 
-    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor,
-                          x_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def weighted_analysis(self, z_b: torch.Tensor, z_a: torch.Tensor, x_b: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``x_w = D(z_b) + g (D(z_a) - D(z_b))`` (standardised) and its latent record, ``g`` the
         tuned weight of each channel's decoded increment (:func:`hloba.latent.weighted_increment`;
         standardised space, where it is the same combination as in physical units).
@@ -187,14 +190,22 @@ class Hloba(Method):
         decodes, so that its forecast starts from what the archive decodes. Given the standardised
         background ``x_b`` (``incremental``), ``x_w = x_b + g (D(z_a) - D(z_b))``
         (:func:`hloba.latent.incremental_state`), which the stream forecasts from; its record is
-        ``E(x_w)``. ``projected`` and ``incremental`` take the whole increment on a cold first cycle
-        (the weights are fitted to cycling backgrounds); ``combined`` weighs every cycle alike."""
+        ``E(x_w)``. With ``blended``, ``x_w = x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b))``
+        (:func:`hloba.latent.blended_state`, ``h`` the tuned weight of the autoencoder's change to the
+        background), recorded as ``combined`` is with the third value, the kept part
+        ``(1 - h) (x_b - D(z_b))`` that the archive adds (``None`` for the other states).
+        ``projected`` and ``incremental`` take the whole increment on a cold first cycle (the weights
+        are fitted to cycling backgrounds); ``combined`` and ``blended`` weigh every cycle alike."""
         ae, g = self.models.autoencoder, self.models.increment_weights
         decoded = ae.decode(torch.cat((z_b, z_a.to(z_b.dtype))))
+        state = self.cfg.weighted_state
         if x_b is None:
             x_w = weighted_increment(decoded[:1], decoded[1:], g)
+        elif state == "blended":
+            kept = kept_background(x_b, decoded[:1], self.models.projection_weights)
+            return weighted_increment(decoded[:1], decoded[1:], g) + kept, z_a, kept
         else:
             x_w = incremental_state(x_b, decoded[:1], decoded[1:], g)
-        if self.cfg.weighted_state == "combined":
-            return x_w, z_a
-        return x_w, ae.encode(x_w.to(decoded.dtype))
+        if state == "combined":
+            return x_w, z_a, None
+        return x_w, ae.encode(x_w.to(decoded.dtype)), None
