@@ -161,6 +161,9 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     assert models.increment_weights is None
     apply_tuning(models, path, cfg)
     assert models.increment_weights.tolist() == pytest.approx(tuned["increment_weight"].values.tolist())
+    assert tuned.attrs["weighted_state"] == cfg.weighted_state == "blended"  # config.yaml's default
+    assert models.projection_weights.tolist() == pytest.approx(tuned["projection_weight"].values.tolist())
+    assert ((tuned["projection_weight"].values >= 0) & (tuned["projection_weight"].values <= 1)).all()
     # the weighted analysis: each channel's decoded increment taken at its weight, encoded again
     # (projected, incremental) or recorded as the update's own z_a (combined: the archive decodes the
     # weighted state from z_b, z_a and the weights)
@@ -205,6 +208,9 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     tuned.drop_vars(["increment_weight", "channel"]).to_netcdf(tmp_path / "before.nc")  # a file from before the weights
     with pytest.raises(StreamError, match="no weights of the decoded increment .* rerun rule tune_stream"):
         apply_tuning(models, tmp_path / "before.nc", cfg)
+    tuned.drop_vars("projection_weight").to_netcdf(tmp_path / "no_h.nc")
+    with pytest.raises(StreamError, match="no weights of the autoencoder's change .* rerun rule tune_stream"):
+        apply_tuning(models, tmp_path / "no_h.nc", cfg)
 
 
 def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, tiny_models, tmp_path):

@@ -169,6 +169,9 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
             models.increment_weights = torch.as_tensor(ds["increment_weight"].values)
             if "projection_weight" in ds:  # weighted_state: blended
                 models.projection_weights = torch.as_tensor(ds["projection_weight"].values)
+            elif cfg.weighted_state == "blended":
+                raise StreamError(f"{path} has no weights of the autoencoder's change to the background "
+                                  "(projection_weight), which weighted_state: blended needs: rerun rule tune_stream")
         elif cfg.decoded_increment == "weighted":
             raise StreamError(f"{path} has no weights of the decoded increment (written before they existed), "
                               "which assimilation.decoded_increment: weighted needs: rerun rule tune_stream")

@@ -48,8 +48,10 @@ class StreamConfig:
     # hloba with decoded_increment: weighted: the stream forecasts from the weighted combination
     # x_w = D(z_b) + g (D(z_a) - D(z_b)) itself (combined) or from D(E(x_w)), the archive's decoding
     # of the latent record E(x_w) (projected), or from x_w = x_b + g (D(z_a) - D(z_b)), the weighted
-    # decoded increment added to the background itself (incremental); the latent record is E(x_w),
-    # or with combined z_b, z_a and g, from which the archive decodes x_w (hloba.latent)
+    # decoded increment added to the background itself (incremental), or from x_b + h (D(z_b) - x_b)
+    # + g (D(z_a) - D(z_b)), h and g tuned together (blended); the latent record is E(x_w), or with
+    # combined z_b, z_a and g, from which the archive decodes x_w (blended: plus the kept part
+    # (1 - h) (x_b - D(z_b)) of each cycle; hloba.latent)
     weighted_state: str = "projected"
     # hloba with decoded_increment: weighted: how many times rule tune_stream refits the weights to a
     # stream that used the weights of the fit before (0: fitted once, to a stream that took whole

@@ -24,8 +24,8 @@ coordinates:
    0.05) and steps 0-2 are run again with it;
 4. with ``assimilation.decoded_increment: weighted``, the weight of each channel's decoded increment
    ``D(z_a) - D(z_b)`` is fitted to the last stream's errors (least squares of the truth minus
-   ``D(z_b)`` on it, or minus the background ``x_b`` itself with ``weighted_state: incremental``,
-   in ``[0, 1]``: :func:`hloba.assim.update.fit_increment_weights`), with
+   ``D(z_b)`` on it, or minus ``x_b`` itself with ``incremental``; with ``blended`` jointly with the
+   weight of ``D(z_b) - x_b``, :func:`hloba.assim.update.fit_blend_weights`; in ``[0, 1]``), with
    ``assimilation.increment_weight_refits`` refitted that many times to a stream that used the
    weights before, and a stream that uses the weights refits step 2's factor (its analyses are the
    weighted ones).

@@ -181,7 +181,7 @@ def fit_blend_weights(projection: torch.Tensor, increment: torch.Tensor, error: 
     """Per channel, the weights ``(h, g)`` in ``[0, 1]`` that minimise the area-weighted mean square
     of ``error - h * projection - g * increment``, with ``projection = D(z_b) - x_b`` (what the
     autoencoder changes in the background), ``increment = D(z_a) - D(z_b)`` and ``error`` the truth
-    minus the background ``x_b`` (:func:`hloba.latent.blended_state`). The joint least-squares
+    minus the background ``x_b`` (:func:`hloba.latent.kept_background`). The joint least-squares
     solution where it lies in the square; else the best on its edges (each edge a one-weight fit).
     All ``(time, C, ny, nx)``, ``area: (ny,)``; returns two ``(C,)`` float64."""
     w = torch.as_tensor(area, dtype=torch.float64)[None, None, :, None]

@@ -22,8 +22,8 @@ with ``assimilation.weighted_state: combined`` the stream cycles from it and the
 ``z_b``, ``z_a`` and the weights, from which the archive decodes the same state; ``projected``
 encodes it again and cycles from the decoding; ``incremental`` adds the weighted decoded increment to
 the background itself; ``blended`` keeps a tuned part of what the autoencoder cannot represent of
-the background, which the latent file keeps too. ``full`` is the paper's ``D(z_a)``. O2Lnet's pass runs in
-``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
+the background, which the latent file keeps too. ``full`` is the paper's ``D(z_a)``. O2Lnet's pass
+runs in ``assimilation.o2lnet_precision`` (bfloat16 where the hardware has it, as it was trained:
 :func:`hloba.models.o2lnet.inference_pass`)."""
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class Hloba(Method):
         background ``x_b`` (``incremental``), ``x_w = x_b + g (D(z_a) - D(z_b))``
         (:func:`hloba.latent.incremental_state`), which the stream forecasts from; its record is
         ``E(x_w)``. With ``blended``, ``x_w = x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b))``
-        (:func:`hloba.latent.blended_state`, ``h`` the tuned weight of the autoencoder's change to the
+        (:func:`hloba.latent.kept_background`, ``h`` the tuned weight of the autoencoder's change to the
         background), recorded as ``combined`` is with the third value, the kept part
         ``(1 - h) (x_b - D(z_b))`` that the archive adds (``None`` for the other states).
         ``projected`` and ``incremental`` take the whole increment on a cold first cycle (the weights
