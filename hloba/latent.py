@@ -81,11 +81,11 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
         if kept is not None:
             dims = ("time", "channel", "y", "x")
             text = "kept part of the background that the autoencoder cannot represent (standardised; added)"
-            attrs = {"quantum": KEPT_QUANTUM, "comment": "standardised value = stored integer * quantum"}
-            data[KEPT] = (dims, np.asarray(kept[0], np.int16), {"long_name": text, **attrs})
+            packing = {"quantum": KEPT_QUANTUM, "comment": "standardised value = stored integer * quantum"}
+            data[KEPT] = (dims, np.asarray(kept[0], np.int16), {"long_name": text, **packing})
             if "z_a_spinup" in data:
                 data[f"{KEPT}_spinup"] = (("spinup_time", *dims[1:]), np.asarray(kept[1], np.int16),
-                                          {"long_name": text + " at the spin-up cycles", **attrs})
+                                          {"long_name": text + " at the spin-up cycles", **packing})
     elif kept is not None:
         raise ValueError("a kept background part belongs to a weighted analysis: give its increment_weights")
     if rotation is not None:

@@ -248,7 +248,9 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
             latent = latent_dataset({k: result.fields[k][:6].numpy()
                                      for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
                                     result.times[:6], increment_weights=result.weights_by_channel(models.channels),
-                                    kept=None if result.kept is None else (result.kept[:6].numpy(), None))
+                                    kept=None if result.kept is None else (result.kept[:6].numpy(), None),
+                                    attrs={"year": YEAR})
+            assert latent.attrs == {"year": YEAR}  # the file's own attributes, not the kept part's
             assert list(latent["increment_weight"].values) == pytest.approx(models.increment_weights.tolist())
             mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
             archive_std = norm.standardize(torch.as_tensor(mean), result.times[:6]).double()
@@ -269,6 +271,14 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
                 assert (norm.standardize(torch.as_tensor(without), result.times[:6]) - cycled).abs().max() > 1e-2
                 np.testing.assert_allclose(  # h = 0 with weight 1: the background plus the decoded increment
                     state_std[:, -1], (background_std + decoded - decoded_b)[:, -1], atol=2e-4)  # + the grid
+                # a stream's file: the spin-up's kept part beside its z_a and z_b (the seam report's)
+                f = {k: result.fields[k][:6].numpy() for k in ("z_a", "z_b")}
+                with_spinup = latent_dataset({k: v[2:] for k, v in f.items()}, result.times[2:6],
+                                             spinup=(f["z_a"][:2], result.times[:2], f["z_b"][:2]),
+                                             increment_weights=result.weights_by_channel(models.channels),
+                                             kept=(result.kept[2:6].numpy(), result.kept[:2].numpy()))
+                np.testing.assert_array_equal(kept_part(with_spinup, spinup=True), kept[:2])
+                np.testing.assert_array_equal(kept_part(with_spinup), kept[2:6])
                 continue
             # the Monte-Carlo draws are weighted alike: the same draws, so each channel's std is g times
             # that of D(z_a + sigma eps) (g = 0: none)
