@@ -10,7 +10,8 @@ keeps ``1 - h_c`` of the background's unrepresented part. This script runs HLOBA
 pipeline's tuning over the calibration year's tuning period and the comparison period, keeping the
 backgrounds, fits ``(h_c, g_c)`` per channel by least squares against the truth on the first and
 scores, on the second, the decoded RMSE / anomaly std of ``x_b``, ``D(z_b)``, the stream's own
-analysis, ``h = 1`` (the stream's ``g``), ``h = 0`` (``g`` refitted) and the joint fit.
+analysis, ``h = 1`` (the stream's ``g``), ``h = 0`` (``g`` refitted), the unconstrained joint fit and
+the fit in ``[0, 1]^2`` that rule tune_stream makes (:func:`hloba.assim.update.fit_blend_weights`).
 
     python scripts/projection_weight_experiment.py [--results results] [--configfile config.yaml]
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
+from hloba.assim.update import fit_blend_weights, fit_increment_weights  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.models.autoencoder import decode_all  # noqa: E402
@@ -86,9 +88,8 @@ def main() -> None:
     area = torch.as_tensor(m.grid.area_weights(), dtype=torch.float64)
     h, g = joint_fit(x_b, d_b, d_a, truth, area)
     g0 = m.increment_weights.double().numpy()
-    q, y = d_a - d_b, truth - x_b
-    w = area[None, None, :, None]
-    g_inc = ((q * y * w).sum((0, 2, 3)) / (q * q * w).sum((0, 2, 3))).clamp(0, 1).numpy()
+    g_inc = fit_increment_weights(d_a - d_b, truth - x_b, area).numpy()  # h = 0: incremental's fit
+    h_box, g_box = (v.numpy() for v in fit_blend_weights(d_b - x_b, d_a - d_b, truth - x_b, area))  # the pipeline's
     x_b, d_b, d_a, x_a, truth, m = sample(results, config, cfg, cmp_year, comparison.get("days", 20),
                                           comparison.get("spinup_days", 10))
 
@@ -104,7 +105,7 @@ def main() -> None:
         "h_fit": h, "g_fit": g, "g_stream": g0, "g_h0": g_inc,
         "x_b": score(x_b), "D(z_b)": score(d_b), "stream x_a": score(x_a),
         "h=1 (stream g)": score(combo(np.ones_like(h), g0)), "h=0 (g refit)": score(combo(np.zeros_like(h), g_inc)),
-        "joint fit": score(combo(h, g)), "joint, h in [0,1]": score(combo(np.clip(h, 0, 1), g)),
+        "joint fit": score(combo(h, g)), "h_box": h_box, "g_box": g_box, "in [0,1]^2": score(combo(h_box, g_box)),
     }, index=names)
     table.loc["mean"] = table.mean()
     pd.set_option("display.width", 250)
