@@ -2,14 +2,15 @@
 estimate the state better than one cycle's, and where should the window sit?
 
     python scripts/window_experiment.py [--results results] [--configfile config.yaml]
-        [--epochs 8] [--windows "0;-3,-2,-1,0;0,1,2,3;-1,0,1,2"]
+        [--epochs 8] [--windows "0;-3,-2,-1,0;0,1,2,3;-1,0,1,2"] [--set learning_rate=0.002 ...]
 
 Each window is a list of cycle offsets relative to the estimated time (``-3,-2,-1,0``: the last
 24 hours of 6-hourly cycles, a filter; ``0,1,2,3``: the next 24 hours, l4dvar's alignment, a
 smoother; ``0``: the pipeline's O2Lnet). For each, O2Lnet is trained as rule train_o2lnet does
 (config.yaml's architecture, loss and training settings, the trained autoencoder and the files
 under --results) but for --epochs epochs, so that every window gets the same budget, and its
-validation report is printed: decoded RMSE / anomaly std per channel and the calibration
+validation report is printed (``--set`` changes a training setting for every window, e.g. the
+learning rate and its warmup): decoded RMSE / anomaly std per channel and the calibration
 ``mean((z_o - z_t)^2 / sigma_o2)``. The checkpoints go to ``--checkpoints`` (a temporary folder
 without it); a checkpoint already there for the same window and epochs is reused.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,7 +47,7 @@ from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
 LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
-TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device")
+TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs")
 
 
 def main() -> None:
@@ -58,6 +60,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="csv of the table")
     p.add_argument("--checkpoints", default=None, help="folder that keeps (and reuses) each window's O2Lnet")
     p.add_argument("--stream", action="store_true", help="also tune HLOBA with each and score the comparison period")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training setting over config.yaml's o2lnet section (e.g. learning_rate=0.002, "
+                        "warmup_epochs=1; repeatable)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(REPO / args.configfile)
@@ -65,7 +70,12 @@ def main() -> None:
     r = Path(args.results)
     section = config.get("o2lnet", {})
     training = {k: section[k] for k in TRAINING if k in section} | config.get("training", {})
-    training = TrainingConfig(**{**training, "epochs": args.epochs, "patience": args.epochs, "max_minutes": None})
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    unknown = sorted(set(overrides) - set(TRAINING))
+    if unknown:
+        p.error(f"--set {unknown}: only the training settings {TRAINING} (the epochs: --epochs)")
+    training = TrainingConfig(**{**training, **overrides, "epochs": args.epochs, "patience": args.epochs,
+                                 "max_minutes": None})
     options = O2LnetTraining(**{k: section[k] for k in LOSS if k in section})
     refs = {kind: [str(r / f"reference/{y}.nc") for y in ys] for kind, ys in
             (("train", years.training), ("validation", years.validation))}

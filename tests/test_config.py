@@ -91,3 +91,19 @@ def test_the_schema_admits_every_compared_name_and_every_stream_setting(schema):
     assert set(props["comparison"]["properties"]["methods"]["items"]["enum"]) == set(COMPARABLE)
     settings = {f.name for f in fields(StreamConfig)} - {"withhold_fraction", "withhold_seed"}
     assert settings | set(RUN_KEYS) <= set(props["assimilation"]["properties"])
+
+
+def test_every_network_section_takes_the_training_settings_the_rules_pass(schema, repo):
+    """The training keys rule train_* passes from a network's section (``TRAINING_KEYS`` of
+    workflow/rules/common.smk) are TrainingConfig's fields, and each network's schema admits them
+    all (``warmup_epochs`` included), so none is refused or silently dropped."""
+    import re
+    from dataclasses import fields
+
+    from hloba.models.training import TrainingConfig
+
+    text = (repo / "workflow/rules/common.smk").read_text()
+    keys = set(re.findall(r'"(\w+)"', re.search(r"TRAINING_KEYS = \(([^)]*)\)", text).group(1)))
+    assert "warmup_epochs" in keys and keys <= {f.name for f in fields(TrainingConfig)}
+    for network in ("autoencoder", "o2lnet", "emulator"):
+        assert keys <= set(schema["properties"][network]["properties"]), network

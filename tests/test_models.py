@@ -11,7 +11,7 @@ from hloba.models.checkpoint import CheckpointError, check_matches_data, load_ch
 from hloba.models.diagnostics import latent_decorrelation
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
 from hloba.models.autoencoder import load_autoencoder
-from hloba.models.training import TrainingConfig, fit, resolve_precision, training_environment
+from hloba.models.training import TrainingConfig, fit, learning_rate_factor, resolve_precision, training_environment
 
 TINY = dict(latent_channels=4, patch=4, width=16, blocks=1)
 
@@ -128,6 +128,31 @@ def test_a_time_limit_that_stops_training_early_is_warned_about(caplog):
     assert "ae: stopping at the time limit of 0.0 min (max_minutes) after 1 of 3 epochs" in caplog.text
     assert len(run(0.0, 1)) == 1 and not caplog.records  # the last epoch: nothing was cut short
     assert len(run(60.0, 2)) == 2 and not caplog.records
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():
+    """``warmup_epochs``: the rate rises from 1/warmup of its value to all of it over the warmup's
+    steps, then falls by a cosine to 5 % at the last step; without warmup the cosine alone (the
+    schedule every network had before)."""
+    import math
+
+    factors = [learning_rate_factor(s, 100, 10) for s in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10] == 1.0 and factors[55] == pytest.approx(0.525) and factors[99] == pytest.approx(0.05, abs=5e-4)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    for s in (0, 1, 37, 99, 100, 150):  # no warmup: the former formula, bit for bit
+        assert learning_rate_factor(s, 100, 0) == 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, 100) / 100))
+    with pytest.raises(ValueError, match="warmup_epochs 3 must be >= 0 and less than epochs"):
+        TrainingConfig(epochs=3, warmup_epochs=3)
+    # fit applies it: after one warmup epoch the rate is the full learning rate, the cosine's start
+    x = smooth_fields(32)
+    model = Autoencoder(AutoencoderConfig(channels=2, ny=12, nx=12, **TINY))
+    cfg = TrainingConfig(epochs=3, batch_size=16, samples_per_epoch=32, learning_rate=1e-3, warmup_epochs=1,
+                         device="cpu")
+    history = fit(model, list(model.parameters()), lambda idx, g: reconstruction_loss(x[idx], model(x[idx])),
+                  lambda: float(reconstruction_loss(x, model(x))), 32, cfg, torch.device("cpu"), "ae", progress=False)
+    rates = [h["learning_rate"] for h in history]
+    assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(1e-3 * learning_rate_factor(4, 6, 2))
 
 
 def test_training_precision_auto_follows_the_hardware(monkeypatch):

@@ -62,6 +62,16 @@ def step_precision(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
+def learning_rate_factor(step: int, total: int, warmup: int) -> float:
+    """The learning rate's factor at ``step`` (0-based) of ``total``: a linear rise over the first
+    ``warmup`` steps to 1, then a cosine from 1 to 0.05 over the rest (with ``warmup = 0`` the
+    cosine over all ``total`` steps)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 40
@@ -69,6 +79,9 @@ class TrainingConfig:
     learning_rate: float = 2e-3
     samples_per_epoch: int = 4096
     patience: int = 6
+    # the learning rate rises linearly from 0 over this many epochs' steps before its cosine decay
+    # (0: none; a windowed O2Lnet diverges at 0.002 without it: README, "Training time limits")
+    warmup_epochs: float = 0.0
     seed: int = 0
     device: str = "auto"
     max_minutes: float | None = None
@@ -78,6 +91,8 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs {self.warmup_epochs} must be >= 0 and less than epochs ({self.epochs})")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
@@ -108,7 +123,8 @@ def fit(
     name: str,
     progress: bool = True,
 ) -> list[dict]:
-    """Train ``params`` by Adam with cosine decay; keep the weights of the best validation epoch.
+    """Train ``params`` by Adam with cosine decay (after ``cfg.warmup_epochs`` of linear warmup:
+    :func:`learning_rate_factor`); keep the weights of the best validation epoch.
 
     ``batch_loss(indices, generator)`` returns the loss of the training samples ``indices``, run
     under autocast to ``cfg.precision``; ``validation_loss()`` the mean validation loss, always
@@ -122,10 +138,8 @@ def fit(
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
     steps_per_epoch = max(1, min(cfg.samples_per_epoch, n_train) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-    )
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, total, warmup))
     best, best_state, history, bad_epochs = math.inf, None, [], 0
     start = time.perf_counter()
     for epoch in range(cfg.epochs):

@@ -119,6 +119,7 @@ TRAINING_KEYS = (
     "samples_per_epoch",
     "patience",
     "max_minutes",
+    "warmup_epochs",
 )
 O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
 
