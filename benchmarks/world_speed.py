@@ -8,7 +8,9 @@ the batch gain is a ratio measured on one machine at one time. The step and the 
 to config.yaml's ``world.qg.dt_minutes`` and ``world.precision``; ``--dt-minutes 30 --precision
 float64 --days 20`` is the host-speed index the README quotes. ``--chains N`` also times N
 independent trajectories in N one-thread processes at once (the world's chains, rules
-make_world_{k}) against one such process alone.
+make_world_{k}) against one such process alone. MKL's FFT branch is make_world's portable one
+(``hloba.runtime.portable_fft``); ``MKL_CBWR=AUTO python benchmarks/world_speed.py`` times the
+host's own, faster branch.
 Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
 """
 
@@ -26,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(REPO))
 
-from hloba.runtime import reuse_freed_memory  # noqa: E402
+from hloba.runtime import portable_fft, reuse_freed_memory  # noqa: E402
 from hloba.config import load_config  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
 from hloba.world.simulate import PRECISIONS, year_fields  # noqa: E402
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=0,
                         help="also time this many one-thread trajectories in parallel processes")
     args = parser.parse_args()
+    branch = portable_fft()  # rule make_world's FFT branch (MKL_CBWR=AUTO in the environment: the host's own)
     torch.set_num_threads(args.threads)
     reused = False if args.system_malloc else reuse_freed_memory()
     world = load_config(REPO / "config.yaml")["world"]
@@ -122,7 +125,7 @@ def main() -> None:
     batch_seconds = time_run(model, state, args.days / 4)
     per_member = batch_seconds / 8 / (args.days / 4)
     print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.precision}, {args.threads} threads, "
-          f"{args.days:g} days, freed memory reused: {reused}")
+          f"{args.days:g} days, freed memory reused: {reused}, MKL branch {branch}")
     print(f"single trajectory: {seconds / args.days * 1000:.1f} ms per simulated day, "
           f"{years_per_minute:.2f} simulated years per minute")
     print(f"10 simulated years would take {10 / years_per_minute:.1f} min (goal: < 2 min)")

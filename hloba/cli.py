@@ -29,8 +29,11 @@ def _parse_set(values: list[str]) -> dict:
 
 
 def cmd_make_world(args: argparse.Namespace) -> int:
+    from hloba.runtime import portable_fft
     from hloba.world.reference import write_reference_years
     from hloba.world.simulate import WorldConfig
+
+    portable_fft()  # as rule make_world: the same world on every x86 host
 
     world = {"seed": args.seed, "spinup_days": args.spinup_days, "qg": _parse_set(args.set)}
     config = WorldConfig.from_dict(world)

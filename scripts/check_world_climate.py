@@ -26,6 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hloba.runtime import portable_fft  # noqa: E402
 from hloba.world.atmosphere import state_from_fields  # noqa: E402
 from hloba.world.diagnostics import (  # noqa: E402
     eddy_kinetic_energy, error_doubling_time, max_wind_speed, relative_change, seasonal_ratio,
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--reference", nargs="+", help="use these consecutive reference files instead of simulating")
     parser.add_argument("--twin-years", type=int, default=2, help="years whose Jan/Jul states start twin experiments")
     args = parser.parse_args()
+    portable_fft()  # rule make_world's world
     logging.basicConfig(level=logging.WARNING)
     with open(args.config) as f:
         world = yaml.safe_load(f)["world"]

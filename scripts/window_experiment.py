@@ -10,7 +10,7 @@ smoother; ``0``: the pipeline's O2Lnet). For each, O2Lnet is trained as rule tra
 (config.yaml's architecture, loss and training settings, the trained autoencoder and the files
 under --results) but for --epochs epochs, so that every window gets the same budget, and its
 validation report is printed (``--set`` changes a training setting for every window, e.g. the
-learning rate and its warmup): decoded RMSE / anomaly std per channel and the calibration
+learning rate and its warmup, or the precision): decoded RMSE / anomaly std per channel and the calibration
 ``mean((z_o - z_t)^2 / sigma_o2)``. The checkpoints go to ``--checkpoints`` (a temporary folder
 without it); a checkpoint already there for the same window and epochs is reused.
 
@@ -47,7 +47,7 @@ from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
 LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
-TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs")
+TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "precision")
 
 
 def main() -> None:
@@ -61,8 +61,8 @@ def main() -> None:
     p.add_argument("--checkpoints", default=None, help="folder that keeps (and reuses) each window's O2Lnet")
     p.add_argument("--stream", action="store_true", help="also tune HLOBA with each and score the comparison period")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a training setting over config.yaml's o2lnet section (e.g. learning_rate=0.002, "
-                        "warmup_epochs=1; repeatable)")
+                   help="a training setting over config.yaml's o2lnet and training sections (e.g. "
+                        "learning_rate=0.002, warmup_epochs=1, precision=float32; repeatable)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(REPO / args.configfile)

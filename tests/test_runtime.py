@@ -1,12 +1,33 @@
-"""The lowest layer: device choice, torch threads, glibc's malloc setting."""
+"""The lowest layer: device choice, torch threads, glibc's malloc setting, the world's FFT branch."""
 
+import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from hloba.runtime import resolve_device, reuse_freed_memory, torch_threads
+from hloba.runtime import PORTABLE_MKL_BRANCH, portable_fft, resolve_device, reuse_freed_memory, torch_threads
+
+REPO = Path(__file__).resolve().parents[1]
+# a few days of the default 64 x 64 world at its 60-minute step, in a process of its own (MKL reads
+# its branch at the first call), through the world's entry-point setting
+WORLD_RUN = """
+import sys
+import numpy as np, torch
+from hloba.runtime import portable_fft
+from hloba.world.qg import QGModel, QGParams, random_initial_state
+print(portable_fft())
+torch.set_num_threads(1)
+params = QGParams(dt_minutes=60.0)
+model = QGModel(params, dtype=torch.float64)
+state = random_initial_state(params, 1, torch.Generator().manual_seed(3), dtype=torch.float64)
+with torch.no_grad():
+    np.save(sys.argv[1], model(state, 0.0, 24 * 5).numpy())
+"""
 
 
 def test_cuda_without_a_gpu_names_the_choices():
@@ -30,3 +51,30 @@ def test_freed_memory_is_kept_on_glibc():
     # glibc accepts both thresholds, and setting them again (every rule, the CLI) is harmless
     assert reuse_freed_memory() is True
     assert reuse_freed_memory() is True
+
+
+def test_the_world_entry_points_ask_for_the_portable_fft_branch(monkeypatch):
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    assert portable_fft() == PORTABLE_MKL_BRANCH == "COMPATIBLE" == os.environ["MKL_CBWR"]
+    monkeypatch.setenv("MKL_CBWR", "AUTO")  # a user's own choice stays
+    assert portable_fft() == "AUTO" == os.environ["MKL_CBWR"]
+    adapter = (REPO / "workflow/scripts/make_world.py").read_text()
+    assert adapter.index("portable_fft()") < adapter.index("write_reference_years(config")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="MKL's branches: x86 only")
+def test_the_world_is_the_same_bits_with_avx2_and_the_hosts_widest_vectors(tmp_path):
+    """With MKL's portable FFT branch, what is left to differ between x86 hosts is torch's own
+    element-wise kernels, which it picks by instruction set: AVX2 and the host's widest (AVX-512
+    here, 2026-12-05) must give the same trajectory to the bit (README: the built-in atmosphere)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    runs = {}
+    for name, capability in (("widest", None), ("avx2", "avx2")):
+        run_env = env | ({"ATEN_CPU_CAPABILITY": capability} if capability else {})
+        out = subprocess.run([sys.executable, "-c", WORLD_RUN, str(tmp_path / f"{name}.npy")], env=run_env,
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.split()[-1] == "COMPATIBLE"
+        runs[name] = np.load(tmp_path / f"{name}.npy")
+    assert np.isfinite(runs["widest"]).all() and runs["widest"].std() > 0
+    np.testing.assert_array_equal(runs["widest"], runs["avx2"])
