@@ -48,6 +48,15 @@ def merged_config(work: Path, *overlays: str) -> dict:
     return load_config(work / "config.yaml", *(work / o for o in overlays))
 
 
+def keep_mkl_branch(monkeypatch) -> None:
+    """Give ``MKL_CBWR`` back as it was after the test, unset inside it. The world's entry points set
+    it in their process (``hloba.runtime.portable_fft``); called in the tests' own process, they
+    would hand it to every pipeline the tests start later, whose results would then part from the
+    in-process runs they are compared with bit for bit (MKL read its branch here long before)."""
+    monkeypatch.setenv("MKL_CBWR", "AUTO")  # records the value to restore
+    monkeypatch.delenv("MKL_CBWR")
+
+
 def one_torch_thread():
     """Torch on one thread inside the block, as the tests' pipeline jobs run (TINY_CORES): an
     in-process stream then makes the same sums, so the same bits, as rule assimilate_year's."""

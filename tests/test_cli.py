@@ -5,6 +5,7 @@ import sys
 
 import xarray as xr
 
+from conftest import keep_mkl_branch
 from hloba.assim.stream import DIAGNOSTICS
 from hloba.cli import main
 from hloba.latent import open_latent
@@ -21,7 +22,8 @@ def test_help_lists_the_stages(capsys):
         assert cmd in out
 
 
-def test_make_world_and_normalization_by_hand(tmp_path):
+def test_make_world_and_normalization_by_hand(tmp_path, monkeypatch):
+    keep_mkl_branch(monkeypatch)  # make-world sets it in this (the tests') process
     rc = main(["make-world", "--years", "2001", "--out-dir", str(tmp_path), "--spinup-days", "5",
                "--set", "nx=16", "--set", "ny=16", "--set", "dt_minutes=120", "--chain", "1"])
     assert rc == 0

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import keep_mkl_branch
 from hloba.runtime import PORTABLE_MKL_BRANCH, portable_fft, resolve_device, reuse_freed_memory, torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def test_freed_memory_is_kept_on_glibc():
 
 
 def test_the_world_entry_points_ask_for_the_portable_fft_branch(monkeypatch):
-    monkeypatch.delenv("MKL_CBWR", raising=False)
+    keep_mkl_branch(monkeypatch)
     assert portable_fft() == PORTABLE_MKL_BRANCH == "COMPATIBLE" == os.environ["MKL_CBWR"]
     monkeypatch.setenv("MKL_CBWR", "AUTO")  # a user's own choice stays
     assert portable_fft() == "AUTO" == os.environ["MKL_CBWR"]
