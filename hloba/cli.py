@@ -15,7 +15,9 @@ from pathlib import Path
 from hloba import __version__
 
 
-def _parse_set(values: list[str]) -> dict:
+def parse_set(values: list[str]) -> dict:
+    """``KEY=VALUE`` items (``--set``) as a dict, each value read as JSON (numbers such as ``1e-3``,
+    ``true``, lists) or else kept as the string it is; an item without ``=`` is an error."""
     out = {}
     for item in values:
         key, sep, raw = item.partition("=")
@@ -35,7 +37,7 @@ def cmd_make_world(args: argparse.Namespace) -> int:
 
     portable_fft()  # as rule make_world: the same world on every x86 host
 
-    world = {"seed": args.seed, "spinup_days": args.spinup_days, "qg": _parse_set(args.set)}
+    world = {"seed": args.seed, "spinup_days": args.spinup_days, "qg": parse_set(args.set)}
     config = WorldConfig.from_dict(world)
     out = Path(args.out_dir)
     paths = {year: out / f"{year}.nc" for year in args.years}
@@ -73,7 +75,7 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
     from hloba.models.train_autoencoder import train_autoencoder
 
     report = train_autoencoder(args.train, args.validation, args.normalization, args.output,
-                               args.output.with_name(args.output.stem + "_report.json"), _parse_set(args.set),
+                               args.output.with_name(args.output.stem + "_report.json"), parse_set(args.set),
                                _training(args))
     print(json.dumps(report["validation_rmse_over_anomaly_std"], indent=2))
     return 0
@@ -84,7 +86,7 @@ def cmd_train_o2lnet(args: argparse.Namespace) -> int:
 
     report = train_o2lnet(args.train, args.train_obs, args.validation, args.validation_obs, args.autoencoder,
                           args.output, args.output.with_name(args.output.stem + "_report.json"),
-                          _parse_set(args.set), _training(args), O2LnetTraining())
+                          parse_set(args.set), _training(args), O2LnetTraining())
     print(json.dumps(report["rmse_ratio_to_climatology"], indent=2))
     return 0
 

@@ -33,7 +33,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,6 +40,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
+from hloba.cli import parse_set  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
@@ -70,7 +70,7 @@ def main() -> None:
     r = Path(args.results)
     section = config.get("o2lnet", {})
     training = {k: section[k] for k in TRAINING if k in section} | config.get("training", {})
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = parse_set(args.set)
     unknown = sorted(set(overrides) - set(TRAINING))
     if unknown:
         p.error(f"--set {unknown}: only the training settings {TRAINING} (the epochs: --epochs)")
