@@ -13,7 +13,6 @@ wind, and the error doubling time of twin experiments started in winter and summ
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.runtime import portable_fft  # noqa: E402
+from hloba.cli import parse_set  # noqa: E402
 from hloba.world.atmosphere import state_from_fields  # noqa: E402
 from hloba.world.diagnostics import (  # noqa: E402
     eddy_kinetic_energy, error_doubling_time, max_wind_speed, relative_change, seasonal_ratio,
@@ -58,9 +58,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     with open(args.config) as f:
         world = yaml.safe_load(f)["world"]
-    for item in args.set:
-        key, _, value = item.partition("=")
-        world.setdefault("qg", {})[key] = json.loads(value)
+    world.setdefault("qg", {}).update(parse_set(args.set))
     if args.precision:
         world["precision"] = args.precision
     config = WorldConfig.from_dict(world)

@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,6 +44,7 @@ from hloba.assim.methods.hloba import Hloba  # noqa: E402
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
+from hloba.cli import parse_set  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.ensemble.calibration import nnls_two, shrunk_covariance  # noqa: E402
@@ -161,7 +161,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results, config = Path(args.results), load_config(REPO / args.configfile)
     cfg = StreamConfig.from_config(config)
-    cfg = cfg.with_(**{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)})
+    cfg = cfg.with_(**parse_set(args.set))
     year = year_sets(config).calibration[-1]  # rule tune_stream's year
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

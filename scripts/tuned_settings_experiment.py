@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from cycling_covariance_experiment import RUN, channel_names, score  # noqa: E402
 from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
+from hloba.cli import parse_set  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     rows = []
     for variant in args.variants:
         n, _, sets = variant.partition(":")
-        c = cfg.with_(**{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in sets.split(",") if item)})
+        c = cfg.with_(**parse_set([item for item in sets.split(",") if item]))
         tuning_path = out / f"tuning_{n}.nc"
         tuned = tune_stream_file(year, tuning_inputs, references, tuning_path, c, RUN)
         inputs = replace(StreamInputs.from_results(results, config, (cmp_year - 1, cmp_year), tuning=True),

@@ -160,3 +160,39 @@ def test_a_damped_refit_converges_where_whole_refits_alternate(monkeypatch):
     for bad in (0, 1.5):
         with pytest.raises(ValueError, match=f"increment_weight_step {bad} must be in \\(0, 1\\]"):
             StreamConfig(increment_weight_step=bad)
+
+
+def _weighting_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts/increment_weighting_experiment.py"
+    spec = importlib.util.spec_from_file_location("increment_weighting_experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_band_weights_of_the_experiment_recover_a_known_filter():
+    script = _weighting_script()
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(40, 2, 16, 16, generator=g, dtype=torch.float64)
+    bands = script.wavenumber_bands(16, 16, 3)
+    assert sorted(bands.unique().tolist()) == [0, 1, 2] and int(bands[0, 0]) == 0 and int(bands[8, 8]) == 2
+    true = torch.tensor([[0.9, 0.5, 0.1], [1.0, 0.0, 0.3]], dtype=torch.float64)  # channel x band
+    e = torch.fft.ifft2(torch.fft.fft2(d) * true[:, bands][None]).real
+    e = e + 0.01 * torch.randn(e.shape, generator=g, dtype=torch.float64)
+    filtered = script.band_weighted(d, e, bands, slice(0, 20))
+    expected = torch.fft.ifft2(torch.fft.fft2(d) * true[:, bands][None]).real
+    assert torch.allclose(filtered[20:], expected[20:], atol=0.01)
+
+
+def test_the_later_increments_of_the_experiment_recover_known_lag_weights():
+    script = _weighting_script()
+    g = torch.Generator().manual_seed(1)
+    inc = torch.randn(30, 2, 8, 8, generator=g, dtype=torch.float64)
+    a = torch.tensor([[0.4, 0.1], [0.0, 0.7]], dtype=torch.float64)  # channel x lag (1, 2)
+    e = torch.stack([a[:, 0, None, None] * inc[k + 1] + a[:, 1, None, None] * inc[k + 2] for k in range(28)])
+    out = script.later_increments(inc, e, [1, 2], slice(0, 14))
+    assert out.shape == (28, 2, 8, 8)
+    assert torch.allclose(out, e, atol=1e-10)
