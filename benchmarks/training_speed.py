@@ -1,15 +1,17 @@
 """Seconds per training epoch of the autoencoder and O2Lnet at the default configuration.
 
     python benchmarks/training_speed.py [--steps 10] [--threads 2] [--precision float32 bfloat16]
-                                        [--device cpu|cuda|auto]
+                                        [--device cpu|cuda|auto] [--layouts contiguous channels_last]
 
 Builds both networks from config.yaml's sections at the default grid (64 x 64, 8 channels;
 O2Lnet with the slots of ``o2lnet.window_hours`` at 6-hourly cycles), on random standardised
 fields and random observations of the default density per cycle, times ``--steps`` optimiser
 steps of each in each precision (``training.precision``: the steps under autocast, as
 ``hloba.models.training.fit`` runs them) in the same run, and scales to an epoch of
-``samples_per_epoch`` samples. Ratios are to the first precision listed. ``--device cuda`` times
-the steps on the GPU (synchronised before each clock read).
+``samples_per_epoch`` samples. Ratios are to the first precision and layout listed. ``--device cuda``
+times the steps on the GPU (synchronised before each clock read). ``--layouts`` also times the
+networks, their inputs and O2Lnet's rendered observations in channels-last memory layout (the
+training keeps torch's default, ``contiguous``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from hloba.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruct
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations  # noqa: E402
 from hloba.models.train_o2lnet import window_architecture  # noqa: E402
 from hloba.models.training import resolve_precision, step_precision  # noqa: E402
+
+
+LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def time_steps(step, n: int, sync=lambda: None) -> float:
@@ -53,6 +58,7 @@ def main() -> None:
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (training.device)")
+    parser.add_argument("--layouts", nargs="+", default=["contiguous"], choices=sorted(LAYOUTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reused = False if args.system_malloc else reuse_freed_memory()
@@ -68,11 +74,13 @@ def main() -> None:
     ae = Autoencoder(ae_cfg).to(dev)
     batch = ae_sec["batch_size"]
     x = torch.randn(batch, channels, ny, nx, device=dev)
+    layout = [torch.contiguous_format]  # the memory layout being timed
     opt = torch.optim.Adam(ae.parameters(), 1e-3)
 
     def ae_step(dtype):
         with step_precision(dev, dtype):
-            loss = reconstruction_loss(x, ae(x))
+            xl = x.contiguous(memory_format=layout[0])
+            loss = reconstruction_loss(xl, ae(xl))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -96,7 +104,7 @@ def main() -> None:
 
     def o2l_step(dtype):
         with step_precision(dev, dtype):
-            rendered = render_observations(*obs, batch, channels * slots, ny, nx)
+            rendered = render_observations(*obs, batch, channels * slots, ny, nx).contiguous(memory_format=layout[0])
             z_o, logvar = net(rendered)
             loss = gaussian_nll(z_t, z_o, logvar) + torch.mean((frozen.decode(z_o) - x) ** 2)
         opt2.zero_grad()
@@ -104,16 +112,19 @@ def main() -> None:
         opt2.step()
 
     first = {}
-    for precision in args.precision:
+    for precision, name_layout in [(p, n) for p in args.precision for n in args.layouts]:
         dtype = resolve_precision(precision, dev)
+        layout[0] = LAYOUTS[name_layout]
+        for module in (ae, net, frozen):
+            module.to(memory_format=layout[0])
         for name, step, sec, model in (("autoencoder", ae_step, ae_sec, ae), ("o2lnet", o2l_step, o2_sec, net)):
             per_step = time_steps(lambda: step(dtype), args.steps, sync)
             first.setdefault(name, per_step)
             steps = sec["samples_per_epoch"] // sec["batch_size"]
             params = sum(p.numel() for p in model.parameters())
-            print(f"{name} ({precision}): {params / 1e6:.2f} M parameters, {per_step * 1000 / sec['batch_size']:.1f} ms "
+            print(f"{name} ({precision}, {name_layout}): {params / 1e6:.2f} M parameters, {per_step * 1000 / sec['batch_size']:.1f} ms "
                   f"per sample, {per_step * steps:.0f} s per epoch of {sec['samples_per_epoch']} samples, "
-                  f"{per_step / first[name]:.2f} x {args.precision[0]} ({dev}, {args.threads} threads, freed memory "
+                  f"{per_step / first[name]:.2f} x {args.precision[0]} {args.layouts[0]} ({dev}, {args.threads} threads, freed memory "
                   f"reused: {reused})")
 
 
