@@ -9,8 +9,9 @@ file's ``increment_weight`` and ``kept_background``; an archive written with ``d
 weighted``). Weights are fitted by least squares against the truth on the first half of the year
 and scored on the second (RMSE / anomaly std, area-weighted), for:
 
-- ``scalar refit``: one weight per channel, refitted on this year (what tune_stream fits on the
-  calibration year's 60 days);
+- ``scalar refit``: one weight per channel in [0, 1], refitted on this year
+  (:func:`hloba.assim.update.fit_increment_weights`, which tune_stream fits on the calibration
+  year's 60 days);
 - ``bands``: one weight per channel and band of total wavenumber (``--bands`` bands, geometric
   edges; the increment filtered in Fourier space, the domain being doubly periodic);
 - ``later increments``: ``x_w(k) + sum_j a_jc g_c d(k + j)`` over ``--lags``, a fixed-lag smoother
@@ -32,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hloba.assim.update import fit_increment_weights  # noqa: E402
 from hloba.latent import kept_part, open_latent  # noqa: E402
 from hloba.models.autoencoder import load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402
@@ -98,7 +100,7 @@ def main() -> None:
     fit, score = slice(0, m // 2), slice(m // 2, m)
     archive = base + g * inc
     e = truth - base
-    refit = torch.stack([(inc[fit, c] * e[fit, c]).sum() / inc[fit, c].square().sum() for c in range(len(channels))])
+    refit = fit_increment_weights(inc[fit], e[fit], area)  # as rule tune_stream fits them
     rows = {
         "background": base,
         "archive": archive,

@@ -80,8 +80,8 @@ class TrainingConfig:
     samples_per_epoch: int = 4096
     patience: int = 6
     # the learning rate rises linearly from 0 over this many epochs' steps before its cosine decay
-    # (0: none, the default; with 1, O2Lnet trains at 0.002, which diverges without, but scores no
-    # better in fewer epochs: README, "Nor is a shorter schedule")
+    # (0: none; config.yaml's O2Lnet takes 1, then trains at 0.001, better than 0.0005 without, and
+    # at 0.002, which diverges without: README, "O2Lnet's schedule")
     warmup_epochs: float = 0.0
     seed: int = 0
     device: str = "auto"
