@@ -47,7 +47,8 @@ from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
 LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
-TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "precision")
+TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "average_decay",
+            "precision")
 
 
 def main() -> None:
@@ -62,7 +63,8 @@ def main() -> None:
     p.add_argument("--stream", action="store_true", help="also tune HLOBA with each and score the comparison period")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a training setting over config.yaml's o2lnet and training sections (e.g. "
-                        "learning_rate=0.002, warmup_epochs=1, precision=float32; repeatable)")
+                        "learning_rate=0.002, warmup_epochs=1, precision=float32) or loss setting (decoder_weight=0); "
+                        "repeatable")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(REPO / args.configfile)
@@ -71,12 +73,14 @@ def main() -> None:
     section = config.get("o2lnet", {})
     training = {k: section[k] for k in TRAINING if k in section} | config.get("training", {})
     overrides = parse_set(args.set)
-    unknown = sorted(set(overrides) - set(TRAINING))
+    unknown = sorted(set(overrides) - set(TRAINING) - set(LOSS))
     if unknown:
-        p.error(f"--set {unknown}: only the training settings {TRAINING} (the epochs: --epochs)")
+        p.error(f"--set {unknown}: only the training settings {TRAINING} and the loss's {LOSS} (the epochs: --epochs)")
+    loss = {k: v for k, v in overrides.items() if k in LOSS}
+    overrides = {k: v for k, v in overrides.items() if k in TRAINING}
     training = TrainingConfig(**{**training, **overrides, "epochs": args.epochs, "patience": args.epochs,
                                  "max_minutes": None})
-    options = O2LnetTraining(**{k: section[k] for k in LOSS if k in section})
+    options = O2LnetTraining(**({k: section[k] for k in LOSS if k in section} | loss))
     refs = {kind: [str(r / f"reference/{y}.nc") for y in ys] for kind, ys in
             (("train", years.training), ("validation", years.validation))}
     obs = {kind: [str(r / f"obs/{y}.parquet") for y in ys] for kind, ys in

@@ -104,6 +104,6 @@ def test_every_network_section_takes_the_training_settings_the_rules_pass(schema
 
     text = (repo / "workflow/rules/common.smk").read_text()
     keys = set(re.findall(r'"(\w+)"', re.search(r"TRAINING_KEYS = \(([^)]*)\)", text).group(1)))
-    assert "warmup_epochs" in keys and keys <= {f.name for f in fields(TrainingConfig)}
+    assert {"warmup_epochs", "average_decay"} <= keys and keys <= {f.name for f in fields(TrainingConfig)}
     for network in ("autoencoder", "o2lnet", "emulator"):
         assert keys <= set(schema["properties"][network]["properties"]), network

@@ -155,6 +155,45 @@ def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():
     assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(1e-3 * learning_rate_factor(4, 6, 2))
 
 
+def test_weight_average_follows_its_decay_and_swaps_back():
+    """``average_decay``: an exponential average whose first updates do not weigh the initial
+    weights (decay (1 + t) / (10 + t) until that is above the decay); :meth:`swapped` lends it to the
+    parameters and gives them back."""
+    from hloba.models.training import WeightAverage
+
+    p = torch.nn.Parameter(torch.tensor([0.0, 10.0]))
+    average = WeightAverage([p], 0.5)
+    expected = torch.tensor([0.0, 10.0])
+    for t, value in enumerate((1.0, 2.0, 4.0)):
+        with torch.no_grad():
+            p.fill_(value)
+        average.update()
+        decay = min(0.5, (1 + t) / (10 + t))
+        expected = decay * expected + (1 - decay) * value
+    assert average.average[0] == pytest.approx(expected) and expected[0] == pytest.approx(3.45)  # 0.9, then 1.8, then 3.45
+    with average.swapped():
+        assert torch.equal(p.detach(), average.average[0])
+    assert torch.equal(p.detach(), torch.tensor([4.0, 4.0]))
+    with pytest.raises(ValueError, match="average_decay 1.0 must be in"):
+        TrainingConfig(average_decay=1.0)
+    # fit validates the average and keeps it: the kept weights give the best recorded validation
+    x = smooth_fields(32)
+    kept = {}
+    for decay in (0.0, 0.9):
+        torch.manual_seed(0)
+        model = Autoencoder(AutoencoderConfig(channels=2, ny=12, nx=12, **TINY))
+        cfg = TrainingConfig(epochs=3, batch_size=8, samples_per_epoch=32, learning_rate=1e-3, device="cpu",
+                             average_decay=decay)
+        history = fit(model, list(model.parameters()), lambda idx, g: reconstruction_loss(x[idx], model(x[idx])),
+                      lambda: float(reconstruction_loss(x, model(x))), 32, cfg, torch.device("cpu"), "ae",
+                      progress=False)
+        with torch.no_grad():
+            assert float(reconstruction_loss(x, model(x))) == pytest.approx(min(h["validation_loss"] for h in history))
+        kept[decay] = history
+    assert kept[0.9][0]["validation_loss"] != kept[0.0][0]["validation_loss"]
+    assert [h["train_loss"] for h in kept[0.9]] == [h["train_loss"] for h in kept[0.0]]  # the same steps
+
+
 def test_training_precision_auto_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)

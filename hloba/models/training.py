@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -83,6 +84,9 @@ class TrainingConfig:
     # (0: none; config.yaml's O2Lnet takes 1, then trains at 0.001, better than 0.0005 without, and
     # at 0.002, which diverges without: README, "O2Lnet's schedule")
     warmup_epochs: float = 0.0
+    # validate and keep an exponential moving average of the weights with this decay per step
+    # (0: the weights themselves; README, "O2Lnet's schedule")
+    average_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
     max_minutes: float | None = None
@@ -94,6 +98,9 @@ class TrainingConfig:
         check_precision(self.precision)
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs {self.warmup_epochs} must be >= 0 and less than epochs ({self.epochs})")
+        if not 0 <= self.average_decay < 1:
+            raise ValueError(f"average_decay {self.average_decay} must be in [0, 1): 0 keeps the weights themselves, "
+                             "0.998 averages them over about 500 steps")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
@@ -113,6 +120,35 @@ def training_environment(device: torch.device, precision: str = "float32") -> di
             "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
 
+class WeightAverage:
+    """An exponential moving average of ``params`` (decay ``min(decay, (1 + t) / (10 + t))`` at update
+    ``t``, so that the first steps do not weigh the initial weights); :meth:`swapped` puts it into
+    the parameters for a block of code and gives them back after."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float) -> None:
+        self.params, self.decay, self.updates = params, decay, 0
+        self.average = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        weight = 1.0 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weight)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def swapped(self):
+        with torch.no_grad():
+            kept = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.average):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, k in zip(self.params, kept):
+                    p.copy_(k)
+
+
 def fit(
     model: torch.nn.Module,
     params: list[torch.nn.Parameter],
@@ -129,7 +165,8 @@ def fit(
 
     ``batch_loss(indices, generator)`` returns the loss of the training samples ``indices``, run
     under autocast to ``cfg.precision``; ``validation_loss()`` the mean validation loss, always
-    in float32 (it chooses the epoch kept). Returns the per-epoch history.
+    in float32 (it chooses the epoch kept). With ``cfg.average_decay`` the validation and the kept
+    weights are those of :class:`WeightAverage`. Returns the per-epoch history.
     """
     device = torch.device(device)
     dtype = resolve_precision(cfg.precision, device)
@@ -141,6 +178,8 @@ def fit(
     steps_per_epoch = max(1, min(cfg.samples_per_epoch, n_train) // cfg.batch_size)
     total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, total, warmup))
+    average = WeightAverage(params, cfg.average_decay) if cfg.average_decay > 0 else None
+    validated = average.swapped if average is not None else contextlib.nullcontext
     best, best_state, history, bad_epochs = math.inf, None, [], 0
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -158,17 +197,20 @@ def fit(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if average is not None:
+                average.update()
             running += float(loss.detach())
             bar.set_postfix(loss=f"{running / (step + 1):.4f}")
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), validated():
             val = validation_loss()
+            state = copy.deepcopy(model.state_dict()) if val < best else None
         seconds = time.perf_counter() - t_epoch
         history.append({"epoch": epoch + 1, "train_loss": running / steps_per_epoch, "validation_loss": val,
                         "seconds": seconds, "learning_rate": schedule.get_last_lr()[0]})
         improved = val < best
         if improved:
-            best, best_state, bad_epochs = val, copy.deepcopy(model.state_dict()), 0
+            best, best_state, bad_epochs = val, state, 0
         else:
             bad_epochs += 1
         log.info("%s epoch %d: train %.5f, validation %.5f%s (%.1f s)", name, epoch + 1,

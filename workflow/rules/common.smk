@@ -120,6 +120,7 @@ TRAINING_KEYS = (
     "patience",
     "max_minutes",
     "warmup_epochs",
+    "average_decay",
 )
 O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
 
