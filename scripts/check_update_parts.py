@@ -2,7 +2,7 @@
 ``D(z_b)``, O2Lnet's estimate ``D(z_o)``, the analysis ``D(z_a)`` and the autoencoder's own floor
 ``D(E(truth))``, as RMSE / anomaly std (area-weighted) against the truth of a finished run.
 
-    python scripts/check_update_parts.py [--results results] [--year 2011] [--every 8]
+    python scripts/check_update_parts.py [--results results] [--year 2011] [--every 8] [--bands 2,4,8,16]
 
 ``--every``: score every n-th analysis time (the year's 1460 decode in about a minute at 8). A
 channel whose analysis is worse than its background is one where the element-wise update, whose
@@ -15,6 +15,10 @@ fits the truth best (least squares, in [0, 1], as rule tune_stream does for
 ``D(z_b) + weight (D(z_a) - D(z_b))`` on the second half against the background and analysis there
 (offline: the stream would cycle from the weighted analyses). On an archive written with weighted
 increments the weights are those of what is left.
+
+``--bands``: a second table splits the background's, the estimate's and the analysis's errors
+into bands of total wavenumber with these edges (:func:`hloba.verify.spectra.band_rmse`;
+unweighted, the built-in world's doubly periodic grid only).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from hloba.models.autoencoder import encode_all, load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402
 from hloba.normalization import Normalizer  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
+from hloba.verify.spectra import band_labels, band_rmse  # noqa: E402
 from hloba.verify.latent import decode_physical, truth_on  # noqa: E402
 
 
@@ -43,6 +48,7 @@ def main() -> None:
     p.add_argument("--results", default="results")
     p.add_argument("--year", type=int, default=2011)
     p.add_argument("--every", type=int, default=8)
+    p.add_argument("--bands", default=None, help="band edges in total wavenumber, e.g. 2,4,8,16")
     args = p.parse_args()
     r = Path(args.results)
     ae, payload = load_autoencoder(r / "models/autoencoder.pt")
@@ -75,6 +81,16 @@ def main() -> None:
     pd.set_option("display.width", 200)
     print(f"{args.year}, every {args.every}th of {len(ds['time'])} analyses: decoded RMSE / anomaly std")
     print(df.round(4).to_string())
+    if args.bands and all(x is not None for x in decoded.values()):
+        print(f"\nby band of total wavenumber (edges {args.bands}), RMSE / anomaly std, unweighted:")
+        print(band_table(decoded, x_t, [float(e) for e in args.bands.split(",")], channels).round(4).to_string())
+
+
+def band_table(decoded: dict, x_t: torch.Tensor, edges: list[float], channels) -> pd.DataFrame:
+    """Rows (channel, part), one column per band: the RMS of each part's error in that band."""
+    rows = {(c.name, label): band_rmse((x[:, i] - x_t[:, i]).numpy(), edges)
+            for i, c in enumerate(channels) for label, x in decoded.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=band_labels(edges))
 
 
 if __name__ == "__main__":
