@@ -81,7 +81,9 @@ def main() -> None:
     pd.set_option("display.width", 200)
     print(f"{args.year}, every {args.every}th of {len(ds['time'])} analyses: decoded RMSE / anomaly std")
     print(df.round(4).to_string())
-    if args.bands and all(x is not None for x in decoded.values()):
+    if args.bands and any(x is None for x in decoded.values()):
+        print("\nno table by band: some scored cycles have no O2Lnet estimate (no observations)")
+    elif args.bands:
         print(f"\nby band of total wavenumber (edges {args.bands}), RMSE / anomaly std, unweighted:")
         print(band_table(decoded, x_t, [float(e) for e in args.bands.split(",")], channels).round(4).to_string())
 

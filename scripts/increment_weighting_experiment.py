@@ -39,15 +39,15 @@ from hloba.models.autoencoder import load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402
 from hloba.normalization import Normalizer  # noqa: E402
 from hloba.scores import rmse  # noqa: E402
+from hloba.verify.spectra import band_index, total_wavenumber  # noqa: E402
 from hloba.verify.latent import decode_physical, physical_anomaly, truth_on  # noqa: E402
 
 
 def wavenumber_bands(ny: int, nx: int, n_bands: int) -> torch.Tensor:
     """Band index ``(ny, nx)`` of each Fourier coefficient by total wavenumber: band 0 the mean and
     wavenumbers below 1.5, the rest in geometric steps up to the largest."""
-    k = np.hypot(*np.meshgrid(np.fft.fftfreq(ny) * ny, np.fft.fftfreq(nx) * nx, indexing="ij"))
-    edges = np.geomspace(1.5, k.max() + 1e-6, n_bands)[:-1]
-    return torch.as_tensor(np.searchsorted(edges, k, side="right"))
+    k = total_wavenumber(ny, nx)
+    return torch.as_tensor(band_index(k, np.geomspace(1.5, k.max() + 1e-6, n_bands)[:-1]))
 
 
 def band_weighted(d: torch.Tensor, e: torch.Tensor, bands: torch.Tensor, fit: slice) -> torch.Tensor:
