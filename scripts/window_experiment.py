@@ -10,7 +10,7 @@ smoother; ``0``: the pipeline's O2Lnet). For each, O2Lnet is trained as rule tra
 (config.yaml's architecture, loss and training settings, the trained autoencoder and the files
 under --results) but for --epochs epochs, so that every window gets the same budget, and its
 validation report is printed (``--set`` changes a training setting for every window, e.g. the
-learning rate and its warmup, or the precision): decoded RMSE / anomaly std per channel and the calibration
+learning rate and its warmup, the precision, or the network's width and blocks): decoded RMSE / anomaly std per channel and the calibration
 ``mean((z_o - z_t)^2 / sigma_o2)``. The checkpoints go to ``--checkpoints`` (a temporary folder
 without it); a checkpoint already there for the same window and epochs is reused.
 
@@ -73,10 +73,12 @@ def main() -> None:
     section = config.get("o2lnet", {})
     training = {k: section[k] for k in TRAINING if k in section} | config.get("training", {})
     overrides = parse_set(args.set)
-    unknown = sorted(set(overrides) - set(TRAINING) - set(LOSS))
+    unknown = sorted(set(overrides) - set(TRAINING) - set(LOSS) - set(ARCHITECTURE))
     if unknown:
-        p.error(f"--set {unknown}: only the training settings {TRAINING} and the loss's {LOSS} (the epochs: --epochs)")
+        p.error(f"--set {unknown}: only the training settings {TRAINING}, the loss's {LOSS} and the network's "
+                f"{ARCHITECTURE} (the epochs: --epochs)")
     loss = {k: v for k, v in overrides.items() if k in LOSS}
+    network = {k: v for k, v in overrides.items() if k in ARCHITECTURE}
     overrides = {k: v for k, v in overrides.items() if k in TRAINING}
     training = TrainingConfig(**{**training, **overrides, "epochs": args.epochs, "patience": args.epochs,
                                  "max_minutes": None})
@@ -91,7 +93,7 @@ def main() -> None:
         keep.mkdir(parents=True, exist_ok=True)
         for window in args.windows.split(";"):
             slots = tuple(int(s) for s in window.split(","))
-            architecture = {k: section[k] for k in ARCHITECTURE if k in section} | {"slots": slots}
+            architecture = {k: section[k] for k in ARCHITECTURE if k in section} | network | {"slots": slots}
             name = f"o2lnet_{window.replace(',', '_')}_{args.epochs}ep"
             checkpoint, report_path = keep / f"{name}.pt", keep / f"{name}.json"
             start = time.perf_counter()

@@ -40,6 +40,27 @@ def test_dry_run_lists_the_rules(workdir):
     assert "results/reference/2011.nc" in out
 
 
+def job_threads(dry_run: str) -> dict:
+    """Rule -> set of threads of its jobs in a dry run's listing (Snakemake omits ``threads: 1``)."""
+    out, rule = {}, None
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
+        if m := re.match(r"(?:local)?rule (\w+):", block):
+            rule = m.group(1)
+            t = re.search(r"^\s+threads: (\d+)", block, flags=re.M)
+            out.setdefault(rule, set()).add(int(t.group(1)) if t else 1)
+    return out
+
+
+def test_jobs_after_training_run_side_by_side_on_two_cores(workdir):
+    shared = ("tune_stream", "tune_variant", "calibrate_uncertainty", "decode_year", "evaluate_year", "assimilate_year")
+    two = job_threads(run(SNAKEMAKE + ["-n", "--cores", "2"], workdir).stdout)
+    assert all(two[rule] == {1} for rule in shared), two
+    # the cost table's timings: each method alone on the cores; training takes both
+    assert two["compare_method"] == two["train_o2lnet"] == {2}
+    eight = job_threads(run(SNAKEMAKE + ["-n", "--cores", "8"], workdir).stdout)
+    assert all(eight[rule] == {2} for rule in shared), eight
+
+
 def test_lint_and_format_are_clean(repo):
     lint = run(SNAKEMAKE + ["--lint"], repo, check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -20,7 +20,7 @@ rule calibrate_uncertainty:
         "results/benchmarks/calibrate_uncertainty.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARED_THREADS
     resources:
         mem_mb=8000,
         runtime=60,
@@ -53,7 +53,7 @@ rule decode_year:
         "results/benchmarks/decode_year/{year}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARED_THREADS
     resources:
         mem_mb=8000,
         runtime=120,

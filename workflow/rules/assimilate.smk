@@ -18,7 +18,7 @@ rule tune_stream:
         "results/benchmarks/tune_stream.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARED_THREADS
     resources:
         mem_mb=8000,
         runtime=120,

@@ -57,7 +57,7 @@ rule evaluate_year:
         "results/benchmarks/evaluate_year/{year}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARED_THREADS
     resources:
         mem_mb=6000,
         runtime=60,
@@ -86,7 +86,7 @@ rule tune_variant:
         "results/benchmarks/tune_variant/{variant}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: SHARED_THREADS
     resources:
         mem_mb=8000,
         runtime=120,
