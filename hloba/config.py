@@ -67,9 +67,10 @@ def year_sets(config: Mapping) -> YearSets:
 
 
 def stream_threads(n_streams: int, cores: int | None, most: int = 2) -> int:
-    """Threads of one year's stream (rule assimilate_year): the cores shared by the years, at most
-    ``most``. The streams of different years are independent, and one thread each for two years
-    on two cores beats two threads each one after the other (2011 of the default world: 236 s
+    """Threads of each of ``n_streams`` jobs that run side by side: one year's stream (rule
+    assimilate_year, shared by the years), and with ``n_streams=2`` the other jobs after training
+    (``SHARED_THREADS`` in workflow/rules/common.smk): the cores shared by them, at most ``most``.
+    The streams of different years are independent, and one thread each for two years on two cores beats two threads each one after the other (2011 of the default world: 236 s
     with one thread, 182 s with two). ``cores`` unknown (a cluster executor): ``most``."""
     if not cores:
         return most

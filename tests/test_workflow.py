@@ -42,7 +42,7 @@ def test_dry_run_lists_the_rules(workdir):
 
 def job_threads(dry_run: str) -> dict:
     """Rule -> set of threads of its jobs in a dry run's listing (Snakemake omits ``threads: 1``)."""
-    out, rule = {}, None
+    out = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
         if m := re.match(r"(?:local)?rule (\w+):", block):
             rule = m.group(1)
