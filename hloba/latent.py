@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from hloba.bands import band_weighted
+
 FIELDS = {
     "z_b": "latent background E(x_b)",
     "z_o": "latent observation estimate from O2Lnet",
@@ -55,7 +57,8 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
     update coordinates' columns (``w = V^T z``) when the update rotated; ``spinup = (z_a, times)``
     or ``(z_a, times, z_b)`` the spin-up cycles' analyses (the seam with the previous year's
     archive; their backgrounds where the analysis is weighted); ``increment_weights``
-    ``{channel: g}`` when the analysis is ``D(z_b) + g (D(z_a) - D(z_b))`` (then ``fields`` holds
+    ``{channel: g}`` (``g`` a number, or one per octave band: :mod:`hloba.bands`) when the analysis
+    is ``D(z_b) + g (D(z_a) - D(z_b))`` (then ``fields`` holds
     ``z_b`` and a spin-up its backgrounds); with them ``kept = (year's, spin-up's)`` parts of the
     background that the analysis keeps beyond the latent combination (:data:`KEPT`), ``(time,
     channel, y, x)`` int16 multiples of :data:`KEPT_QUANTUM` (:func:`quantized_kept`)."""
@@ -75,8 +78,10 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
     if increment_weights is not None:
         if "z_b" not in fields or (spinup is not None and len(spinup[1]) and (len(spinup) < 3 or spinup[2] is None)):
             raise ValueError("a weighted analysis needs its backgrounds z_b (and the spin-up's) in the latent file")
-        data[WEIGHTS] = (("channel",), np.asarray(list(increment_weights.values()), np.float64),
-                         {"long_name": "weight g of the decoded increment: analysis = D(z_b) + g (D(z_a) - D(z_b))"})
+        g = np.asarray(list(increment_weights.values()), np.float64)
+        data[WEIGHTS] = (("channel", "band")[: g.ndim], g, {
+            "long_name": "weight g of the decoded increment: analysis = D(z_b) + g (D(z_a) - D(z_b))",
+            **({"comment": "per octave band of the increment, longest first (hloba.bands)"} if g.ndim > 1 else {})})
         coords["channel"] = list(increment_weights)
         if kept is not None:
             dims = ("time", "channel", "y", "x")
@@ -126,7 +131,8 @@ def kept_part(latent: xr.Dataset, index=slice(None), spinup: bool = False) -> np
 def weighted_increment(x_b: torch.Tensor, x_a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``x_b + g_c (x_a - x_b)`` per channel ``c``: the decoded analysis ``x_a`` taken at weight
     ``g_c`` over the decoded background ``x_b``. ``x_b, x_a: (batch, C, ny, nx)``, ``weights: (C,)``
-    (1: the analysis, 0: the background): :func:`incremental_state` with the decoded background as
+    (1: the analysis, 0: the background), or ``(C, B)``: a weight per octave band of the increment
+    (:func:`hloba.bands.band_weighted`): :func:`incremental_state` with the decoded background as
     the base."""
     return incremental_state(x_b, x_b, x_a, weights)
 
@@ -136,18 +142,19 @@ def incremental_state(x_b: torch.Tensor, d_b: torch.Tensor, d_a: torch.Tensor, w
     analysis minus the decoded background) taken at weight ``g_c`` and added to the background
     ``x_b`` itself, whose part the autoencoder cannot represent is kept (as an operational
     incremental analysis adds its increment to the full-resolution background). All
-    ``(batch, C, ny, nx)`` in one space; the result in ``x_b``'s dtype."""
-    g = torch.as_tensor(weights).to(x_b.device, x_b.dtype)[None, :, None, None]
-    return x_b + g * (d_a - d_b).to(x_b.dtype)
+    ``(batch, C, ny, nx)`` in one space; the result in ``x_b``'s dtype. ``weights (C, B)``: one per
+    channel and octave band of the increment (``assimilation.increment_bands``, :mod:`hloba.bands`)."""
+    return x_b + band_weighted((d_a - d_b).to(x_b.dtype), weights)
 
 
 def kept_background(x_b: torch.Tensor, d_b: torch.Tensor, projection_weights: torch.Tensor) -> torch.Tensor:
     """``(1 - h_c) (x_b - d_b)`` per channel ``c``: the part of the background ``x_b`` that the
-    autoencoder cannot represent (``d_b = D(E(x_b))``) kept at weight ``1 - h_c``, rounded to whole
+    autoencoder cannot represent (``d_b = D(E(x_b))``) kept at weight ``1 - h_c`` (``h (C, B)``:
+    ``1 - h_cb`` in each octave band, :mod:`hloba.bands`), rounded to whole
     multiples of :data:`KEPT_QUANTUM` as the latent file stores it (:func:`quantized_kept`).
     ``(batch, C, ny, nx)`` in ``d_b``'s dtype."""
-    h = torch.as_tensor(projection_weights).to(d_b.device, d_b.dtype)[None, :, None, None]
-    return quantized_kept((1 - h) * (x_b.to(d_b.dtype) - d_b)).to(d_b.dtype) * KEPT_QUANTUM
+    keep = 1 - torch.as_tensor(projection_weights).to(d_b.device, d_b.dtype)
+    return quantized_kept(band_weighted(x_b.to(d_b.dtype) - d_b, keep)).to(d_b.dtype) * KEPT_QUANTUM
 
 
 def quantized_kept(kept: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.assim.update import fit_increment_weights  # noqa: E402
+from hloba.bands import band_weighted as weighted_by_band  # noqa: E402
 from hloba.latent import kept_part, open_latent  # noqa: E402
 from hloba.models.autoencoder import load_autoencoder  # noqa: E402
 from hloba.models.checkpoint import channels_from_state, grid_from_state  # noqa: E402
@@ -95,10 +96,10 @@ def main() -> None:
     inc = decode_physical(ae, norm, torch.as_tensor(ds.z_a.values), times).double() / scale - d_b
     base = d_b + physical_anomaly(norm, kept_part(ds)) / scale
     truth = truth_on([r / f"reference/{args.year}.nc"], times, channels).double() / scale
-    g = torch.as_tensor(ds.increment_weight.values, dtype=torch.float64)[None, :, None, None]
+    g = torch.as_tensor(ds.increment_weight.values, dtype=torch.float64)  # per channel, or channel and band
     m = len(times) - max(lags)  # every row is scored on the same cycles
     fit, score = slice(0, m // 2), slice(m // 2, m)
-    archive = base + g * inc
+    archive = base + weighted_by_band(inc, g)  # as the archive decodes it (hloba.latent.decoded_analysis)
     e = truth - base
     refit = fit_increment_weights(inc[fit], e[fit], area)  # as rule tune_stream fits them
     rows = {
@@ -107,7 +108,8 @@ def main() -> None:
         "scalar refit": base + refit[None, :, None, None] * inc,
         f"{args.bands} bands": base + band_weighted(inc, e, wavenumber_bands(*inc.shape[-2:], args.bands), fit),
     }
-    rows[f"later increments {args.lags}"] = archive[:m] + later_increments(g * inc, (truth - archive)[:m], lags, fit)
+    rows[f"later increments {args.lags}"] = archive[:m] + later_increments(weighted_by_band(inc, g), (truth - archive)[:m],
+                                                                           lags, fit)
     table = {name: rmse(x[score], truth[score], area).numpy() for name, x in rows.items()}
     df = pd.DataFrame(table, index=[c.name for c in channels])
     df.loc["mean"] = df.mean()

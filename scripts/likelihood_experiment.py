@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from hloba.assim.cycle import UpdateSpace, mode_groups  # noqa: E402
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
-from hloba.assim.tuning import group_mean, pooled_correlation  # noqa: E402
+from hloba.assim.cycle import group_mean, pooled_correlation  # noqa: E402
 from hloba.assim.update import hybrid_update, likelihood_estimate  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, stream_years, year_sets  # noqa: E402

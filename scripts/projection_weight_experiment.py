@@ -88,6 +88,9 @@ def main() -> None:
     area = torch.as_tensor(m.grid.area_weights(), dtype=torch.float64)
     h, g = joint_fit(x_b, d_b, d_a, truth, area)
     g0 = m.increment_weights.double().numpy()
+    if g0.ndim > 1:
+        sys.exit("the tuning holds a weight per channel and band (assimilation.increment_bands): this experiment "
+                 "compares weights per channel; tune with increment_bands: 1")
     g_inc = fit_increment_weights(d_a - d_b, truth - x_b, area).numpy()  # h = 0: incremental's fit
     h_box, g_box = (v.numpy() for v in fit_blend_weights(d_b - x_b, d_a - d_b, truth - x_b, area))  # the pipeline's
     x_b, d_b, d_a, x_a, truth, m = sample(results, config, cfg, cmp_year, comparison.get("days", 20),

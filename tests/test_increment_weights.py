@@ -117,7 +117,7 @@ def fake_weighted_passes(monkeypatch, fit, cfg: StreamConfig, whole: list[float]
 
     monkeypatch.setattr(tuning, "run_period", run_period)
     monkeypatch.setattr(tuning, "increment_weights",
-                        lambda models, stream, sl, x_t, blended=False: (fit(stream.used), None))
+                        lambda models, stream, sl, x_t, blended=False, n_bands=1: (fit(stream.used), None))
     channels = [SimpleNamespace(name=f"c{i}") for i in range(len(whole))]
     models = SimpleNamespace(increment_weights=None, channels=channels)
     used = SimpleNamespace(used=torch.tensor(whole, dtype=torch.float64))

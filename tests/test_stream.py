@@ -167,7 +167,7 @@ def test_l4dvar_and_oi_baselines_fit_the_observations(tiny_models, method):
 OTHER_VALUE = {"update": ("likelihood", "posterior"), "calibrate_observation_variance": (True, False),
                "background_variance": ("cycling", "forecast"), "decoded_increment": ("weighted", "full"),
                "weighted_state": ("combined", "projected"), "increment_weight_refits": (1, 0),
-               "increment_weight_step": (0.5, 1.0),
+               "increment_weight_step": (0.5, 1.0), "increment_bands": (5, 1),
                "lead_guess": ("persistence", "forecast"),
                "correlated_gain": (True, False), "o2lnet_precision": ("bfloat16", "float32")}
 

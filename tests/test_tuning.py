@@ -17,6 +17,7 @@ from hloba.assim.models import StreamError, apply_tuning, method_models
 from hloba.assim.settings import StreamConfig
 from hloba.assim.stream import run_stream
 from hloba.assim.tuning import cycling_static_variance, increment_weights, tune_stream_file
+from hloba.bands import band_weighted
 from hloba.config import stream_years
 from hloba.latent import KEPT, kept_part, latent_dataset
 from hloba.verify.latent import decode_analysis
@@ -142,10 +143,11 @@ def test_a_cycling_background_variance_needs_the_tuning_streams():
         StreamConfig(background_variance="cycling", tuning_days=0)
 
 
-def test_the_tuning_writes_one_weight_per_channel_in_0_1(tunings, tiny_models):
+def test_the_tuning_writes_weights_per_channel_and_band_in_0_1(tunings, tiny_models):
     tuned = tunings["cycling"]  # tuned with the decoded increment weighted (config.yaml's default)
-    assert tuned.attrs["decoded_increment"] == "weighted"
+    assert tuned.attrs["decoded_increment"] == "weighted" and tuned.attrs["increment_bands"] == 5
     g = tuned["increment_weight"]
+    assert g.dims == tuned["projection_weight"].dims == ("channel", "band") and g.shape[1] == 5
     with xr.open_dataset(tiny_models / "results/ensemble/calibration.nc") as cal:
         assert list(g["channel"].values) == list(cal["channel"].values)
     assert ((g.values >= 0) & (g.values <= 1)).all() and np.isfinite(g.values).all()
@@ -163,9 +165,9 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
     models = method_models(cfg, inputs, "cpu")
     assert models.increment_weights is None
     apply_tuning(models, path, cfg)
-    assert models.increment_weights.tolist() == pytest.approx(tuned["increment_weight"].values.tolist())
+    np.testing.assert_allclose(models.increment_weights, tuned["increment_weight"].values)
     assert tuned.attrs["weighted_state"] == cfg.weighted_state == "blended"  # config.yaml's default
-    assert models.projection_weights.tolist() == pytest.approx(tuned["projection_weight"].values.tolist())
+    np.testing.assert_allclose(models.projection_weights, tuned["projection_weight"].values)
     assert ((tuned["projection_weight"].values >= 0) & (tuned["projection_weight"].values <= 1)).all()
     # the weighted analysis: each channel's decoded increment taken at its weight, encoded again
     # (projected, incremental) or recorded as the update's own z_a (combined: the archive decodes the
@@ -205,6 +207,8 @@ def test_the_stream_takes_the_weighted_analysis(tunings, tiny_models, tmp_path):
         apply_tuning(models, tmp_path / "other.nc", cfg)
     with pytest.raises(StreamError, match="decoded_increment: weighted in the file, full in this stream"):
         apply_tuning(models, path, cfg.with_(decoded_increment="full"))
+    with pytest.raises(StreamError, match=f"increment_bands: {cfg.increment_bands} in the file, 1 in this stream"):
+        apply_tuning(models, path, cfg.with_(increment_bands=1))
     other = "projected" if cfg.weighted_state != "projected" else "combined"
     with pytest.raises(StreamError, match=f"weighted_state: {cfg.weighted_state} in the file, {other} in this stream"):
         apply_tuning(models, path, cfg.with_(weighted_state=other))
@@ -354,3 +358,45 @@ def test_incremental_weights_are_fitted_against_the_background_itself(tiny_model
     g_h, h_fit = increment_weights(models, result, slice(0, n), x_h.float(), blended=True)
     assert g_h.tolist() == pytest.approx(half.tolist(), abs=5e-3)
     assert h_fit.tolist() == pytest.approx(h.tolist(), abs=5e-3)
+    # per octave band of the scales (assimilation.increment_bands: 3 here), known weights per band
+    share = torch.stack([half, 1 - half, torch.full_like(half, 0.5)], dim=1)
+    h_band = torch.stack([h, torch.full_like(h, 0.8), 1 - h], dim=1)
+    x_band = x_b + band_weighted(d_b - x_b, h_band) + band_weighted(d_a - d_b, share)
+    g_b, h_b = increment_weights(models, result, slice(0, n), x_band.float(), blended=True, n_bands=3)
+    assert g_b.shape == h_b.shape == (C, 3)
+    np.testing.assert_allclose(g_b, share, atol=0.01)
+    np.testing.assert_allclose(h_b, h_band, atol=0.01)
+
+
+def test_a_state_weighted_per_band_is_what_the_archive_decodes(tunings, tiny_models, tmp_path):
+    """weighted_state: blended with weights per channel and octave band (assimilation.increment_bands):
+    the latent record (z_b, z_a, the (channel, band) weights and the kept part) decodes to the state
+    the stream cycled from, which differs from that of the per-channel weights at the bands' mean."""
+    cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted",
+                             weighted_state="blended")
+    inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
+    path = tmp_path / "blended.nc"
+    tunings["cycling"].assign_attrs(weighted_state="blended", increment_bands=cfg.increment_bands).to_netcdf(path)
+    cycled = {}
+    for name in ("bands", "mean"):
+        models = method_models(cfg, inputs, "cpu")
+        apply_tuning(models, path, cfg)
+        C = len(models.channels)
+        g = torch.stack([torch.linspace(0.0, 1.0, C), torch.full((C,), 0.7), torch.linspace(1.0, 0.0, C)], 1).double()
+        h = torch.stack([torch.full((C,), 0.9), torch.linspace(0.0, 1.0, C), torch.full((C,), 0.2)], 1).double()
+        models.increment_weights, models.projection_weights = (g, h) if name == "bands" else (g.mean(1), h.mean(1))
+        result = run_stream(YEAR, models, inputs.observations, cfg.with_(spinup_days=0), run, max_cycles=6,
+                            keep_analyses=True)
+        norm = models.normalizer
+        cycled[name] = norm.standardize(result.analyses[:6].double(), result.times[:6]).double()
+        if name == "bands":
+            latent = latent_dataset({k: result.fields[k][:6].numpy()
+                                     for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
+                                    result.times[:6], increment_weights=result.weights_by_channel(models.channels),
+                                    kept=(result.kept[:6].numpy(), None))
+            assert latent["increment_weight"].dims == ("channel", "band")
+            np.testing.assert_allclose(latent["increment_weight"].values, g)
+            mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
+            archive = norm.standardize(torch.as_tensor(mean), result.times[:6]).double()
+            assert (archive - cycled[name]).abs().max() < 1e-4  # float32 states and decodings
+    assert (cycled["bands"] - cycled["mean"]).abs().max() > 1e-2

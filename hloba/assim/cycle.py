@@ -133,3 +133,30 @@ def observation_background_variance(
     seen = count > 0
     estimate = torch.maximum(excess / count.clamp(min=1), floor)
     return torch.where(seen, (1 - smoothing) * previous + smoothing * estimate, previous)
+
+
+def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over time and over each group's elements (where ``mask`` holds; 0 for a group with
+    none): ``(time, n) -> (n_groups,)``."""
+    if mask is None:
+        mask = torch.ones_like(values, dtype=torch.bool)
+    v = torch.where(mask, values.double(), 0.0)
+    total = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, v.sum(0))
+    count = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, mask.double().sum(0))
+    return total / count.clamp(min=1)
+
+
+def group_ratio(numerator: torch.Tensor, denominator: torch.Tensor, groups: torch.Tensor, n_groups: int,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean(numerator) / mean(denominator)`` per group (:func:`group_mean`), e.g. ``mean(e^2) / mean(sigma^2)``."""
+    return group_mean(numerator, groups, n_groups, mask) / group_mean(denominator, groups, n_groups, mask).clamp(
+        min=1e-300)
+
+
+def pooled_correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """``sum(a b) / sqrt(sum(a^2) sum(b^2))`` over the elements where ``mask`` holds (errors: no mean removed)."""
+    if mask is not None:
+        a, b = a[mask], b[mask]
+    a, b = a.double(), b.double()
+    return float((a * b).sum() / (a.square().sum() * b.square().sum()).sqrt().clamp(min=1e-300))

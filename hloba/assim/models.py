@@ -181,7 +181,7 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
 # the settings a tuning file was tuned with (its attributes) that a stream reading it must share
 TUNED_SETTINGS = ("rotation", "update", "calibrate_observation_variance", "background_variance",
                   "decoded_increment", "weighted_state", "increment_weight_refits",
-                  "increment_weight_step", "lead_guess")
+                  "increment_weight_step", "increment_bands", "lead_guess")
 
 
 def tuned_settings(cfg: StreamConfig) -> dict:

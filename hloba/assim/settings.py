@@ -61,6 +61,9 @@ class StreamConfig:
     # (1: to the refit itself; below 1, a damped refit that converges to weights the stream using
     # them fits again, where a whole step alternates)
     increment_weight_step: float = 1.0
+    # hloba with decoded_increment: weighted: the weights per channel (1) or per channel and octave
+    # band of the scales (hloba.bands: 5 bands split at 32, 16, 8 and 4 grid lengths), fitted per band
+    increment_bands: int = 1
     # hloba with an O2Lnet window that reaches later cycles: the state their observations are checked
     # against, the background's forecast M^j(x_b) (a forecast of its own where the stream runs no
     # lagged members), the background itself (persistence) or x_b + j (x_b - x_a) of the previous
@@ -109,6 +112,10 @@ class StreamConfig:
         if not 0.0 < self.increment_weight_step <= 1.0:
             raise ValueError(f"assimilation.increment_weight_step {self.increment_weight_step} must be in (0, 1]")
         object.__setattr__(self, "increment_weight_step", float(self.increment_weight_step))  # 1 and 1.0 alike
+        if not isinstance(self.increment_bands, int) or isinstance(self.increment_bands, bool) or not (
+                1 <= self.increment_bands <= 8):
+            raise ValueError(f"assimilation.increment_bands {self.increment_bands!r} must be a whole number "
+                             "from 1 (one weight per channel) to 8")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

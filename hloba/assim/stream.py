@@ -97,10 +97,11 @@ class StreamResult:
         return df
 
     def weights_by_channel(self, channels) -> dict | None:
-        """``{channel name: g}`` of :attr:`analysis_weights` (for the latent file), or ``None``."""
+        """``{channel name: g}`` of :attr:`analysis_weights` (for the latent file; ``g`` a list where
+        there is a weight per octave band), or ``None``."""
         if self.analysis_weights is None:
             return None
-        return {c.name: float(g) for c, g in zip(channels, self.analysis_weights.tolist(), strict=True)}
+        return {c.name: g for c, g in zip(channels, self.analysis_weights.double().tolist(), strict=True)}
 
 
 def _check(k: int, time, obs, s: slice, hx_b, cold_first: bool, cfg: StreamConfig, method: Method,

@@ -44,11 +44,11 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.assim.cycle import mode_groups
+from hloba.assim.cycle import group_mean, group_ratio, mode_groups, pooled_correlation
 from hloba.assim.models import StreamModels, load_stream_models, tuned_settings
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.stream import StreamResult
-from hloba.assim.update import fit_blend_weights, fit_increment_weights, observation_estimate
+from hloba.assim.update import fit_blend_weights, fit_by_band, fit_increment_weights, observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
 from hloba.models.autoencoder import decode_all, encode_all
@@ -58,33 +58,6 @@ from hloba.timeaxis import cycle_times, period_cycles
 log = logging.getLogger(__name__)
 # the weighted states whose weights are fitted against the truth minus the background itself
 KEEPS_BACKGROUNDS = ("incremental", "blended")
-
-
-def group_mean(values: torch.Tensor, groups: torch.Tensor, n_groups: int,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over time and over each group's elements (where ``mask`` holds; 0 for a group with
-    none): ``(time, n) -> (n_groups,)``."""
-    if mask is None:
-        mask = torch.ones_like(values, dtype=torch.bool)
-    v = torch.where(mask, values.double(), 0.0)
-    total = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, v.sum(0))
-    count = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, groups, mask.double().sum(0))
-    return total / count.clamp(min=1)
-
-
-def group_ratio(numerator: torch.Tensor, denominator: torch.Tensor, groups: torch.Tensor, n_groups: int,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``mean(numerator) / mean(denominator)`` per group (:func:`group_mean`), e.g. ``mean(e^2) / mean(sigma^2)``."""
-    return group_mean(numerator, groups, n_groups, mask) / group_mean(denominator, groups, n_groups, mask).clamp(
-        min=1e-300)
-
-
-def pooled_correlation(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-    """``sum(a b) / sqrt(sum(a^2) sum(b^2))`` over the elements where ``mask`` holds (errors: no mean removed)."""
-    if mask is not None:
-        a, b = a[mask], b[mask]
-    a, b = a.double(), b.double()
-    return float((a * b).sum() / (a.square().sum() * b.square().sum()).sqrt().clamp(min=1e-300))
 
 
 def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +71,8 @@ def _truth(models: StreamModels, reference_paths, times: pd.DatetimeIndex) -> tu
     return x, encode_all(models.autoencoder, x).cpu()
 
 
-def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor,
-                      blended: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor, blended: bool = False,
+                      n_bands: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Step 4: per channel, the weight of the decoded increment that fits the truth ``x_t``
     (standardised) best over the cycles ``sl`` of a stream ``result`` (one that took whole
     increments, or with refits one that used the weights of the fit before):
@@ -107,18 +80,18 @@ def increment_weights(models: StreamModels, result, sl: slice, x_t: torch.Tensor
     its backgrounds (``weighted_state: incremental``). With ``blended`` (the stream kept its
     backgrounds) the weight of the autoencoder's change to the background ``D(z_b) - x_b`` is fitted
     with it (:func:`hloba.assim.update.fit_blend_weights`); returns ``(g, h)``, ``h`` ``None`` unless
-    ``blended``."""
+    ``blended``, each ``(C, n_bands)`` with more than one octave band (``assimilation.increment_bands``)."""
     ae, dev = models.autoencoder, models.device
     d_b = decode_all(ae, result.fields["z_b"][sl].to(dev)).cpu()
     d_a = decode_all(ae, result.fields["z_a"][sl].to(dev)).cpu()
     area = torch.as_tensor(models.grid.area_weights())
     if result.backgrounds is None:
-        return fit_increment_weights(d_a - d_b, x_t - d_b, area), None
+        return fit_by_band(fit_increment_weights, (d_a - d_b, x_t - d_b), area, n_bands), None
     x_b = models.normalizer.standardize(result.backgrounds.double(), result.times[sl]).cpu()
     if blended:
-        h, g = fit_blend_weights(d_b - x_b, d_a - d_b, x_t - x_b, area)
+        h, g = fit_by_band(fit_blend_weights, (d_b - x_b, d_a - d_b, x_t - x_b), area, n_bands)
         return g, h
-    return fit_increment_weights(d_a - d_b, x_t - x_b, area), None
+    return fit_by_band(fit_increment_weights, (d_a - d_b, x_t - x_b), area, n_bands), None
 
 
 def _estimate_errors(models: StreamModels, cfg: StreamConfig, result, sl: slice, w_t: torch.Tensor):
@@ -192,7 +165,7 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
     the weights of the autoencoder's change to the background with them (``models.projection_weights``).
     Returns the last weights, which ``models`` then holds, and the stream that used them."""
     blended = cfg.weighted_state == "blended"
-    weights, projection = increment_weights(models, last, sl, x_t, blended)
+    weights, projection = increment_weights(models, last, sl, x_t, blended, cfg.increment_bands)
     log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights, projection))
     for refit in range(cfg.increment_weight_refits + 1):
         models.increment_weights, models.projection_weights = weights, projection
@@ -202,7 +175,7 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
                             keep_backgrounds=cfg.weighted_state in KEEPS_BACKGROUNDS and not last_pass)
         if last_pass:
             return weights, stream
-        refitted, refitted_projection = increment_weights(models, stream, sl, x_t, blended)
+        refitted, refitted_projection = increment_weights(models, stream, sl, x_t, blended, cfg.increment_bands)
         log.info("weight of the decoded increment refitted to that stream: %s",
                  _by_channel(models, refitted, refitted_projection))
         weights = damped_weights(weights, refitted, cfg.increment_weight_step)
@@ -222,7 +195,9 @@ def damped_weights(before: torch.Tensor, refitted: torch.Tensor, step: float) ->
 
 
 def _by_channel(models: StreamModels, weights: torch.Tensor, projection: torch.Tensor | None = None) -> str:
-    text = ", ".join(f"{c.name} {g:.3f}" for c, g in zip(models.channels, weights.tolist()))
+    """Each channel's weight, or its weights per octave band longest first (``0.912/0.873/...``)."""
+    text = ", ".join(f"{c.name} {'/'.join(f'{x:.3f}' for x in torch.as_tensor(g).reshape(-1).tolist())}"
+                     for c, g in zip(models.channels, weights))
     return text if projection is None else f"{text}; of the autoencoder's change: {_by_channel(models, projection)}"
 
 
@@ -321,11 +296,12 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
             "long_name": "static background error variance per update coordinate, from cycling errors"})
     coords = {"group": np.arange(tuning["n_groups"])}
     if "increment_weights" in tuning:  # decoded_increment: weighted
-        data["increment_weight"] = ("channel", tuning["increment_weights"].numpy(), {
+        dims = ("channel", "band")[: tuning["increment_weights"].ndim]  # per octave band: hloba.bands
+        data["increment_weight"] = (dims, tuning["increment_weights"].numpy(), {
             "long_name": "weight of the decoded increment D(z_a) - D(z_b) per channel"})
         coords["channel"] = tuning["channels"]
     if tuning.get("projection_weights") is not None:  # weighted_state: blended
-        data["projection_weight"] = ("channel", tuning["projection_weights"].numpy(), {
+        data["projection_weight"] = (dims, tuning["projection_weights"].numpy(), {
             "long_name": "weight of the autoencoder's change D(z_b) - x_b to the background per channel"})
     return xr.Dataset(
         data, coords=coords,

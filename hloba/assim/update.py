@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import torch
 
+from hloba.bands import band_parts
+
 
 def hybrid_variance(sigma_clim2: torch.Tensor, s2: torch.Tensor, a: float, b: float) -> torch.Tensor:
     """``sigma_b2 = a sigma_clim2 + b s2`` (``a, b >= 0``)."""
@@ -211,3 +213,17 @@ def fit_blend_weights(projection: torch.Tensor, increment: torch.Tensor, error: 
             best_h, best_g, best = torch.where(better, hh, best_h), torch.where(better, gg, best_g), torch.where(
                 better, cand, best)
     return best_h, best_g
+
+
+def fit_by_band(fit, fields, area: torch.Tensor, n_bands: int = 1):
+    """``fit(*fields, area)`` (:func:`fit_increment_weights`, :func:`fit_blend_weights`) in each of
+    ``n_bands`` octave bands of the ``(time, C, ny, nx)`` fields (:func:`hloba.bands.band_parts`):
+    its weights ``(C,)`` become ``(C, n_bands)``, a weight per channel and band (one band: the plain
+    fit, ``(C,)``)."""
+    if n_bands == 1:
+        return fit(*fields, area)
+    parts = [band_parts(f.double(), n_bands) for f in fields]
+    fits = [fit(*(p[b] for p in parts), area) for b in range(n_bands)]
+    if isinstance(fits[0], tuple):
+        return tuple(torch.stack(each, dim=-1) for each in zip(*fits))
+    return torch.stack(fits, dim=-1)
