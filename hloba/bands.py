@@ -68,4 +68,6 @@ def band_weighted(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     real = torch.float64 if x.dtype == torch.float64 else torch.float32
     index = band_index(ny, nx, w.shape[-1]).to(x.device)
     gain = torch.index_select(w.to(real), 1, index.reshape(-1)).view(w.shape[0], *index.shape)  # (C, 2 ny, nx + 1)
-    return _back(_reflected_spectrum(x.to(real)).mul_(gain), ny, nx).to(x.dtype)
+    spectrum = _reflected_spectrum(x.to(real))
+    torch.view_as_real(spectrum).mul_(gain.unsqueeze(-1))  # real and imaginary parts alike, no complex gain
+    return _back(spectrum, ny, nx).to(x.dtype)
