@@ -60,10 +60,8 @@ def band_weighted(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     scaled by its own weights ``(C, B)`` (``(C,)``: one weight a channel, no transform). In
     ``x``'s dtype."""
     w = torch.as_tensor(weights).to(x.device)
-    if w.ndim == 1:
-        return x * w.to(x.dtype)[None, :, None, None]
-    if w.shape[-1] == 1:
-        return x * w[:, 0].to(x.dtype)[None, :, None, None]
+    if w.ndim == 1 or w.shape[-1] == 1:  # one band: a weight per channel
+        return x * w.reshape(-1).to(x.dtype)[None, :, None, None]
     ny, nx = x.shape[-2:]
     real = torch.float64 if x.dtype == torch.float64 else torch.float32
     index = band_index(ny, nx, w.shape[-1]).to(x.device)

@@ -295,13 +295,15 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
         data["static_variance"] = ("coordinate", tuning["static_variance"].numpy(), {
             "long_name": "static background error variance per update coordinate, from cycling errors"})
     coords = {"group": np.arange(tuning["n_groups"])}
+    def dims(weights):  # (channel,), or (channel, band) per octave band (hloba.bands)
+        return ("channel", "band")[: weights.ndim]
+
     if "increment_weights" in tuning:  # decoded_increment: weighted
-        dims = ("channel", "band")[: tuning["increment_weights"].ndim]  # per octave band: hloba.bands
-        data["increment_weight"] = (dims, tuning["increment_weights"].numpy(), {
+        data["increment_weight"] = (dims(tuning["increment_weights"]), tuning["increment_weights"].numpy(), {
             "long_name": "weight of the decoded increment D(z_a) - D(z_b) per channel"})
         coords["channel"] = tuning["channels"]
     if tuning.get("projection_weights") is not None:  # weighted_state: blended
-        data["projection_weight"] = (dims, tuning["projection_weights"].numpy(), {
+        data["projection_weight"] = (dims(tuning["projection_weights"]), tuning["projection_weights"].numpy(), {
             "long_name": "weight of the autoencoder's change D(z_b) - x_b to the background per channel"})
     return xr.Dataset(
         data, coords=coords,
