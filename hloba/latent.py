@@ -11,7 +11,9 @@ cycled from, ``D(z_b) + g_c (D(z_a) - D(z_b))`` (:func:`weighted_increment`, sta
 the part of the stream's background that the autoencoder cannot represent and the analysis keeps
 (:func:`kept_background`, standardised, one model-space field per cycle, stored as int16 multiples
 of :data:`KEPT_QUANTUM`), which readers add
-(:func:`decoded_analysis`, :func:`kept_part`).
+(:func:`decoded_analysis`, :func:`kept_part`). The attribute :data:`AUTOENCODER_PRECISION` says in
+which dtype the stream ran the autoencoder (``assimilation.autoencoder_precision``); readers decode
+in the same one (:func:`latent_precision`), so that they get the states the stream cycled from.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ KEPT = "kept_background"
 # the kept part is stored as whole multiples of KEPT_QUANTUM (int16: |values| up to 8 anomaly std), and
 # the stream cycles from the same multiples (quantized_kept), so that the archive decodes its state
 KEPT_QUANTUM = 2.0 ** -12
+AUTOENCODER_PRECISION = "autoencoder_precision"  # attribute: the autoencoder's dtype in the stream
 
 
 class LatentFileError(ValueError):
@@ -98,6 +101,16 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
                             {"long_name": "update coordinates w = V^T z (columns of V)"})
         coords["mode"] = np.arange(rotation.shape[1])
     return xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+
+
+def latent_precision(latent: xr.Dataset) -> torch.dtype:
+    """The dtype the stream ran the autoencoder in (:data:`AUTOENCODER_PRECISION`; float32 for files
+    that do not record one), for readers to decode in."""
+    name = str(latent.attrs.get(AUTOENCODER_PRECISION, "float32"))
+    if name not in ("float32", "bfloat16"):
+        raise LatentFileError(f"latent file attribute {AUTOENCODER_PRECISION}={name!r} is neither float32 nor "
+                              "bfloat16: rerun the stream that wrote it")
+    return getattr(torch, name)
 
 
 def analysis_weights(latent: xr.Dataset) -> np.ndarray | None:

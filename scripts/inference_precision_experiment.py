@@ -1,14 +1,14 @@
-"""HLOBA's stream with its network passes in float32 and in bfloat16 (autocast), on a finished
-pipeline: analysis time per cycle by stage and the scorecard RMSE of each.
+"""HLOBA's stream with its network passes in float32 and in bfloat16, on a finished pipeline:
+analysis time per cycle by stage and the scorecard RMSE of each.
 
     python scripts/inference_precision_experiment.py [--results results] [--days 20] [--spinup 10]
 
 Runs the comparison's HLOBA stream (config.yaml's settings, the pipeline's models and tuning, the
-last reanalysis year) three times in separate processes, with ``assimilation.o2lnet_precision:
-float32`` (``float32``), with ``bfloat16`` (``bfloat16_o2lnet``: O2Lnet's pass under
-``torch.autocast(dtype=bfloat16)``, what ``auto`` does on such hardware), and with the
-autoencoder's encode and decode, which every method shares, in bfloat16 too (``bfloat16``; not a
-setting). bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles,
+last reanalysis year) three times in separate processes: every pass in float32 (``float32``:
+``assimilation.o2lnet_precision`` and ``autoencoder_precision: float32``), O2Lnet's pass in
+bfloat16 (``bfloat16_o2lnet``), and the autoencoder's encodings and decodings, which every method
+shares, in bfloat16 too (``bfloat16``: both settings ``bfloat16``, what ``auto`` gives on such
+hardware). bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles,
 CUDA); elsewhere it is emulated and slower.
 """
 
@@ -23,24 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _bfloat16_autoencoder() -> None:
-    """Wrap the autoencoder's encode and decode in bfloat16 autocast when no gradient is taken."""
-    import torch
-
-    from hloba.models.autoencoder import Autoencoder
-
-    for name in ("encode", "decode"):
-        plain = getattr(Autoencoder, name)
-
-        def wrapped(self, *args, _plain=plain, **kwargs):
-            if torch.is_grad_enabled():
-                return _plain(self, *args, **kwargs)
-            with torch.autocast(torch.device("cpu").type, dtype=torch.bfloat16):
-                return _plain(self, *args, **kwargs)
-
-        setattr(Autoencoder, name, wrapped)
-
-
 def run_one(args, precision: str, out: str) -> None:
     import torch
 
@@ -51,14 +33,14 @@ def run_one(args, precision: str, out: str) -> None:
 
     torch.set_num_threads(args.threads)
     reuse_freed_memory()
-    if precision == "bfloat16":
-        _bfloat16_autoencoder()
     cfg = load_config(REPO / args.configfile)
     r = Path(args.results)
     year = year_sets(cfg).reanalysis[-1]
     inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, year_sets(cfg).all),
                                        tuning=(r / "ensemble/stream_tuning.nc").exists())
-    settings = StreamConfig.from_config(cfg).with_(o2lnet_precision="float32" if precision == "float32" else "bfloat16")
+    settings = StreamConfig.from_config(cfg).with_(
+        o2lnet_precision="float32" if precision == "float32" else "bfloat16",
+        autoencoder_precision="bfloat16" if precision == "bfloat16" else "float32")
     run_method("hloba", year, args.days, inputs, out, settings, spinup_days=args.spinup,
                run=RunSettings(log_every=10 ** 6, progress=False))
 

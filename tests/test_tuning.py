@@ -19,7 +19,7 @@ from hloba.assim.stream import run_stream
 from hloba.assim.tuning import cycling_static_variance, increment_weights, tune_stream_file
 from hloba.bands import band_weighted
 from hloba.config import stream_years
-from hloba.latent import KEPT, kept_part, latent_dataset
+from hloba.latent import AUTOENCODER_PRECISION, KEPT, kept_part, latent_dataset
 from hloba.verify.latent import decode_analysis
 from hloba.verify.settings import method_settings, own_tuning
 
@@ -256,8 +256,9 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
                                      for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
                                     result.times[:6], increment_weights=result.weights_by_channel(models.channels),
                                     kept=None if result.kept is None else (result.kept[:6].numpy(), None),
-                                    attrs={"year": YEAR})
-            assert latent.attrs == {"year": YEAR}  # the file's own attributes, not the kept part's
+                                    attrs={"year": YEAR, AUTOENCODER_PRECISION: models.autoencoder_precision})
+            # the file's own attributes, not the kept part's
+            assert latent.attrs == {"year": YEAR, AUTOENCODER_PRECISION: models.autoencoder_precision}
             assert list(latent["increment_weight"].values) == pytest.approx(models.increment_weights.tolist())
             mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)
             archive_std = norm.standardize(torch.as_tensor(mean), result.times[:6]).double()
@@ -393,7 +394,8 @@ def test_a_state_weighted_per_band_is_what_the_archive_decodes(tunings, tiny_mod
             latent = latent_dataset({k: result.fields[k][:6].numpy()
                                      for k in ("z_a", "z_b", "sigma_a2_update", "sigma_b2_update")},
                                     result.times[:6], increment_weights=result.weights_by_channel(models.channels),
-                                    kept=(result.kept[:6].numpy(), None))
+                                    kept=(result.kept[:6].numpy(), None),
+                                    attrs={AUTOENCODER_PRECISION: models.autoencoder_precision})
             assert latent["increment_weight"].dims == ("channel", "band")
             np.testing.assert_allclose(latent["increment_weight"].values, g)
             mean, _ = decode_latent(latent, inputs.autoencoder, "", 0, 0, 4, progress=False)

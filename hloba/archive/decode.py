@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import KEPT, WEIGHTS, analysis_weights, decoded_analysis, kept_part
+from hloba.latent import KEPT, WEIGHTS, analysis_weights, decoded_analysis, kept_part, latent_precision
 from hloba.normalization import Normalizer
 from hloba.runtime import torch_threads
 from hloba.models.autoencoder import load_autoencoder
@@ -39,8 +39,9 @@ LOADS = {"count": 0}  # decoder loads in this process (tests check: once per wor
 
 
 @functools.lru_cache(maxsize=4)
-def worker_decoder(path: str, sha256: str = "") -> tuple[torch.nn.Module, Normalizer]:
-    """The autoencoder and its normaliser, loaded once per process (``sha256`` keys the cache).
+def worker_decoder(path: str, sha256: str = "", precision: str = "float32") -> tuple[torch.nn.Module, Normalizer]:
+    """The autoencoder and its normaliser, loaded once per process (``sha256`` and ``precision``, the
+    dtype of its passes as the latent file records it, key the cache).
     In a dask worker process torch uses one thread (the workers are the parallelism); a threaded
     worker in the caller's process leaves the caller's thread count alone (setting it there would
     change every later torch computation of that process, and with it their last bits)."""
@@ -52,14 +53,14 @@ def worker_decoder(path: str, sha256: str = "") -> tuple[torch.nn.Module, Normal
             torch.set_num_threads(1)
     except (ImportError, ValueError):
         pass
-    ae, payload = load_autoencoder(path)
+    ae, payload = load_autoencoder(path, inference_dtype=getattr(torch, precision))
     LOADS["count"] += 1
     return ae, Normalizer.from_state(payload["normalizer"])
 
 
-def preload_decoder(path: str, sha256: str = "") -> int:
+def preload_decoder(path: str, sha256: str = "", precision: str = "float32") -> int:
     """Load the decoder in this (worker) process now; returns the process's load count."""
-    worker_decoder(path, sha256)
+    worker_decoder(path, sha256, precision)
     return LOADS["count"]
 
 
@@ -84,14 +85,15 @@ def joint_draws(sigma2_a: torch.Tensor, sigma2_b: torch.Tensor, generator: torch
 def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sigma2_update: np.ndarray,
                  rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
                  z_b: np.ndarray | None = None, weights: np.ndarray | None = None,
-                 sigma2_background: np.ndarray | None = None, kept: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 sigma2_background: np.ndarray | None = None, kept: np.ndarray | None = None,
+                 precision: str = "float32") -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times;
     with ``weights`` (and the chunk's backgrounds ``z_b``) each decoding ``d`` is taken as
     ``D(z_b) + g (d - D(z_b))``, plus the chunk's ``kept`` background part (standardised) where
     the file has one; with ``sigma2_background`` too (the background variance in update
-    coordinates) each draw perturbs the background as well (:func:`joint_draws`)."""
-    ae, norm = worker_decoder(autoencoder_path, sha256)
+    coordinates) each draw perturbs the background as well (:func:`joint_draws`). ``precision``: of
+    the decoder's passes, the latent file's (:func:`hloba.latent.latent_precision`)."""
+    ae, norm = worker_decoder(autoencoder_path, sha256, precision)
     times = pd.DatetimeIndex(times)
     z = torch.as_tensor(z_a, dtype=torch.float32)
     zb = None if weights is None else torch.as_tensor(z_b, dtype=torch.float32)
@@ -145,7 +147,9 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     z_b = latent["z_b"].values if weights is not None else None
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
-    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c)}
+    precision = str(latent_precision(latent)).removeprefix("torch.")  # decoded as the stream ran it
+    weighted = [{"precision": precision} if weights is None else
+                {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c), "precision": precision}
                 for c in chunks]
     drawing = draw_background and weights is not None and samples >= 2  # else the draws are the analysis's alone
     if drawing:
@@ -179,7 +183,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         # future is lost with it: "lost dependencies")
         rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
         futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, **weighted[i],
-                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}{'-b' if drawing else ''}")
+                                 key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}-{precision}{'-b' if drawing else ''}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, f in enumerate(as_completed(futures), 1):

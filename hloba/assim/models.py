@@ -69,6 +69,12 @@ class StreamModels:
     prior_var: torch.Tensor | None = None
 
     @property
+    def autoencoder_precision(self) -> str:
+        """What ``assimilation.autoencoder_precision`` resolved to here (``float32`` or ``bfloat16``):
+        the dtype of the autoencoder's passes in the stream, which the latent file records."""
+        return str(getattr(self.autoencoder, "inference_dtype", torch.float32)).removeprefix("torch.")
+
+    @property
     def o2lnet_precision(self) -> str:
         """What ``assimilation.o2lnet_precision`` resolved to here (``float32`` or ``bfloat16``)."""
         return str(self.o2lnet_dtype).removeprefix("torch.")
@@ -101,13 +107,16 @@ def _static_covariance(path, names: list[str], grid: Grid, dev, scale: float) ->
 
 def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: bool = True,
                        static_covariance: bool = False, oi_b_scale: float = 1.0,
-                       o2lnet_precision: str = "float32") -> StreamModels:
+                       o2lnet_precision: str = "float32", autoencoder_precision: str = "float32") -> StreamModels:
     """Load the trained networks and the calibration; build the forecast model; check they fit.
 
     ``static_covariance``: also load ``inputs.oi_covariance`` (the ``oi`` method's);
-    ``o2lnet_precision``: of O2Lnet's pass (``assimilation.o2lnet_precision``)."""
+    ``o2lnet_precision``: of O2Lnet's pass (``assimilation.o2lnet_precision``);
+    ``autoencoder_precision``: of the autoencoder's passes (``assimilation.autoencoder_precision``)."""
     dev = resolve_device(device)
-    ae, payload = load_autoencoder(inputs.autoencoder, dev)
+    ae_dtype = resolve_precision(autoencoder_precision, dev, "assimilation.autoencoder_precision")
+    warn_if_emulated(ae_dtype, dev, "assimilation.autoencoder_precision")
+    ae, payload = load_autoencoder(inputs.autoencoder, dev, ae_dtype)
     ae.requires_grad_(False)  # latent 3D-Var differentiates with respect to z only
     channels, grid = channels_from_state(payload["channels"]), grid_from_state(payload["grid"])
     o2l, o2l_payload = load_o2lnet(inputs.o2lnet, dev)
@@ -206,7 +215,7 @@ def method_models(cfg: StreamConfig, inputs: StreamInputs, device: str = "auto")
     must have been tuned with ``cfg``'s settings: :func:`apply_tuning`)."""
     method = REGISTRY[cfg.method]
     models = load_stream_models(inputs, device, cfg.rotation and method.rotates, method.needs_static_covariance,
-                                cfg.oi_b_scale, cfg.o2lnet_precision)
+                                cfg.oi_b_scale, cfg.o2lnet_precision, cfg.autoencoder_precision)
     if inputs.tuning and method.tuned:
         apply_tuning(models, inputs.tuning, cfg)
     return models

@@ -73,6 +73,10 @@ class StreamConfig:
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
     # or float32; auto: bfloat16 where it pays (training.bfloat16_pays: CPUs with AMX tiles)
     o2lnet_precision: str = "auto"
+    # every method: the autoencoder's passes without gradients in the streams (the background's
+    # encoding, the decoding of analyses) and wherever a stream's latent record is decoded (the
+    # file records it) in bfloat16 or float32; auto as o2lnet_precision. Gradients stay float32.
+    autoencoder_precision: str = "auto"
     inflation_groups: int = 32  # bands of update coordinates with their own inflation
     inflation_smoothing: float = 0.05
     inflation_min: float = 0.5
@@ -91,6 +95,7 @@ class StreamConfig:
         if self.update not in UPDATE_FORMS:
             raise ValueError(f"assimilation.update {self.update!r} is not one of {UPDATE_FORMS}")
         check_precision(self.o2lnet_precision, "assimilation.o2lnet_precision")
+        check_precision(self.autoencoder_precision, "assimilation.autoencoder_precision")
         if self.background_variance not in BACKGROUND_VARIANCES:
             raise ValueError(f"assimilation.background_variance {self.background_variance!r} is not one of "
                              f"{BACKGROUND_VARIANCES}")

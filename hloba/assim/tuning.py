@@ -318,7 +318,8 @@ def tune_stream_file(year: int, inputs: StreamInputs, references, output, cfg: S
     cfg = cfg.with_(method="hloba")
     if cfg.tuning_days <= 0:
         raise ValueError("assimilation.tuning_days is 0: tuning is switched off, nothing should ask for it")
-    models = load_stream_models(inputs, run.device, cfg.rotation, o2lnet_precision=cfg.o2lnet_precision)
+    models = load_stream_models(inputs, run.device, cfg.rotation, o2lnet_precision=cfg.o2lnet_precision,
+                                autoencoder_precision=cfg.autoencoder_precision)
     tuning = tune_stream(year, models, inputs.observations, references, cfg, run)
     ds = tuning_dataset(tuning, year, cfg)
     write_netcdf(ds, output)

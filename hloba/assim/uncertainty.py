@@ -27,7 +27,7 @@ from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.year import run_period
 from hloba.channels import stack_channels
 from hloba.io import write_netcdf
-from hloba.latent import latent_dataset
+from hloba.latent import AUTOENCODER_PRECISION, latent_dataset
 from hloba.models.autoencoder import load_autoencoder
 from hloba.models.checkpoint import channels_from_state
 from hloba.models.training import resolve_precision
@@ -99,7 +99,8 @@ def calibration_sample(year: int, inputs: StreamInputs, reference, cfg: StreamCo
     latent = latent_dataset({k: result.fields[k][sel].numpy() for k in keys}, times[sel],
                             rotation=None if rotation is None else rotation.cpu().numpy(),
                             increment_weights=result.weights_by_channel(models.channels),
-                            kept=None if result.kept is None else (result.kept[sel].numpy(), None))
+                            kept=None if result.kept is None else (result.kept[sel].numpy(), None),
+                            attrs={AUTOENCODER_PRECISION: models.autoencoder_precision})
     sha = file_sha256(inputs.autoencoder)
     mean, std = decode_latent(latent, inputs.autoencoder, sha, samples, seed, 32, None, False,
                               draw_background=draw_background)

@@ -21,7 +21,7 @@ from hloba.assim.resume import fingerprint
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.stream import StreamResult, run_stream
 from hloba.io import atomic_path, write_netcdf
-from hloba.latent import latent_dataset
+from hloba.latent import AUTOENCODER_PRECISION, latent_dataset
 from hloba.obs.schema import OBS_COLUMNS
 from hloba.timeaxis import cycle_times, period_cycles
 
@@ -50,7 +50,7 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
             "members": int(result.diagnostic("members")[: result.stop].max()) if result.stop else 1,
             "final_inflation_geometric_mean": float(result.inflation.log().mean().exp()),
             "qc_threshold": cfg.qc_threshold, "interval_hours": models.interval / pd.Timedelta(hours=1),
-            "o2lnet_precision": models.o2lnet_precision,
+            "o2lnet_precision": models.o2lnet_precision, AUTOENCODER_PRECISION: models.autoencoder_precision,
             **{f"seconds_{k}": v for k, v in result.timers.items()},
             **{f"fraction_{k}": v / total for k, v in result.timers.items()},
             **models.hashes, **attrs,
@@ -61,7 +61,8 @@ def stream_latent_dataset(result: StreamResult, year: int, cfg: StreamConfig, mo
 def stream_fingerprint(year: int, cfg: StreamConfig, inputs: StreamInputs, models: StreamModels) -> str:
     """The identity a checkpoint of this stream is resumed under: the settings with what ``auto``
     resolved to on this machine (O2Lnet's precision), the forecast model and the input files."""
-    settings = {**cfg.to_dict(), "o2lnet_dtype": models.o2lnet_precision}
+    settings = {**cfg.to_dict(), "o2lnet_dtype": models.o2lnet_precision,
+                "autoencoder_dtype": models.autoencoder_precision}
     return fingerprint(year, settings, inputs.forecast.identity(), inputs.files())
 
 

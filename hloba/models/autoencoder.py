@@ -18,6 +18,7 @@ cropped after decoding.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -117,7 +118,11 @@ class Decoder(nn.Module):
 
 
 class Autoencoder(nn.Module):
-    """``encode(x) -> z: (batch, n_latent)``; ``decode(z) -> x: (batch, C, ny, nx)``."""
+    """``encode(x) -> z: (batch, n_latent)``; ``decode(z) -> x: (batch, C, ny, nx)``.
+
+    :meth:`set_inference_precision` makes the passes without gradients (the streams' encodings
+    and decodings, the archive's) run on a bfloat16 copy of the weights; with gradients (training,
+    latent 3D- and 4D-Var's minimisations) they stay float32."""
 
     def __init__(self, cfg: AutoencoderConfig) -> None:
         super().__init__()
@@ -125,12 +130,46 @@ class Autoencoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.to_latent = nn.Conv2d(cfg.width, cfg.latent_channels, 1)
         self.decoder = Decoder(cfg)
+        self._inference: tuple | None = None  # (dtype, encoder, to_latent, decoder) copies; not submodules
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        """The dtype of the passes without gradients (:meth:`set_inference_precision`)."""
+        return torch.float32 if self._inference is None else self._inference[0]
+
+    def set_inference_precision(self, dtype: torch.dtype) -> "Autoencoder":
+        """Run the passes without gradients in ``dtype`` (float32: the network itself; bfloat16: a
+        copy of the weights in bfloat16 and channels-last layout, made once, as O2Lnet's
+        :func:`hloba.models.o2lnet.inference_pass`). Outputs stay in the input's dtype. Call it after
+        the model is on its device. On CPUs with AMX tiles a sample's bfloat16 pass gives the same
+        bits in any batch and with any number of threads, so a stream and the archive that decodes
+        its latent record agree exactly."""
+        if dtype == torch.float32:
+            self._inference = None
+            return self
+        layout = torch.channels_last
+        copies = tuple(copy.deepcopy(m).to(dtype).to(memory_format=layout).requires_grad_(False)
+                       for m in (self.encoder, self.to_latent, self.decoder))
+        self._inference = (dtype, *copies)
+        return self
+
+    def _low(self) -> tuple | None:
+        return None if self._inference is None or torch.is_grad_enabled() else self._inference
 
     # outputs come in the input's dtype, also under autocast (training.precision: bfloat16)
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        low = self._low()
+        if low is not None:
+            dtype, encoder, to_latent, _ = low
+            return to_latent(encoder(x.to(dtype).contiguous(memory_format=torch.channels_last))).flatten(1).to(x.dtype)
         return self.to_latent(self.encoder(x)).flatten(1).to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        low = self._low()
+        if low is not None:
+            dtype, _, _, decoder = low
+            latent = z.view(z.shape[0], *self.cfg.latent_shape).to(dtype).contiguous(memory_format=torch.channels_last)
+            return decoder(latent).to(z.dtype).contiguous()
         return self.decoder(z.view(z.shape[0], *self.cfg.latent_shape)).to(z.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +193,9 @@ def decode_all(model: Autoencoder, z: torch.Tensor, batch: int = 64) -> torch.Te
     return torch.cat([model.decode(z[i:i + batch].to(device)).cpu() for i in range(0, len(z), batch)])
 
 
-def load_autoencoder(path, device: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
-    """Rebuild the autoencoder from its checkpoint file alone."""
-    return load_module(path, "autoencoder", lambda cfg: Autoencoder(AutoencoderConfig(**cfg)), device)
+def load_autoencoder(path, device: str | torch.device = "cpu", inference_dtype: torch.dtype = torch.float32
+                     ) -> tuple[Autoencoder, dict]:
+    """Rebuild the autoencoder from its checkpoint file alone, its passes without gradients in
+    ``inference_dtype`` (:meth:`Autoencoder.set_inference_precision`)."""
+    ae, payload = load_module(path, "autoencoder", lambda cfg: Autoencoder(AutoencoderConfig(**cfg)), device)
+    return ae.set_inference_precision(inference_dtype), payload

@@ -88,6 +88,7 @@ def run_method(name: str, year: int, days: float, inputs: StreamInputs, output, 
                "analysis_seconds_per_cycle": sum(v for k, v in seconds.items() if k != "forecast"),
                "analysis_peak_memory_mib": float(np.nanmax(memory)) if np.isfinite(memory).any() else float("nan"),
                "device": str(models.device), "o2lnet_precision": models.o2lnet_precision,
+               "autoencoder_precision": models.autoencoder_precision,
                "uses_later_observations": int(REGISTRY[cfg.method].reads_later_observations(models))},
     )
     write_netcdf(ds, output)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hloba.latent import analysis_weights, decoded_analysis, kept_part, open_latent
+from hloba.latent import analysis_weights, decoded_analysis, kept_part, latent_precision, open_latent
 from hloba.states import load_years
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import decode_all, encode_all, load_autoencoder
@@ -58,6 +58,7 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
 
     channels = channels_from_state(payload["channels"])
     ds = open_latent(latent_path, need=("z_a", "z_b", "sigma_a2"))
+    ae.set_inference_precision(latent_precision(ds))  # decoded as the stream ran it
     times = pd.DatetimeIndex(ds["time"].values)
     truth = truth_on(reference_paths, times, channels)
     z_a = torch.as_tensor(ds["z_a"].values)

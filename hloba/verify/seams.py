@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 
 from hloba.plotting import plt, save_figure
-from hloba.latent import analysis_weights, kept_part, open_latent
+from hloba.latent import analysis_weights, kept_part, latent_precision, open_latent
 from hloba.models.checkpoint import channels_from_state
 from hloba.normalization import Normalizer
 from hloba.models.autoencoder import load_autoencoder
@@ -42,7 +42,7 @@ def seam_differences(latent_path, previous_archive, autoencoder_path, anomaly_st
     if not len(common):
         raise ValueError(f"{previous_archive} holds none of the spin-up times of {latent_path} "
                          f"({spin_times[0]} to {spin_times[-1]})")
-    ae, payload = load_autoencoder(autoencoder_path)
+    ae, payload = load_autoencoder(autoencoder_path, inference_dtype=latent_precision(latent))  # as the stream ran it
     names = [c.name for c in channels_from_state(payload["channels"])]
     if names != [c.name for c in channels]:
         raise ValueError(f"{previous_archive} channels {[c.name for c in channels]} differ from {autoencoder_path}'s {names}")
