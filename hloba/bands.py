@@ -10,8 +10,8 @@ frequency in cycles per grid length. With ``B`` bands the edges are the octaves
 to it exactly and are orthogonal (:func:`band_parts`), so weights equal in every band act as one
 weight per channel.
 
-The transform is two products with ``n x n`` matrices per axis and field (a 64 x 64 grid: about 0.1
-of the time of the reflected field's FFT, which it equals to rounding).
+The transform is one product with an ``n x n`` matrix per axis (on a 64 x 64 grid about 0.4 of the
+time of the reflected field's FFT, whose numbers it gives to rounding).
 """
 
 from __future__ import annotations
