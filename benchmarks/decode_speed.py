@@ -4,7 +4,8 @@
 
 Decodes the first --steps time steps of results/latent/{year}.nc (mean + --samples Monte-Carlo
 samples each) on a LocalCluster of 1, then 2 single-threaded worker processes, and prints time
-steps per second and the ratio (the target is >= 1.6 on 2 cores).
+steps per second and the ratio (the target is >= 1.6 on 2 cores). The decoder runs in the precision
+the latent file records (``assimilation.autoencoder_precision``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hloba.archive.cluster import dask_client  # noqa: E402
 from hloba.archive.decode import decode_latent, preload_decoder  # noqa: E402
+from hloba.latent import latent_precision  # noqa: E402
 from hloba.runtime import file_sha256  # noqa: E402
 
 
@@ -39,7 +41,8 @@ def main() -> None:
     rates = {}
     for workers in (1, 2):
         with dask_client(workers) as client:
-            client.run(preload_decoder, str(ae), sha)  # every worker loads the decoder before timing
+            # every worker loads the decoder, in the precision the file records, before timing
+            client.run(preload_decoder, str(ae), sha, str(latent_precision(latent)).removeprefix("torch."))
             start = time.perf_counter()
             decode_latent(latent, ae, sha, args.samples, 0, args.chunk, client, progress=False)
             rates[workers] = args.steps / (time.perf_counter() - start)
