@@ -56,7 +56,7 @@ def test_uncertainty_follows_the_error(tiny_models, archive):
 def test_dask_workers_give_the_same_archive_and_load_the_decoder_once_each(tiny_models, tiny_stream, archive, tmp_path):
     from distributed import Client, LocalCluster
 
-    from hloba.archive.decode import LOADS, decode_latent
+    from hloba.archive.decode import decode_latent, decoder_loads
     from hloba.runtime import file_sha256
 
     ae = tiny_models / "results/models/autoencoder.pt"
@@ -64,9 +64,11 @@ def test_dask_workers_give_the_same_archive_and_load_the_decoder_once_each(tiny_
         latent = latent.load()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
+        # each worker's own count (a lambda here would carry this process's counter to the worker by value)
+        before = client.run(decoder_loads)
         mean, std = decode_latent(latent, ae, file_sha256(ae), 8, 1, 200, client, progress=False)
-        loads = client.run(lambda: LOADS["count"])
-    assert sorted(loads.values()) == [1, 1]  # 8 tasks, one decoder load per worker process
+        loads = client.run(decoder_loads)
+    assert sorted(loads[w] - before[w] for w in loads) == [1, 1]  # 8 tasks, one decoder load per worker process
     # the archive was decoded in this process (one thread per chunk) with the same chunks and seed:
     # the same bits, analysis and Monte-Carlo std alike
     with xr.open_dataset(archive) as ds:

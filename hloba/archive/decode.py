@@ -58,6 +58,11 @@ def worker_decoder(path: str, sha256: str = "", precision: str = "float32") -> t
     return ae, Normalizer.from_state(payload["normalizer"])
 
 
+def decoder_loads() -> int:
+    """How many times this process has loaded the decoder (run on a worker: that worker's count)."""
+    return LOADS["count"]
+
+
 def preload_decoder(path: str, sha256: str = "", precision: str = "float32") -> int:
     """Load the decoder in this (worker) process now; returns the process's load count."""
     worker_decoder(path, sha256, precision)
