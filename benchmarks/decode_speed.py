@@ -42,7 +42,7 @@ def main() -> None:
     for workers in (1, 2):
         with dask_client(workers) as client:
             # every worker loads the decoder, in the precision the file records, before timing
-            client.run(preload_decoder, str(ae), sha, str(latent_precision(latent)).removeprefix("torch."))
+            client.run(preload_decoder, str(ae), sha, latent_precision(latent))
             start = time.perf_counter()
             decode_latent(latent, ae, sha, args.samples, 0, args.chunk, client, progress=False)
             rates[workers] = args.steps / (time.perf_counter() - start)

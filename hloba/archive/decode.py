@@ -39,7 +39,8 @@ LOADS = {"count": 0}  # decoder loads in this process (tests check: once per wor
 
 
 @functools.lru_cache(maxsize=4)
-def worker_decoder(path: str, sha256: str = "", precision: str = "float32") -> tuple[torch.nn.Module, Normalizer]:
+def worker_decoder(path: str, sha256: str = "", precision: torch.dtype = torch.float32
+                   ) -> tuple[torch.nn.Module, Normalizer]:
     """The autoencoder and its normaliser, loaded once per process (``sha256`` and ``precision``, the
     dtype of its passes as the latent file records it, key the cache).
     In a dask worker process torch uses one thread (the workers are the parallelism); a threaded
@@ -53,7 +54,7 @@ def worker_decoder(path: str, sha256: str = "", precision: str = "float32") -> t
             torch.set_num_threads(1)
     except (ImportError, ValueError):
         pass
-    ae, payload = load_autoencoder(path, inference_dtype=getattr(torch, precision))
+    ae, payload = load_autoencoder(path, inference_dtype=precision)
     LOADS["count"] += 1
     return ae, Normalizer.from_state(payload["normalizer"])
 
@@ -63,7 +64,7 @@ def decoder_loads() -> int:
     return LOADS["count"]
 
 
-def preload_decoder(path: str, sha256: str = "", precision: str = "float32") -> int:
+def preload_decoder(path: str, sha256: str = "", precision: torch.dtype = torch.float32) -> int:
     """Load the decoder in this (worker) process now; returns the process's load count."""
     worker_decoder(path, sha256, precision)
     return LOADS["count"]
@@ -91,7 +92,7 @@ def decode_chunk(autoencoder_path: str, sha256: str, times, z_a: np.ndarray, sig
                  rotation: np.ndarray | None, samples: int, seed: int, chunk: int, batch: int = 64,
                  z_b: np.ndarray | None = None, weights: np.ndarray | None = None,
                  sigma2_background: np.ndarray | None = None, kept: np.ndarray | None = None,
-                 precision: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+                 precision: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, std)`` physical ``(time, C, ny, nx)`` (float64, float32) for one chunk of times;
     with ``weights`` (and the chunk's backgrounds ``z_b``) each decoding ``d`` is taken as
     ``D(z_b) + g (d - D(z_b))``, plus the chunk's ``kept`` background part (standardised) where
@@ -152,9 +153,8 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     z_b = latent["z_b"].values if weights is not None else None
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
-    precision = str(latent_precision(latent)).removeprefix("torch.")  # decoded as the stream ran it
-    weighted = [{"precision": precision} if weights is None else
-                {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c), "precision": precision}
+    precision = latent_precision(latent)  # decoded as the stream ran it
+    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c)}
                 for c in chunks]
     drawing = draw_background and weights is not None and samples >= 2  # else the draws are the analysis's alone
     if drawing:
@@ -178,7 +178,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     if client is None:  # one thread, as in a worker process: the same sums, so the same bits
         with torch_threads(1):
             for i, a in enumerate(args):
-                place(i, decode_chunk(*a, rotation, samples, seed, i, **weighted[i]))
+                place(i, decode_chunk(*a, rotation, samples, seed, i, precision=precision, **weighted[i]))
                 if progress:
                     log.info("decoded chunk %d/%d", i + 1, len(chunks))
     else:
@@ -187,7 +187,7 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
         # hash=False: a fresh key per call (a hashed key shared with an earlier call's released
         # future is lost with it: "lost dependencies")
         rot = client.scatter(rotation, broadcast=True, hash=False) if rotation is not None and samples >= 2 else None
-        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, **weighted[i],
+        futures = [client.submit(decode_chunk, *a, rot, samples, seed, i, precision=precision, **weighted[i],
                                  key=f"decode-{name}-{i}-{sha256[:8]}-{seed}-{samples}-{precision}{'-b' if drawing else ''}")
                    for i, a in enumerate(args)]
         index = {f.key: i for i, f in enumerate(futures)}

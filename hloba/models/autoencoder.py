@@ -18,7 +18,6 @@ cropped after decoding.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -26,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hloba.models.checkpoint import load_module
-from hloba.models.layers import PatchTranspose, ResidualBlock, pad_domain, padded_size
+from hloba.models.layers import (PatchTranspose, ResidualBlock, inference_copy, inference_input, pad_domain,
+                                 padded_size)
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,7 @@ class Autoencoder(nn.Module):
         if dtype == torch.float32:
             self._inference = None
             return self
-        layout = torch.channels_last
-        copies = tuple(copy.deepcopy(m).to(dtype).to(memory_format=layout).requires_grad_(False)
-                       for m in (self.encoder, self.to_latent, self.decoder))
-        self._inference = (dtype, *copies)
+        self._inference = (dtype, *(inference_copy(m, dtype) for m in (self.encoder, self.to_latent, self.decoder)))
         return self
 
     def _low(self) -> tuple | None:
@@ -161,15 +158,14 @@ class Autoencoder(nn.Module):
         low = self._low()
         if low is not None:
             dtype, encoder, to_latent, _ = low
-            return to_latent(encoder(x.to(dtype).contiguous(memory_format=torch.channels_last))).flatten(1).to(x.dtype)
+            return to_latent(encoder(inference_input(x, dtype))).flatten(1).to(x.dtype)
         return self.to_latent(self.encoder(x)).flatten(1).to(x.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         low = self._low()
         if low is not None:
             dtype, _, _, decoder = low
-            latent = z.view(z.shape[0], *self.cfg.latent_shape).to(dtype).contiguous(memory_format=torch.channels_last)
-            return decoder(latent).to(z.dtype).contiguous()
+            return decoder(inference_input(z.view(z.shape[0], *self.cfg.latent_shape), dtype)).to(z.dtype).contiguous()
         return self.decoder(z.view(z.shape[0], *self.cfg.latent_shape)).to(z.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

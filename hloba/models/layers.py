@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,17 @@ def pad_domain(x: torch.Tensor, pad_lat: tuple[int, int], pad_lon: tuple[int, in
     if any(pad_lat):
         x = F.pad(x, (0, 0, pad_lat[0], pad_lat[1]), mode="circular" if periodic_lat else "replicate")
     return x
+
+
+def inference_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``module`` for passes without gradients: its weights in ``dtype`` and channels-last
+    layout (the AMX kernels' own), made once; the module itself is left alone."""
+    return copy.deepcopy(module).to(dtype).to(memory_format=torch.channels_last).requires_grad_(False)
+
+
+def inference_input(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as an :func:`inference_copy` of that ``dtype`` reads it: ``dtype``, channels-last."""
+    return x.to(dtype).contiguous(memory_format=torch.channels_last)
 
 
 class DomainConv(nn.Module):

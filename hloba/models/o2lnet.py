@@ -16,7 +16,6 @@ variance that follows coverage, plus consistency through the frozen decoder.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from hloba.models.checkpoint import load_module
 from hloba.models.autoencoder import AutoencoderConfig, Encoder
+from hloba.models.layers import inference_copy, inference_input
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
 
@@ -86,11 +86,10 @@ def inference_pass(net: O2Lnet, dtype: torch.dtype) -> Callable[[torch.Tensor], 
     on its features, and the outputs are in the input's dtype."""
     if dtype == torch.float32:
         return net
-    layout = torch.channels_last
-    body = copy.deepcopy(net.body).to(dtype).to(memory_format=layout).requires_grad_(False)
+    body = inference_copy(net.body, dtype)
 
     def estimate(rendered: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = body(rendered.to(dtype).contiguous(memory_format=layout))
+        h = body(inference_input(rendered, dtype))
         return net.heads(h.to(rendered.dtype), rendered.dtype)
 
     return estimate

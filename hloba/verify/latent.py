@@ -52,13 +52,12 @@ def stream_scores(latent_path, reference_paths, autoencoder_path, grid_weights) 
     """Per channel: RMSE of the decoded analysis (weighted where the file says so:
     :func:`hloba.latent.decoded_analysis`) and background, normalised by the anomaly std;
     monthly analysis RMSE (mean over channels, normalised); latent calibration of ``sigma_a2``."""
-    ae, payload = load_autoencoder(autoencoder_path)
+    ds = open_latent(latent_path, need=("z_a", "z_b", "sigma_a2"))
+    ae, payload = load_autoencoder(autoencoder_path, inference_dtype=latent_precision(ds))  # as the stream ran it
     normalizer = Normalizer.from_state(payload["normalizer"])
     from hloba.models.checkpoint import channels_from_state
 
     channels = channels_from_state(payload["channels"])
-    ds = open_latent(latent_path, need=("z_a", "z_b", "sigma_a2"))
-    ae.set_inference_precision(latent_precision(ds))  # decoded as the stream ran it
     times = pd.DatetimeIndex(ds["time"].values)
     truth = truth_on(reference_paths, times, channels)
     z_a = torch.as_tensor(ds["z_a"].values)
