@@ -6,7 +6,7 @@ Times a continuous run that also builds the 6-hourly atmospheric fields (what ma
 does, minus the file write), and the raw model step for 1 and 8 members in the same run, so
 the batch gain is a ratio measured on one machine at one time. The step and the precision default
 to config.yaml's ``world.qg.dt_minutes`` and ``world.precision``; ``--dt-minutes 30 --precision
-float64 --days 20`` is the host-speed index the README quotes. ``--chains N`` also times N
+float64 --days 20`` times the former default (an index of a host's speed). ``--chains N`` also times N
 independent trajectories in N one-thread processes at once (the world's chains, rules
 make_world_{k}) against one such process alone. MKL's FFT branch is make_world's portable one
 (``hloba.runtime.portable_fft``); ``MKL_CBWR=AUTO python benchmarks/world_speed.py`` times the

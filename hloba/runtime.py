@@ -64,13 +64,13 @@ def portable_fft() -> str:
     (``MKL_CBWR=COMPATIBLE``), so that the built-in world's float64 trajectory is the same bits on
     every x86 host. In its automatic branch MKL rounds an FFT differently on different CPUs (an
     AVX-512 Intel host against an AVX2 one or an AMD host), and the chaotic world turns the last bit
-    into other weather within about 100 simulated days (README: the built-in atmosphere). torch's
+    into other weather within about 100 simulated days (docs/atmosphere.md). torch's
     own element-wise kernels give the same bits with AVX2 and AVX-512.
 
     MKL reads the setting at the process's first MKL call, so the world's entry points (rule
     make_world, ``hloba make-world``) call this before they step it; a value already in the
     environment is kept (``MKL_CBWR=AUTO`` restores the faster host-specific branch). Returns the
-    value in force. The branch costs the world's step some speed (README) and is not set for the
+    value in force. The branch costs the world's step some speed (docs/atmosphere.md) and is not set for the
     other rules, whose FFTs (the forecast model) and matrix products keep MKL's fastest branch.
     """
     return os.environ.setdefault("MKL_CBWR", PORTABLE_MKL_BRANCH)

@@ -6,7 +6,7 @@ tuned weights of ``--results``, backgrounds kept), then refits the blend weights
 (``fit_by_band``, ``--bands``) on one half of the tuning period and scores them on the other,
 both halves in turn; prints the decoded RMSE per channel (anomaly std) of the background, the
 stream's own analysis, the two refits, and the ratio band / channel. A stream that cycles from
-the better analyses gains more than this (README: "Weights per band").
+the better analyses gains more than this (docs/streams.md, "Weights per band").
 
     .venv/bin/python scripts/band_weights_experiment.py --results results [--bands 5] [--threads 2]
 """

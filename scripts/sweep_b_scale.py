@@ -15,7 +15,7 @@ choice to --out.
 --year defaults to the calibration year: a baseline's tunables are never chosen on the compared
 period (the comparison's year is a reanalysis year). With --reference-method hloba the same is
 printed for HLOBA. ``var_b_scale``, ``var_max_iterations`` (l3dvar, l4dvar) and ``oi_b_scale``
-(oi) in config.yaml are the settings these sweeps picked on the default world (README: methods).
+(oi) in config.yaml are the settings these sweeps picked on the default world (docs/comparison.md).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def test_the_world_entry_points_ask_for_the_portable_fft_branch(monkeypatch):
 def test_the_world_is_the_same_bits_with_avx2_and_the_hosts_widest_vectors(tmp_path):
     """With MKL's portable FFT branch, what is left to differ between x86 hosts is torch's own
     element-wise kernels, which it picks by instruction set: AVX2 and the host's widest (AVX-512
-    here, 2026-12-05) must give the same trajectory to the bit (README: the built-in atmosphere)."""
+    here, 2026-12-05) must give the same trajectory to the bit (docs/atmosphere.md)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     runs = {}

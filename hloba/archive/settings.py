@@ -76,7 +76,7 @@ class UncertaintySettings:
         ``calibrate: false`` keeps it), so that a channel of weight 0, whose draws are all its
         background, does not get a std of zero (or, scaled by ``factor``, of float32 rounding
         noise times about 1e6). The std network reads the background variance
-        itself: there drawing it was neutral and cost 1.65 times the decoding (README)."""
+        itself: there drawing it was neutral and cost 1.65 times the decoding (docs/streams.md)."""
         if self.draw_background == "auto":
             return self.model == "factor" or not self.calibrate
         return bool(self.draw_background)

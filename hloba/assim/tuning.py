@@ -161,7 +161,7 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
     weights of the fit before (aiming at weights that the stream they make cannot improve on), each
     refit moving the weights ``cfg.increment_weight_step`` of the way to the refitted ones
     (:func:`damped_weights`: with whole steps humidity's weight alternates between 0 and 0.74 on the
-    default world, with half steps it settles at 0.21, README); with ``weighted_state: blended``
+    default world, with half steps it settles at 0.21, docs/streams.md); with ``weighted_state: blended``
     the weights of the autoencoder's change to the background with them (``models.projection_weights``).
     Returns the last weights, which ``models`` then holds, and the stream that used them."""
     blended = cfg.weighted_state == "blended"

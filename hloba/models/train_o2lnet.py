@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class O2LnetTraining:
     decoder_weight: float = 1.0
-    min_keep: float = 0.7  # 0.3 before 2026-12-05: README, "O2Lnet's networks in training"
+    min_keep: float = 0.7  # 0.3 before 2026-12-05: docs/latent-space.md, "O2Lnet's networks in training"
     network_dropout: float = 0.1
     channel_weights: dict = field(default_factory=dict)  # channel or variable name -> weight in the decoder term
 

@@ -82,10 +82,10 @@ class TrainingConfig:
     patience: int = 6
     # the learning rate rises linearly from 0 over this many epochs' steps before its cosine decay
     # (0: none; config.yaml's O2Lnet takes 1, then trains at 0.001, better than 0.0005 without, and
-    # at 0.002, which diverges without: README, "O2Lnet's schedule")
+    # at 0.002, which diverges without: docs/latent-space.md, "O2Lnet's schedule")
     warmup_epochs: float = 0.0
     # validate and keep an exponential moving average of the weights with this decay per step
-    # (0: the weights themselves; README, "O2Lnet's schedule")
+    # (0: the weights themselves; docs/latent-space.md, "O2Lnet's schedule")
     average_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -114,7 +114,7 @@ def training_environment(device: torch.device, precision: str = "float32") -> di
     """What a trained network's weights depend on besides data, config and seed: the device, the
     step's precision and torch's intra-op thread count (on CPU, 1 and 2 threads give weights that
     differ by ~1e-7..1e-5, since reductions are split differently; in float32 the same count gives
-    identical weights, in bfloat16 two runs may differ: README, "The learned latent space")."""
+    identical weights, in bfloat16 two runs may differ: docs/latent-space.md)."""
     dtype = resolve_precision(precision, torch.device(device))
     return {"device": str(device), "precision": str(dtype).removeprefix("torch."),
             "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
