@@ -38,6 +38,11 @@ def test_dry_run_lists_the_rules(workdir):
     for rule in ("make_world_0", "make_world_1", "compute_normalization", "simulate_observations", "train_autoencoder", "train_o2lnet", "all"):
         assert rule in out
     assert "results/reference/2011.nc" in out
+    # o2lnet.refine: the trained O2Lnet, its tuning, the refined O2Lnet that every stream reads
+    assert "rule tune_stream_base:" in out and "rule refine_o2lnet:" in out
+    assert "results/models/o2lnet_base.pt" in out and "results/ensemble/stream_tuning_base.nc" in out
+    # its streams' years leave the world's runs as they were: 2000-2005 and 2006-2011
+    assert re.search(r"rule make_world_1:\n\s+output: results/reference/2006.nc", out)
 
 
 def job_threads(dry_run: str) -> dict:

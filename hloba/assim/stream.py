@@ -167,19 +167,21 @@ def lagged_forecast(forecast, members: torch.Tensor, n_members: int, t) -> torch
 def run_stream(
     year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings = RunSettings(), *,
     resume_path=None, fingerprint_value: str = "", max_cycles: int | None = None, keep_analyses: bool = False,
-    keep_backgrounds: bool = False,
+    keep_backgrounds: bool = False, recorder=None,
 ) -> StreamResult:
     """Cycle one year with ``cfg.method``.
 
     ``resume_path``: where the stream keeps its state checkpoint (deleted by the caller after the
     outputs are written). ``max_cycles`` stops early (tuning, calibration, the comparison).
     ``keep_analyses``, ``keep_backgrounds``: also return the model-space analyses, backgrounds of the
-    year's cycles run here.
+    year's cycles run here. ``recorder``: called by a method that records its cycles (HLOBA:
+    :func:`hloba.assim.refine.cycle_recorder`).
     """
     m, dev = models, models.device
     times, first = cycle_times(year, m.interval, cfg.spinup_days, m.phase)
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
     method = build_method(cfg.method, m, cfg)
+    method.recorder = recorder
     stop = n_cycles if max_cycles is None else min(n_cycles, max_cycles)
     # a stream stopped early reads the observations it can use, up to its last window's end (and
     # the later cycles a smoother's last analysis reads)

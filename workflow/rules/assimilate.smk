@@ -35,6 +35,62 @@ rule tune_stream:
         "../scripts/tune_stream.py"
 
 
+if O2LNET_REFINE.enabled:
+
+    # the tuning for the trained O2Lnet, which its refinement learns through
+    use rule tune_stream as tune_stream_base with:
+        input:
+            unpack(forecast_model_inputs),
+            unpack(cold_start_input),
+            autoencoder="results/models/autoencoder.pt",
+            o2lnet=O2LNET_TRAINED,
+            calibration="results/ensemble/calibration.nc",
+            observations=tuning_observation_files,
+            references=reference_files([TUNING_YEAR]),
+        output:
+            tuning="results/ensemble/stream_tuning_base.nc",
+        log:
+            "results/logs/tune_stream_base.log",
+        benchmark:
+            "results/benchmarks/tune_stream_base.tsv"
+        threads: 2  # it runs alone, between O2Lnet's training and its refinement
+
+    rule refine_o2lnet:
+        input:
+            unpack(forecast_model_inputs),
+            unpack(cold_start_input),
+            autoencoder="results/models/autoencoder.pt",
+            o2lnet=O2LNET_TRAINED,
+            calibration="results/ensemble/calibration.nc",
+            tuning="results/ensemble/stream_tuning_base.nc",
+            observations=refine_observation_files,
+            references=reference_files([*O2LNET_REFINE.years, TUNING_YEAR]),
+        output:
+            checkpoint="results/models/o2lnet.pt",
+            report="results/models/o2lnet_refine_report.json",
+        log:
+            "results/logs/refine_o2lnet.log",
+        benchmark:
+            "results/benchmarks/refine_o2lnet.tsv"
+        conda:
+            ENV
+        threads: 2
+        resources:
+            mem_mb=12000,
+            runtime=120,
+            gpu=assimilation_gpus(),
+            log_every=RUN.log_every,
+            checkpoint_every=RUN.checkpoint_every,
+            device=RUN.device,
+        params:
+            refine=O2LNET_REFINE.to_dict(),
+            tuning_year=TUNING_YEAR,
+            assimilation=ASSIMILATION.to_dict(),
+            forecast=FORECAST,
+        script:
+            "../scripts/refine_o2lnet.py"
+
+
 rule assimilate_year:
     input:
         unpack(forecast_model_inputs),

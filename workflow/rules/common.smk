@@ -8,6 +8,7 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
+from hloba.assim.refine import RefineSettings, check_refine
 from hloba.assim.settings import RunSettings, StreamConfig, settings_read_by
 from hloba.config import (
     ConfigError,
@@ -58,6 +59,18 @@ except (OSError, ValueError, TypeError) as _err:
     raise WorkflowError(str(_err)) from None
 FORECAST = forecast_params(config, INTERVAL_HOURS)
 ALL_YEARS = YEARS.all
+try:
+    O2LNET_REFINE = RefineSettings.from_dict(config.get("o2lnet", {}).get("refine"))
+    check_refine(O2LNET_REFINE, ASSIMILATION, ALL_YEARS)
+except (ValueError, TypeError) as _err:
+    raise WorkflowError(str(_err)) from None
+# the trained O2Lnet's file; with o2lnet.refine on, rule refine_o2lnet writes the refined one
+# (results/models/o2lnet.pt) from it and the tuning made for it (tune_stream_base)
+O2LNET_TRAINED = (
+    "results/models/o2lnet_base.pt"
+    if O2LNET_REFINE.enabled
+    else "results/models/o2lnet.pt"
+)
 # the years' streams share the cores (--set-threads assimilate_year=N overrides); a cluster
 # executor leaves the total unset (each job has its own node)
 try:
@@ -241,10 +254,29 @@ def uncertainty_factor_input(wildcards):
 COMPARISON_YEAR = COMPARISON.compared_year(YEARS.reanalysis)
 
 
+def refined_on():
+    """The years of O2Lnet's refinement streams (none when it is off)."""
+    return O2LNET_REFINE.years if O2LNET_REFINE.enabled else ()
+
+
+def refine_years():
+    """The years O2Lnet's refinement streams read (their spin-ups' too) and the tuning year."""
+    streams = [*O2LNET_REFINE.years, TUNING_YEAR]
+    years = {
+        y for s in streams for y in stream_years(s, ASSIMILATION.spinup_days, ALL_YEARS)
+    }
+    return sorted(years)
+
+
+def refine_observation_files(wildcards):
+    return observation_files(refine_years())
+
+
 def stream_year_groups():
     """The years each stream reads (its spin-up's and its own): one chain of the world holds each."""
     streams = [
-        (y, ASSIMILATION.spinup_days) for y in (*YEARS.reanalysis, *YEARS.calibration)
+        (y, ASSIMILATION.spinup_days)
+        for y in (*YEARS.reanalysis, *YEARS.calibration, *refined_on())
     ]
     streams.append((COMPARISON_YEAR, COMPARISON.spinup_days))
     return [stream_years(year, days, ALL_YEARS) for year, days in streams]

@@ -89,7 +89,7 @@ rule train_o2lnet:
         validation_obs=observation_files(YEARS.validation),
         autoencoder="results/models/autoencoder.pt",
     output:
-        checkpoint="results/models/o2lnet.pt",
+        checkpoint=O2LNET_TRAINED,
         report="results/models/o2lnet_report.json",
     log:
         "results/logs/train_o2lnet.log",

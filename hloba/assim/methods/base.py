@@ -137,6 +137,7 @@ class Method:
     lagged_members = False  # forecasts the time-lagged members alongside the background (if b != 0)
     uses_later_observations = False  # an analysis reads observations after its time (a smoother)
     lead = 0  # cycles after the analysis time whose observations an analysis reads (outside a window)
+    recorder = None  # set by run_stream: a method that records its cycles calls it (HLOBA, o2lnet.refine)
 
     def __init__(self, models: "StreamModels", cfg) -> None:
         self.models, self.cfg = models, cfg

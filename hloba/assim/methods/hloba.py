@@ -137,6 +137,7 @@ class Hloba(Method):
         rendered = render_observations(torch.zeros(len(value), dtype=torch.long, device=m.device), channel, row,
                                        col, value, 1, C * len(self.slots), ny, nx)
         z_o, logvar = self.o2lnet_pass(rendered)
+        self.last_window = (channel, row, col, value)  # what a recorder records
         return z_o, logvar.exp()
 
     def analyse(self, c: Cycle) -> Analysis:
@@ -152,6 +153,8 @@ class Hloba(Method):
                                           m.prior_mean, m.prior_var)
         so2_w = so2_w * self.obs_factor.to(so2_w.dtype)  # ones unless tune_stream calibrated it
         sb2_raw, sb2_w = self.hybrid_background_variance(c, ws)
+        if self.recorder is not None and c.n_used:  # o2lnet.refine: what O2Lnet read and the update weighed
+            self.recorder(c, self.last_window, w_b, sb2_w)
         if self.rho is None:
             w_a, sa2_w = hybrid_update(w_b, sb2_w, w_o, so2_w)
         else:

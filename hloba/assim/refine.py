@@ -1,0 +1,291 @@
+"""O2Lnet refined through HLOBA's update (``o2lnet.refine``, rule ``refine_o2lnet``).
+
+O2Lnet is trained from observations alone, so where the observations leave the state open its
+estimate errs much as a background does: on the default world the decoded estimate's errors
+correlate with the cycling background's by 0.4-0.6 per channel, and the element-wise update, which
+takes them as independent, weighs them as two pieces of evidence. The refinement records HLOBA's
+cycles with the trained O2Lnet and its tuning (rule ``tune_stream``'s first pass) over the years
+``refine.years``: at each cycle the observations of O2Lnet's window, the background in update
+coordinates and its variance, the standardised background and the truth. It then fine-tunes
+O2Lnet for ``refine.epochs`` on them: the loss is the area-weighted mean square of the analysis
+that the update and the tuned band weights make from its estimate,
+``x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b)) - x_t`` (over its value with the trained O2Lnet),
+plus ``refine.nll_weight`` times O2Lnet's own Gaussian NLL of the encoded truth, which keeps its
+variance a variance (the stream's adaptive inflation reads it: without the term the variance
+becomes a gain, the inflation follows it, and the cycling analyses get worse). The epoch whose
+analyses fit the calibration year's tuning period best is kept (the first when none beats the
+trained O2Lnet's, which is then returned unchanged). The tuning is then made again for the
+refined O2Lnet (rule ``tune_stream``). Measured in docs/streams.md ("O2Lnet refined through the
+update").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hloba.assim.methods.hloba import o2lnet_slots
+from hloba.assim.models import method_models
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.tuning import _truth
+from hloba.assim.year import run_period
+from hloba.bands import band_weighted
+from hloba.config import stream_years
+from hloba.io import atomic_path
+from hloba.models.o2lnet import gaussian_nll, render_observations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """The config's ``o2lnet.refine`` section."""
+
+    enabled: bool = False
+    years: tuple[int, ...] = ()  # the streams whose cycles it learns from (their spin-up's years too)
+    days: float = 365.0  # of each year
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    nll_weight: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "years", tuple(int(y) for y in self.years))
+        if self.enabled and not self.years:
+            raise ValueError("o2lnet.refine.years is empty: give the years whose streams O2Lnet is refined on "
+                             "(or set o2lnet.refine.enabled: false)")
+        for key in ("days", "epochs", "batch_size", "learning_rate"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"o2lnet.refine.{key}={getattr(self, key)} must be > 0")
+        if self.nll_weight < 0:
+            raise ValueError(f"o2lnet.refine.nll_weight={self.nll_weight} must be >= 0")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None) -> "RefineSettings":
+        return cls(**dict(values or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"years": list(self.years)}
+
+
+@dataclass
+class CycleRecord:
+    """What one HLOBA cycle gave O2Lnet and the update: the window's used observations (``channel``
+    with the slot's offset, ``row``, ``col``, standardised ``value``), the background (latent, update
+    coordinates with its variance, standardised model space) and the truth."""
+
+    time: pd.Timestamp
+    window: tuple[torch.Tensor, ...]
+    z_b: torch.Tensor  # (1, n)
+    w_b: torch.Tensor  # (1, n)
+    sb2_w: torch.Tensor  # (1, n)
+    x_b: torch.Tensor  # (1, C, ny, nx)
+    x_t: torch.Tensor | None = field(default=None)  # (C, ny, nx)
+    z_t: torch.Tensor | None = field(default=None)  # (n,)
+
+
+def cycle_recorder(records: list[CycleRecord], normalizer) -> Callable:
+    """A recorder for :meth:`hloba.assim.methods.hloba.Hloba.analyse` that appends to ``records``."""
+
+    def record(c, window, w_b, sb2_w) -> None:
+        records.append(CycleRecord(
+            c.time, tuple(t.detach() for t in window), c.z_b.detach().float(), w_b.detach().float(),
+            sb2_w.detach().float(), normalizer.standardize(c.x_b, [c.time]).detach().float()))
+
+    return record
+
+
+def record_stream(year: int, models, observations, cfg: StreamConfig, days: float, reference_paths) -> list[CycleRecord]:
+    """The records of HLOBA's stream over ``days`` of ``year`` (its spin-up's cycles left out), with the truth."""
+    records: list[CycleRecord] = []
+    run_period(year, models, observations, cfg, days, RunSettings(progress=False),
+               recorder=cycle_recorder(records, models.normalizer))
+    kept = [r for r in records if r.time.year == year]
+    if not kept:
+        raise ValueError(f"o2lnet.refine: the stream of {year} analysed no cycle with observations in {year}")
+    x_t, z_t = _truth(models, reference_paths, pd.DatetimeIndex([r.time for r in kept]))
+    for r, x, z in zip(kept, x_t.to(models.device), z_t.to(models.device)):
+        r.x_t, r.z_t = x.float(), z.float()
+    return kept
+
+
+class UpdateAnalysis:
+    """The stream's analysis from a batch of records and O2Lnet's ``(z_o, sigma_o2)``, differentiable
+    in them: the element-wise update in update coordinates (independent errors, as
+    ``hloba.assim.update.hybrid_update`` with finite variances), then the blend
+    ``x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b))`` with the tuned band weights (standardised)."""
+
+    def __init__(self, models, n_slots: int) -> None:
+        if models.increment_weights is None or models.projection_weights is None:
+            raise ValueError("o2lnet.refine needs the blended analysis (assimilation.decoded_increment: weighted, "
+                             "weighted_state: blended) and its tuned weights")
+        self.models, self.n_slots = models, n_slots
+        rotation = models.space.rotation
+        dev = models.device
+        self.v = None if rotation is None else rotation.float().to(dev)
+        self.h, self.g = models.projection_weights.float().to(dev), models.increment_weights.float().to(dev)
+        lat = np.cos(np.deg2rad(np.asarray(models.grid.latitude, dtype=float)))
+        self.area = torch.as_tensor(lat / lat.mean(), dtype=torch.float32, device=dev)[None, None, :, None]
+
+    def render(self, batch: Sequence[CycleRecord]) -> torch.Tensor:
+        """O2Lnet's input for a batch of records (:func:`hloba.models.o2lnet.render_observations`)."""
+        (ny, nx), C = self.models.grid.shape, len(self.models.channels)
+        sample = torch.cat([torch.full((len(r.window[3]),), j, dtype=torch.long, device=self.models.device)
+                            for j, r in enumerate(batch)])
+        channel, row, col, value = (torch.cat([r.window[i] for r in batch]) for i in range(4))
+        return render_observations(sample, channel.long(), row.long(), col.long(), value.float(), len(batch),
+                                   C * self.n_slots, ny, nx)
+
+    def analysis(self, batch: Sequence[CycleRecord], z_o: torch.Tensor, sigma_o2: torch.Tensor) -> torch.Tensor:
+        w_b, sb2 = torch.cat([r.w_b for r in batch]), torch.cat([r.sb2_w for r in batch])
+        w_o = z_o if self.v is None else z_o @ self.v
+        so2 = sigma_o2 if self.v is None else sigma_o2 @ self.v.square()
+        w_a = w_b + sb2 / (sb2 + so2) * (w_o - w_b)
+        z_a = w_a if self.v is None else w_a @ self.v.T
+        x_b = torch.cat([r.x_b for r in batch])
+        ae = self.models.autoencoder
+        with torch.no_grad():
+            d_b = ae.decode(torch.cat([r.z_b for r in batch]))
+        return x_b + band_weighted(d_b - x_b, self.h) + band_weighted(ae.decode(z_a) - d_b, self.g)
+
+    def squares(self, x: torch.Tensor, batch: Sequence[CycleRecord]) -> torch.Tensor:
+        """Area-weighted squared errors against the truth, summed per channel ``(C,)``."""
+        return ((x - torch.stack([r.x_t for r in batch])).square() * self.area).sum(dim=(0, 2, 3))
+
+
+def analysis_scores(net, blend: UpdateAnalysis, records: Sequence[CycleRecord], amp, batch_size: int = 32
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: the analysis RMSE (anomaly std) over ``records`` with ``net`` as O2Lnet, and the
+    correlation of the decoded estimate's errors with the decoded background's."""
+    net.eval()
+    C = len(blend.models.channels)
+    sq, cross, eo2, eb2 = (torch.zeros(C, device=blend.models.device) for _ in range(4))
+    ae = blend.models.autoencoder
+    with torch.no_grad():
+        for a in range(0, len(records), batch_size):
+            batch = records[a:a + batch_size]
+            with amp:
+                z_o, logvar = net(blend.render(batch))
+            z_o = z_o.float()
+            sq += blend.squares(blend.analysis(batch, z_o, logvar.float().exp()), batch)
+            x_t = torch.stack([r.x_t for r in batch])
+            e_o = ae.decode(z_o) - x_t
+            e_b = ae.decode(torch.cat([r.z_b for r in batch])) - x_t
+            cross += (e_o * e_b * blend.area).sum(dim=(0, 2, 3))
+            eo2 += (e_o.square() * blend.area).sum(dim=(0, 2, 3))
+            eb2 += (e_b.square() * blend.area).sum(dim=(0, 2, 3))
+    ny, nx = blend.models.grid.shape
+    return (sq / (len(records) * ny * nx)).sqrt().cpu().numpy(), (cross / (eo2 * eb2).sqrt()).cpu().numpy()
+
+
+def refine_o2lnet(net: torch.nn.Module, blend: UpdateAnalysis, train: Sequence[CycleRecord],
+                  valid: Sequence[CycleRecord], settings: RefineSettings, amp) -> tuple[dict, dict]:
+    """Fine-tune a copy of O2Lnet ``net`` on the ``train`` records (module docstring); returns the
+    state dict of the epoch with the lowest mean analysis RMSE on ``valid`` (``net``'s own when no
+    epoch beats it) and a report (per epoch and per channel, before and after)."""
+    net = copy.deepcopy(net).float()
+    for p in blend.models.autoencoder.parameters():
+        p.requires_grad_(False)
+    names = [c.name for c in blend.models.channels]
+    rmse0, corr0 = analysis_scores(net, blend, valid, amp)
+    scale_rmse, _ = analysis_scores(net, blend, train, amp)
+    ny, nx = blend.models.grid.shape
+    scale = float(np.square(scale_rmse).sum()) * ny * nx  # a cycle's summed square with the trained O2Lnet
+    best = (float(rmse0.mean()), copy.deepcopy(net.state_dict()), 0, rmse0, corr0)
+    opt = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(settings.seed)
+    epochs = []
+    log.info("refine O2Lnet on %d cycles, scored on %d: analysis RMSE mean %.4f before", len(train), len(valid),
+             rmse0.mean())
+    for epoch in range(settings.epochs):
+        net.train()
+        order = torch.randperm(len(train), generator=gen).tolist()
+        total, n = 0.0, 0
+        for a in range(0, len(order) - settings.batch_size + 1, settings.batch_size):
+            batch = [train[i] for i in order[a:a + settings.batch_size]]
+            with amp:
+                z_o, logvar = net(blend.render(batch))
+            z_o, logvar = z_o.float(), logvar.float()
+            loss = blend.squares(blend.analysis(batch, z_o, logvar.exp()), batch).sum() / len(batch) / scale
+            if settings.nll_weight:
+                loss = loss + settings.nll_weight * gaussian_nll(torch.stack([r.z_t for r in batch]), z_o, logvar)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + float(loss.detach()) * len(batch), n + len(batch)
+        rmse, corr = analysis_scores(net, blend, valid, amp)
+        epochs.append({"epoch": epoch + 1, "loss": total / max(n, 1), "analysis_rmse_mean": float(rmse.mean()),
+                       "error_correlation_mean": float(corr.mean())})
+        log.info("refine epoch %d: loss %.4f, analysis RMSE mean %.4f (%.4f before), corr(e_o, e_b) mean %.3f",
+                 epoch + 1, total / max(n, 1), rmse.mean(), rmse0.mean(), corr.mean())
+        if rmse.mean() < best[0]:
+            best = (float(rmse.mean()), copy.deepcopy(net.state_dict()), epoch + 1, rmse, corr)
+    _, state, kept, rmse, corr = best
+    report = {
+        "settings": settings.to_dict(), "train_cycles": len(train), "valid_cycles": len(valid), "kept_epoch": kept,
+        "epochs": epochs, "channels": names,
+        "analysis_rmse_before": rmse0.tolist(), "analysis_rmse_after": rmse.tolist(),
+        "error_correlation_before": corr0.tolist(), "error_correlation_after": corr.tolist(),
+    }
+    return {k: v.detach().cpu() for k, v in state.items()}, report
+
+
+def check_refine(settings: RefineSettings, cfg: StreamConfig, available) -> None:
+    """Refinement needs HLOBA's blended analysis and its tuning, and years the pipeline simulates or reads."""
+    if not settings.enabled:
+        return
+    if cfg.decoded_increment != "weighted" or cfg.weighted_state != "blended" or cfg.tuning_days <= 0:
+        raise ValueError("o2lnet.refine learns through HLOBA's blended analysis: it needs assimilation.decoded_increment: "
+                         "weighted, weighted_state: blended and tuning_days > 0 (or set o2lnet.refine.enabled: false)")
+    if cfg.update != "posterior" or cfg.calibrate_observation_variance or cfg.correlated_gain:
+        raise ValueError("o2lnet.refine learns through the independent-error update of O2Lnet's posterior: it needs "
+                         "assimilation.update: posterior, calibrate_observation_variance and correlated_gain off "
+                         "(or set o2lnet.refine.enabled: false)")
+    missing = sorted(set(settings.years) - {int(y) for y in available})
+    if missing:
+        raise ValueError(f"o2lnet.refine.years {missing} are not among the pipeline's years {sorted(available)}: "
+                         "give training, validation or calibration years")
+
+
+def refine_o2lnet_file(settings: RefineSettings, tuning_year: int, inputs: StreamInputs, reference_paths,
+                       checkpoint_path, report_path, cfg: StreamConfig, run: RunSettings) -> dict:
+    """Rule refine_o2lnet: record the streams of ``settings.years`` and of the tuning period of
+    ``tuning_year`` with ``inputs`` (the trained O2Lnet and its tuning), refine O2Lnet
+    (:func:`refine_o2lnet`) and write its checkpoint (the trained one's, with the refined weights and
+    the report in ``meta["refine"]``) and the report (JSON)."""
+    available = sorted({int(Path(p).stem) for p in inputs.observations})
+    references = {int(Path(p).stem): str(p) for p in reference_paths}
+
+    def records(year: int, days: float) -> tuple[list[CycleRecord], object]:
+        years = {str(y) for y in stream_years(year, cfg.spinup_days, available)}
+        year_inputs = replace(inputs, observations=tuple(p for p in inputs.observations if Path(p).stem in years))
+        models = method_models(cfg, year_inputs, run.device)
+        kept = record_stream(year, models, year_inputs.observations, cfg, days, [references[year]])
+        log.info("refine: %d cycles of %d recorded", len(kept), year)
+        return kept, models
+
+    train: list[CycleRecord] = []
+    for year in settings.years:
+        train += records(year, settings.days)[0]
+    valid, models = records(tuning_year, cfg.tuning_days)
+    blend = UpdateAnalysis(models, len(o2lnet_slots(models)))
+    amp = torch.autocast(models.device.type, dtype=torch.bfloat16, enabled=models.o2lnet_dtype == torch.bfloat16)
+    state, report = refine_o2lnet(models.o2lnet, blend, train, valid, settings, amp)
+    report["tuning_year"] = int(tuning_year)
+    checkpoint = torch.load(inputs.o2lnet, map_location="cpu", weights_only=True)
+    checkpoint["state_dict"] = state
+    checkpoint.setdefault("meta", {})["refine"] = report
+    with atomic_path(checkpoint_path) as tmp:
+        torch.save(checkpoint, tmp)
+    with atomic_path(report_path) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=1))
+    return report
