@@ -41,6 +41,11 @@ def test_dry_run_lists_the_rules(workdir):
     # o2lnet.refine: the trained O2Lnet, its tuning, the refined O2Lnet that every stream reads
     assert "rule tune_stream_base:" in out and "rule refine_o2lnet:" in out
     assert "results/models/o2lnet_base.pt" in out and "results/ensemble/stream_tuning_base.nc" in out
+    # the compared variant hloba_unrefined reads the trained O2Lnet and the tuning made for it
+    job = re.search(r"rule compare_method:\n\s+input: ([^\n]*)\n\s+output: results/comparison/runs/hloba_unrefined.nc", out)
+    assert job and "o2lnet_base.pt" in job.group(1) and "stream_tuning_base.nc" in job.group(1)
+    job = re.search(r"rule compare_method:\n\s+input: ([^\n]*)\n\s+output: results/comparison/runs/hloba.nc", out)
+    assert job and "results/models/o2lnet.pt" in job.group(1) and "stream_tuning.nc" in job.group(1)
     # its streams' years leave the world's runs as they were: 2000-2005 and 2006-2011
     assert re.search(r"rule make_world_1:\n\s+output: results/reference/2006.nc", out)
 

@@ -29,7 +29,10 @@ VARIANTS = {
     "hloba_forecastlead": ("hloba", {"lead_guess": "forecast"}),
     "hloba_persistencelead": ("hloba", {"lead_guess": "persistence"}),
     "hloba_extrapolatedlead": ("hloba", {"lead_guess": "extrapolated"}),
+    # O2Lnet as trained, not refined through the update (o2lnet.refine), with the tuning made for it
+    "hloba_unrefined": ("hloba", {}),
 }
+UNREFINED = "hloba_unrefined"
 COMPARABLE = NAMES + tuple(VARIANTS)
 
 

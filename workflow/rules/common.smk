@@ -24,6 +24,7 @@ from hloba.config import (
 )
 from hloba.ingest import reference_interval_hours
 from hloba.verify.settings import (
+    UNREFINED,
     VARIANTS,
     ComparisonSettings,
     method_settings,
@@ -326,7 +327,18 @@ def compare_method_inputs(wildcards):
     tuning = method_tuning_input(method)
     if tuning and own_tuning(wildcards.method, ASSIMILATION):
         tuning = {"tuning": variant_tuning("results", wildcards.method)}
+    if tuning and unrefined(wildcards):  # the tuning made for the trained O2Lnet
+        tuning = {"tuning": "results/ensemble/stream_tuning_base.nc"}
     return tuning | method_covariance_input(method)
+
+
+def unrefined(wildcards):
+    """The compared variant that reads O2Lnet as trained, when o2lnet.refine refines it."""
+    return wildcards.method == UNREFINED and O2LNET_REFINE.enabled
+
+
+def compared_o2lnet(wildcards):
+    return O2LNET_TRAINED if unrefined(wildcards) else "results/models/o2lnet.pt"
 
 
 def compared_assimilation(wildcards):

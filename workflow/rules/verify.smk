@@ -108,7 +108,7 @@ rule compare_method:
         unpack(cold_start_input),
         unpack(compare_method_inputs),
         autoencoder="results/models/autoencoder.pt",
-        o2lnet="results/models/o2lnet.pt",
+        o2lnet=compared_o2lnet,
         calibration="results/ensemble/calibration.nc",
         observations=comparison_observation_files,
     output:
