@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import logging
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +27,7 @@ from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.config import load_config, stream_years, year_sets
 from hloba.verify.compare import run_method, scorecard
 from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, withheld_statistics
-from hloba.verify.settings import ComparisonSettings, own_tuning, variant_tuning
+from hloba.verify.settings import ComparisonSettings, variant_inputs
 
 
 def main() -> None:
@@ -64,8 +63,8 @@ def main() -> None:
             runs = {}
             for name in methods:
                 out, fb = Path(tmp) / f"{name}-{fraction}.nc", Path(tmp) / f"{name}-{fraction}.parquet"
-                # a variant that changes a tuned setting reads its own tuning (rule tune_variant's)
-                tuned = replace(inputs, tuning=variant_tuning(r, name)) if own_tuning(name, cfg) else inputs
+                # a variant's own tuning (rule tune_variant's), or hloba_unrefined's network and tuning
+                tuned = variant_inputs(r, name, inputs, cfg)
                 runs[name] = run_method(
                     name, year, days, tuned, out, cfg.with_(withhold_fraction=fraction, withhold_seed=args.seed),
                     spinup_days=spinup, run=RunSettings(progress=False), feedback_output=fb)

@@ -100,3 +100,19 @@ def test_refine_settings_and_what_they_need(tiny_models):
         check_refine(settings, cfg.with_(decoded_increment="full"), [2001, 2002])
     with pytest.raises(ValueError, match="update: posterior"):
         check_refine(settings, cfg.with_(update="likelihood"), [2001, 2002])
+
+
+def test_scripts_give_the_unrefined_variant_the_trained_network_and_its_tuning(tuned, tmp_path):
+    from hloba.verify.settings import variant_inputs
+
+    _, cfg, inputs = tuned
+    results = tmp_path / "results"
+    assert variant_inputs(results, "hloba_unrefined", inputs, cfg) == inputs  # refinement off: HLOBA itself
+    (results / "models").mkdir(parents=True)
+    (results / "models" / "o2lnet_base.pt").write_bytes(b"")
+    unrefined = variant_inputs(results, "hloba_unrefined", inputs, cfg)
+    assert unrefined.o2lnet == str(results / "models" / "o2lnet_base.pt")
+    assert unrefined.tuning == str(results / "ensemble" / "stream_tuning_base.nc")
+    assert variant_inputs(results, "hloba", inputs, cfg) == inputs
+    other = variant_inputs(results, "hloba_norotation", inputs, cfg)  # a tuned setting changed: its own tuning
+    assert other.tuning == str(results / "comparison" / "tuning" / "hloba_norotation.nc") and other.o2lnet == inputs.o2lnet

@@ -4,11 +4,11 @@ defaults, and the compared variants of the methods."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hloba.assim.methods import NAMES, REGISTRY
-from hloba.assim.settings import StreamConfig
+from hloba.assim.settings import StreamConfig, StreamInputs
 
 # name -> (method, settings changed): the ablations of HLOBA the comparison can show side by side
 VARIANTS = {
@@ -53,6 +53,20 @@ def variant_tuning(results, name: str) -> str:
     """The tuning file of a compared variant with tuning streams of its own (rule tune_variant's
     output; ``name`` ``"{variant}"`` gives the rule's pattern)."""
     return str(Path(results) / "comparison" / "tuning" / f"{name}.nc")
+
+
+def variant_inputs(results, name: str, inputs: StreamInputs, cfg: StreamConfig) -> StreamInputs:
+    """A compared name's stream inputs from a finished pipeline's ``results`` (scripts), as rule
+    compare_method gives them: a variant that changes a tuned setting reads its own tuning (rule
+    tune_variant's), ``hloba_unrefined`` the trained O2Lnet and the tuning made for it where the
+    results hold them (``o2lnet.refine`` on: rules tune_stream_base, refine_o2lnet)."""
+    r = Path(results)
+    if own_tuning(name, cfg):
+        return replace(inputs, tuning=variant_tuning(r, name))
+    if name == UNREFINED and (r / "models" / "o2lnet_base.pt").exists():
+        return replace(inputs, o2lnet=str(r / "models" / "o2lnet_base.pt"),
+                       tuning=str(r / "ensemble" / "stream_tuning_base.nc"))
+    return inputs
 
 
 def own_tuning(name: str, cfg: StreamConfig) -> bool:
