@@ -4,7 +4,7 @@ O2Lnet is trained from observations alone, so where the observations leave the s
 estimate errs much as a background does: on the default world the decoded estimate's errors
 correlate with the cycling background's by 0.4-0.6 per channel, and the element-wise update, which
 takes them as independent, weighs them as two pieces of evidence. The refinement records HLOBA's
-cycles with the trained O2Lnet and its tuning (rule ``tune_stream``'s first pass) over the years
+cycles with the trained O2Lnet and the tuning made for it (rule ``tune_stream_base``) over the years
 ``refine.years``: at each cycle the observations of O2Lnet's window, the background in update
 coordinates and its variance, the standardised background and the truth. It then fine-tunes
 O2Lnet for ``refine.epochs`` on them: the loss is the area-weighted mean square of the analysis
@@ -13,8 +13,8 @@ that the update and the tuned band weights make from its estimate,
 plus ``refine.nll_weight`` times O2Lnet's own Gaussian NLL of the encoded truth, which keeps its
 variance a variance (the stream's adaptive inflation reads it: without the term the variance
 becomes a gain, the inflation follows it, and the cycling analyses get worse). The epoch whose
-analyses fit the calibration year's tuning period best is kept (the first when none beats the
-trained O2Lnet's, which is then returned unchanged). The tuning is then made again for the
+analyses fit the calibration year's tuning period best is kept (when none beats the trained
+O2Lnet, the trained O2Lnet is returned unchanged). The tuning is then made again for the
 refined O2Lnet (rule ``tune_stream``). Measured in docs/streams.md ("O2Lnet refined through the
 update").
 """
