@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--nll-weight", type=float, default=1.0)
+    parser.add_argument("--min-keep", type=float, default=1.0, help="thin each window by grid cell to [min_keep, 1]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the refined O2Lnet checkpoint here")
     args = parser.parse_args()
@@ -53,7 +54,7 @@ def main() -> None:
     cfg, years = method_settings("hloba", StreamConfig.from_config(config)), year_sets(config)
     results, start = Path(args.results), time.perf_counter()
     settings = RefineSettings(enabled=True, years=tuple(args.train_years), days=args.days, epochs=args.epochs,
-                              learning_rate=args.learning_rate, nll_weight=args.nll_weight)
+                              learning_rate=args.learning_rate, nll_weight=args.nll_weight, min_keep=args.min_keep)
 
     def records(year: int, days: float):
         inputs = StreamInputs.from_results(results, config, stream_years(year, cfg.spinup_days, years.all))

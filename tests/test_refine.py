@@ -65,6 +65,14 @@ def test_refining_fits_the_recorded_analyses_and_keeps_the_network_when_it_does_
     records = record_stream(YEAR, models, inputs.observations, cfg, DAYS, [tiny_models / f"results/reference/{YEAR}.nc"])
     assert all(r.x_t is not None and r.z_t.shape == r.z_b.shape[1:] for r in records)
     blend = UpdateAnalysis(models, len(o2lnet_slots(models)))
+    # refine.min_keep: the windows thinned by grid cell, whole cells kept or dropped
+    full = blend.render(records[:4])
+    thin = blend.render(records[:4], 0.5, torch.Generator().manual_seed(0))
+    half = full.shape[1] // 2  # the masks
+    seen, kept = full[:, half:] > 0, thin[:, half:] > 0
+    assert kept.sum() < 0.9 * seen.sum() and not (kept & ~seen).any()
+    assert torch.equal(thin[:, :half][kept], full[:, :half][kept])  # a kept cell keeps its value
+    assert torch.equal(blend.render(records[:4], 1.0, torch.Generator().manual_seed(0)), full)
     net, amp = models.o2lnet, contextlib.nullcontext()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     rmse0, corr0 = analysis_scores(net, blend, records, amp)
@@ -94,6 +102,8 @@ def test_refine_settings_and_what_they_need(tiny_models):
         RefineSettings(epochs=0)
     with pytest.raises(ValueError, match="nll_weight=-1"):
         RefineSettings(nll_weight=-1)
+    with pytest.raises(ValueError, match=r"min_keep=0 must be in \(0, 1\]"):
+        RefineSettings(min_keep=0)
     with pytest.raises(ValueError, match=r"years \[1999\] are not among"):
         check_refine(replace(settings, years=(1999, 2001)), cfg, [2001, 2002])
     with pytest.raises(ValueError, match="decoded_increment: weighted, weighted_state: blended"):

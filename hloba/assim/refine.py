@@ -56,6 +56,7 @@ class RefineSettings:
     batch_size: int = 16
     learning_rate: float = 2e-4
     nll_weight: float = 1.0
+    min_keep: float = 1.0  # < 1: each record's window thinned by grid cell to [min_keep, 1] in training
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class RefineSettings:
                 raise ValueError(f"o2lnet.refine.{key}={getattr(self, key)} must be > 0")
         if self.nll_weight < 0:
             raise ValueError(f"o2lnet.refine.nll_weight={self.nll_weight} must be >= 0")
+        if not 0 < self.min_keep <= 1:
+            raise ValueError(f"o2lnet.refine.min_keep={self.min_keep} must be in (0, 1]")
 
     @classmethod
     def from_dict(cls, values: Mapping | None) -> "RefineSettings":
@@ -136,12 +139,21 @@ class UpdateAnalysis:
         lat = np.cos(np.deg2rad(np.asarray(models.grid.latitude, dtype=float)))
         self.area = torch.as_tensor(lat / lat.mean(), dtype=torch.float32, device=dev)[None, None, :, None]
 
-    def render(self, batch: Sequence[CycleRecord]) -> torch.Tensor:
-        """O2Lnet's input for a batch of records (:func:`hloba.models.o2lnet.render_observations`)."""
+    def render(self, batch: Sequence[CycleRecord], min_keep: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """O2Lnet's input for a batch of records (:func:`hloba.models.o2lnet.render_observations`).
+        ``min_keep < 1`` thins each record's window by grid cell (a fixed station's reports share
+        one): each cell is kept with a probability drawn per record from ``[min_keep, 1]``."""
         (ny, nx), C = self.models.grid.shape, len(self.models.channels)
-        sample = torch.cat([torch.full((len(r.window[3]),), j, dtype=torch.long, device=self.models.device)
+        dev = self.models.device
+        sample = torch.cat([torch.full((len(r.window[3]),), j, dtype=torch.long, device=dev)
                             for j, r in enumerate(batch)])
         channel, row, col, value = (torch.cat([r.window[i] for r in batch]) for i in range(4))
+        if min_keep < 1.0:
+            keep_prob = min_keep + (1.0 - min_keep) * torch.rand(len(batch), generator=generator)
+            kept_cells = torch.rand(len(batch), ny * nx, generator=generator) < keep_prob[:, None]
+            keep = kept_cells.to(dev)[sample, row.long() * nx + col.long()]
+            sample, channel, row, col, value = (t[keep] for t in (sample, channel, row, col, value))
         return render_observations(sample, channel.long(), row.long(), col.long(), value.float(), len(batch),
                                    C * self.n_slots, ny, nx)
 
@@ -213,7 +225,7 @@ def refine_o2lnet(net: torch.nn.Module, blend: UpdateAnalysis, train: Sequence[C
         for a in range(0, len(order) - settings.batch_size + 1, settings.batch_size):
             batch = [train[i] for i in order[a:a + settings.batch_size]]
             with amp:
-                z_o, logvar = net(blend.render(batch))
+                z_o, logvar = net(blend.render(batch, settings.min_keep, gen))
             z_o, logvar = z_o.float(), logvar.float()
             loss = blend.squares(blend.analysis(batch, z_o, logvar.exp()), batch).sum() / len(batch) / scale
             if settings.nll_weight:
