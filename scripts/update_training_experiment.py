@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,11 +27,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hloba.assim.methods.hloba import o2lnet_slots  # noqa: E402
-from hloba.assim.models import method_models  # noqa: E402
-from hloba.assim.refine import RefineSettings, UpdateAnalysis, record_stream, refine_o2lnet  # noqa: E402
-from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
-from hloba.config import load_config, stream_years, year_sets  # noqa: E402
+from hloba.assim.refine import RefineSettings, refine_o2lnet_file  # noqa: E402
+from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
+from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.runtime import reuse_freed_memory  # noqa: E402
 from hloba.verify.settings import method_settings  # noqa: E402
 
@@ -55,19 +54,12 @@ def main() -> None:
     results, start = Path(args.results), time.perf_counter()
     settings = RefineSettings(enabled=True, years=tuple(args.train_years), days=args.days, epochs=args.epochs,
                               learning_rate=args.learning_rate, nll_weight=args.nll_weight, min_keep=args.min_keep)
-
-    def records(year: int, days: float):
-        inputs = StreamInputs.from_results(results, config, stream_years(year, cfg.spinup_days, years.all))
-        models = method_models(cfg, inputs, "cpu")
-        kept = record_stream(year, models, inputs.observations, cfg, days, [str(results / f"reference/{year}.nc")])
-        print(f"{year}: {len(kept)} cycles recorded ({time.perf_counter() - start:.0f} s)", flush=True)
-        return kept, models
-
-    train = [r for year in settings.years for r in records(year, settings.days)[0]]
-    valid, models = records(years.calibration[-1], cfg.tuning_days)
-    blend = UpdateAnalysis(models, len(o2lnet_slots(models)))
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=models.o2lnet_dtype == torch.bfloat16)
-    state, report = refine_o2lnet(models.o2lnet, blend, train, valid, settings, amp)
+    inputs = StreamInputs.from_results(results, config, years.all)  # each stream takes its own years' files
+    references = [str(results / f"reference/{y}.nc") for y in (*settings.years, years.calibration[-1])]
+    with tempfile.TemporaryDirectory() as tmp:  # rule refine_o2lnet's work, its outputs kept on request
+        report = refine_o2lnet_file(settings, years.calibration[-1], inputs, references,
+                                    args.out or Path(tmp) / "o2lnet.pt", Path(tmp) / "report.json", cfg,
+                                    RunSettings(progress=False, device="cpu"))
     for e in report["epochs"]:
         print(f"epoch {e['epoch']}: loss {e['loss']:.4f}, validation analysis RMSE mean {e['analysis_rmse_mean']:.4f}, "
               f"corr(e_o, e_b) mean {e['error_correlation_mean']:.3f}")
@@ -76,14 +68,10 @@ def main() -> None:
                           "after": report["error_correlation_after"]}, index=report["channels"])
     table.insert(2, "ratio", table["refined"] / table["pipeline O2Lnet"])
     table.loc["mean"] = table.mean()
-    print(f"kept epoch {report['kept_epoch']}; {years.calibration[-1]}, {len(valid)} cycles, offline "
+    print(f"kept epoch {report['kept_epoch']}; {years.calibration[-1]}, {report['valid_cycles']} cycles, offline "
           f"(the pipeline O2Lnet's backgrounds; RMSE / anomaly std; {time.perf_counter() - start:.0f} s):")
     print(table.round(4).to_string())
     if args.out:
-        checkpoint = torch.load(results / "models/o2lnet.pt", weights_only=True)
-        checkpoint["state_dict"] = state
-        checkpoint.setdefault("meta", {})["refine"] = report
-        torch.save(checkpoint, args.out)
         print(f"wrote {args.out}")
 
 

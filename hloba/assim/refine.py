@@ -36,6 +36,7 @@ from hloba.assim.methods.hloba import o2lnet_slots
 from hloba.assim.models import method_models
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
 from hloba.assim.tuning import _truth
+from hloba.assim.update import hybrid_update
 from hloba.assim.year import run_period
 from hloba.bands import band_weighted
 from hloba.config import stream_years
@@ -123,8 +124,8 @@ def record_stream(year: int, models, observations, cfg: StreamConfig, days: floa
 
 class UpdateAnalysis:
     """The stream's analysis from a batch of records and O2Lnet's ``(z_o, sigma_o2)``, differentiable
-    in them: the element-wise update in update coordinates (independent errors, as
-    ``hloba.assim.update.hybrid_update`` with finite variances), then the blend
+    in them: the stream's element-wise update in its update coordinates (``models.space``,
+    :func:`hloba.assim.update.hybrid_update`), then the blend
     ``x_b + h (D(z_b) - x_b) + g (D(z_a) - D(z_b))`` with the tuned band weights (standardised)."""
 
     def __init__(self, models, n_slots: int) -> None:
@@ -132,12 +133,9 @@ class UpdateAnalysis:
             raise ValueError("o2lnet.refine needs the blended analysis (assimilation.decoded_increment: weighted, "
                              "weighted_state: blended) and its tuned weights")
         self.models, self.n_slots = models, n_slots
-        rotation = models.space.rotation
         dev = models.device
-        self.v = None if rotation is None else rotation.float().to(dev)
         self.h, self.g = models.projection_weights.float().to(dev), models.increment_weights.float().to(dev)
-        lat = np.cos(np.deg2rad(np.asarray(models.grid.latitude, dtype=float)))
-        self.area = torch.as_tensor(lat / lat.mean(), dtype=torch.float32, device=dev)[None, None, :, None]
+        self.area = torch.as_tensor(models.grid.area_weights(), dtype=torch.float32, device=dev)[None, None, :, None]
 
     def render(self, batch: Sequence[CycleRecord], min_keep: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
@@ -157,17 +155,22 @@ class UpdateAnalysis:
         return render_observations(sample, channel.long(), row.long(), col.long(), value.float(), len(batch),
                                    C * self.n_slots, ny, nx)
 
-    def analysis(self, batch: Sequence[CycleRecord], z_o: torch.Tensor, sigma_o2: torch.Tensor) -> torch.Tensor:
-        w_b, sb2 = torch.cat([r.w_b for r in batch]), torch.cat([r.sb2_w for r in batch])
-        w_o = z_o if self.v is None else z_o @ self.v
-        so2 = sigma_o2 if self.v is None else sigma_o2 @ self.v.square()
-        w_a = w_b + sb2 / (sb2 + so2) * (w_o - w_b)
-        z_a = w_a if self.v is None else w_a @ self.v.T
-        x_b = torch.cat([r.x_b for r in batch])
-        ae = self.models.autoencoder
+    def decoded_background(self, batch: Sequence[CycleRecord]) -> torch.Tensor:
+        """``D(z_b)`` of a batch of records (no gradient)."""
         with torch.no_grad():
-            d_b = ae.decode(torch.cat([r.z_b for r in batch]))
-        return x_b + band_weighted(d_b - x_b, self.h) + band_weighted(ae.decode(z_a) - d_b, self.g)
+            return self.models.autoencoder.decode(torch.cat([r.z_b for r in batch]))
+
+    def analysis(self, batch: Sequence[CycleRecord], z_o: torch.Tensor, sigma_o2: torch.Tensor,
+                 d_b: torch.Tensor | None = None) -> torch.Tensor:
+        """The blended analysis (standardised) from the estimate; ``d_b``: the batch's
+        :meth:`decoded_background`, when the caller has it."""
+        space = self.models.space
+        w_b, sb2 = torch.cat([r.w_b for r in batch]), torch.cat([r.sb2_w for r in batch])
+        w_a, _ = hybrid_update(w_b, sb2, space.forward(z_o), space.forward_variance(sigma_o2))
+        x_b = torch.cat([r.x_b for r in batch])
+        d_b = self.decoded_background(batch) if d_b is None else d_b
+        d_a = self.models.autoencoder.decode(space.backward(w_a))
+        return x_b + band_weighted(d_b - x_b, self.h) + band_weighted(d_a - d_b, self.g)
 
     def squares(self, x: torch.Tensor, batch: Sequence[CycleRecord]) -> torch.Tensor:
         """Area-weighted squared errors against the truth, summed per channel ``(C,)``."""
@@ -187,11 +190,10 @@ def analysis_scores(net, blend: UpdateAnalysis, records: Sequence[CycleRecord], 
             batch = records[a:a + batch_size]
             with amp:
                 z_o, logvar = net(blend.render(batch))
-            z_o = z_o.float()
-            sq += blend.squares(blend.analysis(batch, z_o, logvar.float().exp()), batch)
+            z_o, d_b = z_o.float(), blend.decoded_background(batch)
+            sq += blend.squares(blend.analysis(batch, z_o, logvar.float().exp(), d_b), batch)
             x_t = torch.stack([r.x_t for r in batch])
-            e_o = ae.decode(z_o) - x_t
-            e_b = ae.decode(torch.cat([r.z_b for r in batch])) - x_t
+            e_o, e_b = ae.decode(z_o) - x_t, d_b - x_t
             cross += (e_o * e_b * blend.area).sum(dim=(0, 2, 3))
             eo2 += (e_o.square() * blend.area).sum(dim=(0, 2, 3))
             eb2 += (e_b.square() * blend.area).sum(dim=(0, 2, 3))

@@ -48,7 +48,7 @@ if O2LNET_REFINE.enabled:
             observations=tuning_observation_files,
             references=reference_files([TUNING_YEAR]),
         output:
-            tuning="results/ensemble/stream_tuning_base.nc",
+            tuning=O2LNET_BASE_TUNING,
         log:
             "results/logs/tune_stream_base.log",
         benchmark:
@@ -62,7 +62,7 @@ if O2LNET_REFINE.enabled:
             autoencoder="results/models/autoencoder.pt",
             o2lnet=O2LNET_TRAINED,
             calibration="results/ensemble/calibration.nc",
-            tuning="results/ensemble/stream_tuning_base.nc",
+            tuning=O2LNET_BASE_TUNING,
             observations=refine_observation_files,
             references=reference_files([*O2LNET_REFINE.years, TUNING_YEAR]),
         output:

@@ -67,6 +67,7 @@ except (ValueError, TypeError) as _err:
     raise WorkflowError(str(_err)) from None
 # the trained O2Lnet's file; with o2lnet.refine on, rule refine_o2lnet writes the refined one
 # (results/models/o2lnet.pt) from it and the tuning made for it (tune_stream_base)
+O2LNET_BASE_TUNING = "results/ensemble/stream_tuning_base.nc"
 O2LNET_TRAINED = (
     "results/models/o2lnet_base.pt"
     if O2LNET_REFINE.enabled
@@ -328,7 +329,7 @@ def compare_method_inputs(wildcards):
     if tuning and own_tuning(wildcards.method, ASSIMILATION):
         tuning = {"tuning": variant_tuning("results", wildcards.method)}
     if tuning and unrefined(wildcards):  # the tuning made for the trained O2Lnet
-        tuning = {"tuning": "results/ensemble/stream_tuning_base.nc"}
+        tuning = {"tuning": O2LNET_BASE_TUNING}
     return tuning | method_covariance_input(method)
 
 
