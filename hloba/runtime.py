@@ -62,10 +62,11 @@ PORTABLE_MKL_BRANCH = "COMPATIBLE"
 def portable_fft() -> str:
     """Ask MKL, which computes torch's FFTs on x86 CPUs, for its vendor-independent code branch
     (``MKL_CBWR=COMPATIBLE``), so that the built-in world's float64 trajectory is the same bits on
-    every x86 host. In its automatic branch MKL rounds an FFT differently on different CPUs (an
-    AVX-512 Intel host against an AVX2 one or an AMD host), and the chaotic world turns the last bit
-    into other weather within about 100 simulated days (docs/atmosphere.md). torch's
-    own element-wise kernels give the same bits with AVX2 and AVX-512.
+    every Intel host. In its automatic branch MKL rounds an FFT differently on different CPUs (an
+    AVX-512 Intel host against an AVX2 one), and the chaotic world turns the last bit into other
+    weather within about 100 simulated days (docs/atmosphere.md). On the AMD host measured MKL
+    ignores the setting and its world is another one (``scripts/world_fingerprint.py`` tells them
+    apart). torch's own element-wise kernels give the same bits with AVX2 and AVX-512.
 
     MKL reads the setting at the process's first MKL call, so the world's entry points (rule
     make_world, ``hloba make-world``) call this before they step it; a value already in the

@@ -8,6 +8,7 @@ pipeline's O2Lnet and with the refined one on the same backgrounds (offline: no 
 correlation of the decoded estimate's errors with the decoded background's; writes the refined
 checkpoint to ``--out``. A copy of the results with it as ``results/models/o2lnet.pt`` and
 ``snakemake --cores 2 results/comparison/scorecard.csv`` measures it in cycling, the tuning redone.
+On results whose O2Lnet is refined already, ``--round 2`` makes a second round (docs/streams.md).
 
     .venv/bin/python scripts/update_training_experiment.py --results results --train-years 2005 2007 2008 \\
         --epochs 3 --nll-weight 1.0 --out /tmp/o2lnet_refined.pt
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--nll-weight", type=float, default=1.0)
     parser.add_argument("--min-keep", type=float, default=1.0, help="thin each window by grid cell to [min_keep, 1]")
+    parser.add_argument("--round", type=int, default=1,
+                        help="the refinement round it makes (2: --results hold round 1's network and its tuning)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the refined O2Lnet checkpoint here")
     args = parser.parse_args()
@@ -59,7 +62,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # rule refine_o2lnet's work, its outputs kept on request
         report = refine_o2lnet_file(settings, years.calibration[-1], inputs, references,
                                     args.out or Path(tmp) / "o2lnet.pt", Path(tmp) / "report.json", cfg,
-                                    RunSettings(progress=False, device="cpu"))
+                                    RunSettings(progress=False, device="cpu"), round_index=args.round)
     for e in report["epochs"]:
         print(f"epoch {e['epoch']}: loss {e['loss']:.4f}, validation analysis RMSE mean {e['analysis_rmse_mean']:.4f}, "
               f"corr(e_o, e_b) mean {e['error_correlation_mean']:.3f}")

@@ -12,6 +12,7 @@ from hloba.assim.methods.hloba import o2lnet_slots
 from hloba.assim.models import method_models
 from hloba.assim.refine import (
     RefineSettings, UpdateAnalysis, analysis_scores, check_refine, cycle_recorder, record_stream, refine_o2lnet,
+    refine_o2lnet_file,
 )
 from hloba.assim.settings import RunSettings
 from hloba.assim.tuning import tune_stream_file
@@ -126,3 +127,20 @@ def test_scripts_give_the_unrefined_variant_the_trained_network_and_its_tuning(t
     assert variant_inputs(results, "hloba", inputs, cfg) == inputs
     other = variant_inputs(results, "hloba_norotation", inputs, cfg)  # a tuned setting changed: its own tuning
     assert other.tuning == str(results / "comparison" / "tuning" / "hloba_norotation.nc") and other.o2lnet == inputs.o2lnet
+
+
+def test_a_second_round_starts_from_the_first_rounds_network_and_keeps_its_report(tuned, tiny_models, tmp_path):
+    _, cfg, inputs = tuned
+    settings = RefineSettings(enabled=True, years=(YEAR,), days=DAYS, epochs=1, batch_size=8, learning_rate=1e-3)
+    references = [tiny_models / f"results/reference/{YEAR}.nc"]
+    run = RunSettings(progress=False)
+    first = refine_o2lnet_file(settings, YEAR, inputs, references, tmp_path / "r1.pt", tmp_path / "r1.json", cfg, run)
+    # round 2 reads round 1's network (its tuning kept here: the test is about the files)
+    second = refine_o2lnet_file(settings, YEAR, replace(inputs, o2lnet=str(tmp_path / "r1.pt")), references,
+                                tmp_path / "r2.pt", tmp_path / "r2.json", cfg, run, round_index=2)
+    assert first["round"] == 1 and second["round"] == 2 and first["kept_epoch"] == 1
+    # round 2 records the streams again, with round 1's network: other backgrounds, another "before"
+    assert second["analysis_rmse_before"] != pytest.approx(first["analysis_rmse_before"], rel=1e-3)
+    meta = torch.load(tmp_path / "r2.pt", map_location="cpu", weights_only=True)["meta"]
+    assert meta["refine"]["round"] == 2 and [r["round"] for r in meta["refine_history"]] == [1]
+    assert "refine_history" not in torch.load(tmp_path / "r1.pt", map_location="cpu", weights_only=True)["meta"]

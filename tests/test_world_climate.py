@@ -81,3 +81,24 @@ def test_world_precision_is_checked_and_recorded():
     year, ds = next(one)
     assert year == 2001 and ds.attrs["world_precision"] == "float32"
     assert np.isfinite(ds["geopotential"].values).all()
+
+
+def test_world_fingerprint_tells_the_stored_values_apart_and_ignores_attributes(repo, two_years, tmp_path):
+    """scripts/world_fingerprint.py: the same fields give the same fingerprint whatever the file's
+    attributes; one value changed by its last bit gives another."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("world_fingerprint", repo / "scripts/world_fingerprint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    _, ds = two_years[0]
+    ds.to_netcdf(tmp_path / "a.nc")
+    ds.assign_attrs(history="written again later").to_netcdf(tmp_path / "b.nc")
+    nudged = ds.copy(deep=True)
+    name = sorted(nudged.data_vars)[0]
+    values = nudged[name].values
+    values.flat[0] = np.nextafter(values.flat[0], np.inf)
+    nudged[name].values = values
+    nudged.to_netcdf(tmp_path / "c.nc")
+    a, b, c = (script.fingerprint(tmp_path / f"{x}.nc") for x in "abc")
+    assert a == b and a != c and len(a) == 16

@@ -271,11 +271,14 @@ def check_refine(settings: RefineSettings, cfg: StreamConfig, available) -> None
 
 
 def refine_o2lnet_file(settings: RefineSettings, tuning_year: int, inputs: StreamInputs, reference_paths,
-                       checkpoint_path, report_path, cfg: StreamConfig, run: RunSettings) -> dict:
+                       checkpoint_path, report_path, cfg: StreamConfig, run: RunSettings, round_index: int = 1) -> dict:
     """Rule refine_o2lnet: record the streams of ``settings.years`` and of the tuning period of
     ``tuning_year`` with ``inputs`` (the trained O2Lnet and its tuning), refine O2Lnet
-    (:func:`refine_o2lnet`) and write its checkpoint (the trained one's, with the refined weights and
-    the report in ``meta["refine"]``) and the report (JSON)."""
+    (:func:`refine_o2lnet`) and write its checkpoint (the input's, with the refined weights and the
+    report in ``meta["refine"]``) and the report (JSON). ``round_index`` > 1 (the experiment script's
+    ``--round``): ``inputs`` hold an already refined O2Lnet and the tuning made for it; the shuffle
+    seed is ``seed + round_index - 1`` and the input's own report moves to ``meta["refine_history"]``
+    (docs/streams.md: a second round, measured and not kept)."""
     available = sorted({int(Path(p).stem) for p in inputs.observations})
     references = {int(Path(p).stem): str(p) for p in reference_paths}
 
@@ -293,11 +296,15 @@ def refine_o2lnet_file(settings: RefineSettings, tuning_year: int, inputs: Strea
     valid, models = records(tuning_year, cfg.tuning_days)
     blend = UpdateAnalysis(models, len(o2lnet_slots(models)))
     amp = torch.autocast(models.device.type, dtype=torch.bfloat16, enabled=models.o2lnet_dtype == torch.bfloat16)
-    state, report = refine_o2lnet(models.o2lnet, blend, train, valid, settings, amp)
-    report["tuning_year"] = int(tuning_year)
+    state, report = refine_o2lnet(models.o2lnet, blend, train, valid,
+                                  replace(settings, seed=settings.seed + round_index - 1), amp)
+    report |= {"tuning_year": int(tuning_year), "round": int(round_index)}
     checkpoint = torch.load(inputs.o2lnet, map_location="cpu", weights_only=True)
     checkpoint["state_dict"] = state
-    checkpoint.setdefault("meta", {})["refine"] = report
+    meta = checkpoint.setdefault("meta", {})
+    if "refine" in meta:  # the input is an earlier round's
+        meta["refine_history"] = [*meta.get("refine_history", []), meta["refine"]]
+    meta["refine"] = report
     with atomic_path(checkpoint_path) as tmp:
         torch.save(checkpoint, tmp)
     with atomic_path(report_path) as tmp:
