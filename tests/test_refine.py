@@ -144,3 +144,7 @@ def test_a_second_round_starts_from_the_first_rounds_network_and_keeps_its_repor
     meta = torch.load(tmp_path / "r2.pt", map_location="cpu", weights_only=True)["meta"]
     assert meta["refine"]["round"] == 2 and [r["round"] for r in meta["refine_history"]] == [1]
     assert "refine_history" not in torch.load(tmp_path / "r1.pt", map_location="cpu", weights_only=True)["meta"]
+    with pytest.raises(ValueError, match="the refinement round 0 must be 1 or more"):
+        refine_o2lnet_file(settings, YEAR, inputs, references, tmp_path / "r0.pt", tmp_path / "r0.json", cfg, run,
+                           round_index=0)
+    assert not (tmp_path / "r0.pt").exists()

@@ -279,6 +279,8 @@ def refine_o2lnet_file(settings: RefineSettings, tuning_year: int, inputs: Strea
     ``--round``): ``inputs`` hold an already refined O2Lnet and the tuning made for it; the shuffle
     seed is ``seed + round_index - 1`` and the input's own report moves to ``meta["refine_history"]``
     (docs/streams.md: a second round, measured and not kept)."""
+    if round_index < 1:
+        raise ValueError(f"the refinement round {round_index} must be 1 or more (1: from the trained O2Lnet)")
     available = sorted({int(Path(p).stem) for p in inputs.observations})
     references = {int(Path(p).stem): str(p) for p in reference_paths}
 
