@@ -55,6 +55,17 @@ def variant_tuning(results, name: str) -> str:
     return str(Path(results) / "comparison" / "tuning" / f"{name}.nc")
 
 
+def trained_o2lnet(results) -> str:
+    """The trained O2Lnet's file when ``o2lnet.refine`` refines it (rule train_o2lnet's output; the
+    refined one is ``models/o2lnet.pt``)."""
+    return str(Path(results) / "models" / "o2lnet_base.pt")
+
+
+def trained_o2lnet_tuning(results) -> str:
+    """The tuning made for :func:`trained_o2lnet` (rule tune_stream_base's output)."""
+    return str(Path(results) / "ensemble" / "stream_tuning_base.nc")
+
+
 def variant_inputs(results, name: str, inputs: StreamInputs, cfg: StreamConfig) -> StreamInputs:
     """A compared name's stream inputs from a finished pipeline's ``results`` (scripts), as rule
     compare_method gives them: a variant that changes a tuned setting reads its own tuning (rule
@@ -63,9 +74,8 @@ def variant_inputs(results, name: str, inputs: StreamInputs, cfg: StreamConfig) 
     r = Path(results)
     if own_tuning(name, cfg):
         return replace(inputs, tuning=variant_tuning(r, name))
-    if name == UNREFINED and (r / "models" / "o2lnet_base.pt").exists():
-        return replace(inputs, o2lnet=str(r / "models" / "o2lnet_base.pt"),
-                       tuning=str(r / "ensemble" / "stream_tuning_base.nc"))
+    if name == UNREFINED and Path(trained_o2lnet(r)).exists():
+        return replace(inputs, o2lnet=trained_o2lnet(r), tuning=trained_o2lnet_tuning(r))
     return inputs
 
 

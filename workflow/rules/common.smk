@@ -29,6 +29,8 @@ from hloba.verify.settings import (
     ComparisonSettings,
     method_settings,
     own_tuning,
+    trained_o2lnet,
+    trained_o2lnet_tuning,
     variant_tuning,
 )
 from hloba.world.chains import split_years
@@ -67,11 +69,9 @@ except (ValueError, TypeError) as _err:
     raise WorkflowError(str(_err)) from None
 # the trained O2Lnet's file; with o2lnet.refine on, rule refine_o2lnet writes the refined one
 # (results/models/o2lnet.pt) from it and the tuning made for it (tune_stream_base)
-O2LNET_BASE_TUNING = "results/ensemble/stream_tuning_base.nc"
+O2LNET_BASE_TUNING = trained_o2lnet_tuning("results")
 O2LNET_TRAINED = (
-    "results/models/o2lnet_base.pt"
-    if O2LNET_REFINE.enabled
-    else "results/models/o2lnet.pt"
+    trained_o2lnet("results") if O2LNET_REFINE.enabled else "results/models/o2lnet.pt"
 )
 # the years' streams share the cores (--set-threads assimilate_year=N overrides); a cluster
 # executor leaves the total unset (each job has its own node)
