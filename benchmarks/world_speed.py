@@ -1,6 +1,7 @@
 """Simulated years per minute of the built-in world at the default resolution.
 
     python benchmarks/world_speed.py [--days 60] [--threads 2] [--dt-minutes 60] [--precision float32] [--chains 2]
+                                     [--transforms torch pocketfft]
 
 Times a continuous run that also builds the 6-hourly atmospheric fields (what make_world
 does, minus the file write), and the raw model step for 1 and 8 members in the same run, so
@@ -10,7 +11,8 @@ float64 --days 20`` times the former default (an index of a host's speed). ``--c
 independent trajectories in N one-thread processes at once (the world's chains, rules
 make_world_{k}) against one such process alone. MKL's FFT branch is make_world's portable one
 (``hloba.runtime.portable_fft``); ``MKL_CBWR=AUTO python benchmarks/world_speed.py`` times the
-host's own, faster branch.
+host's own, faster branch. ``--transforms torch pocketfft`` times the single trajectory with each of
+``world.transforms`` in the same run (numpy's pocketfft: the same bits on every x86-64 host).
 Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
 """
 
@@ -30,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from hloba.runtime import portable_fft, reuse_freed_memory  # noqa: E402
 from hloba.config import load_config  # noqa: E402
-from hloba.world.qg import DAYS_PER_YEAR, QGModel, QGParams, random_initial_state  # noqa: E402
+from hloba.world.qg import DAYS_PER_YEAR, TRANSFORMS, QGModel, QGParams, random_initial_state  # noqa: E402
 from hloba.world.simulate import PRECISIONS, year_fields  # noqa: E402
 
 FIELDS_CHUNK = 124  # make_world's batch of outputs (year_fields' default)
@@ -102,6 +104,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=sorted(PRECISIONS), help="default: config.yaml's world.precision")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc settings alone (the pipeline's rules set hloba.runtime.reuse_freed_memory)")
+    parser.add_argument("--transforms", nargs="+", choices=TRANSFORMS,
+                        help="time the single trajectory with each (default: config.yaml's world.transforms)")
     parser.add_argument("--chains", type=int, default=0,
                         help="also time this many one-thread trajectories in parallel processes")
     args = parser.parse_args()
@@ -113,19 +117,27 @@ def main() -> None:
         args.dt_minutes = world["qg"]["dt_minutes"]
     if args.precision is None:
         args.precision = world.get("precision", "float64")
+    transforms = args.transforms or [world.get("transforms", "torch")]
     dtype = PRECISIONS[args.precision]
     params = QGParams(dt_minutes=args.dt_minutes)
     model = QGModel(params, dtype=dtype)
     gen = torch.Generator().manual_seed(0)
     # some developed turbulence: 30 days
     state = model(random_initial_state(params, 8, gen, dtype=dtype), 0.0, round(30 * 1440 / params.dt_minutes))
-    time_run(model, state[:1], 2.0)  # warm-up
-    seconds = time_run(model, state[:1], args.days)
+    per_day = {}
+    for name in transforms:
+        model = QGModel(params, dtype=dtype, transforms=name)
+        time_run(model, state[:1], 2.0)  # warm-up
+        per_day[name] = time_run(model, state[:1], args.days) / args.days
+    if len(transforms) > 1:
+        print("single trajectory, ms per simulated day: " + ", ".join(
+            f"{name} transforms {s * 1000:.1f} ({s / per_day[transforms[0]]:.2f}x)" for name, s in per_day.items()))
+    seconds = per_day[transforms[0]] * args.days
     years_per_minute = args.days / DAYS_PER_YEAR / (seconds / 60.0)
     batch_seconds = time_run(model, state, args.days / 4)
     per_member = batch_seconds / 8 / (args.days / 4)
     print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.precision}, {args.threads} threads, "
-          f"{args.days:g} days, freed memory reused: {reused}, MKL branch {branch}")
+          f"{args.days:g} days, freed memory reused: {reused}, MKL branch {branch}, {transforms[0]} transforms")
     print(f"single trajectory: {seconds / args.days * 1000:.1f} ms per simulated day, "
           f"{years_per_minute:.2f} simulated years per minute")
     print(f"10 simulated years would take {10 / years_per_minute:.1f} min (goal: < 2 min)")

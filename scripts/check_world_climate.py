@@ -31,12 +31,12 @@ from hloba.world.atmosphere import state_from_fields  # noqa: E402
 from hloba.world.diagnostics import (  # noqa: E402
     eddy_kinetic_energy, error_doubling_time, max_wind_speed, relative_change, seasonal_ratio,
 )
-from hloba.world.qg import QGModel  # noqa: E402
+from hloba.world.qg import TRANSFORMS, QGModel  # noqa: E402
 from hloba.world.simulate import PRECISIONS, WorldConfig, day_of_year, simulate_years  # noqa: E402
 
 
 def twin_doubling_time(config: WorldConfig, ds, month: int) -> float:
-    model = QGModel(config.qg, dtype=config.dtype)
+    model = QGModel(config.qg, dtype=config.dtype, transforms=config.transforms)
     sel = ds.sel(time=ds.time.dt.month == month).isel(time=slice(0, None, 40))
     geo = torch.from_numpy(sel["geopotential"].values.astype(np.float64)).to(config.dtype)
     hum = torch.from_numpy(sel["specific_humidity"].values.astype(np.float64)).to(config.dtype)
@@ -51,6 +51,7 @@ def main() -> int:
     parser.add_argument("--years", type=int, default=4)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="QG parameter override")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), help="world.precision override")
+    parser.add_argument("--transforms", choices=TRANSFORMS, help="world.transforms override")
     parser.add_argument("--reference", nargs="+", help="use these consecutive reference files instead of simulating")
     parser.add_argument("--twin-years", type=int, default=2, help="years whose Jan/Jul states start twin experiments")
     args = parser.parse_args()
@@ -61,6 +62,8 @@ def main() -> int:
     world.setdefault("qg", {}).update(parse_set(args.set))
     if args.precision:
         world["precision"] = args.precision
+    if args.transforms:
+        world["transforms"] = args.transforms
     config = WorldConfig.from_dict(world)
     years = list(range(2000, 2000 + args.years))
     t0 = time.time()

@@ -1,9 +1,9 @@
 """Fingerprints of the built-in world's reference files, to tell whether two hosts made the same world.
 
 Prints, per file, a SHA-256 prefix of its data variables' values (in name order, as stored; the
-attributes and the file's own bytes, which carry its creation time, left out) and the host's CPU,
-MKL branch setting and torch's CPU capability. Two hosts made the same world when every line's
-fingerprint agrees (docs/atmosphere.md, "The same world on every host", lists the ones measured).
+attributes and the file's own bytes, which carry its creation time, left out) and the world's
+transforms that made it, with the host's CPU, MKL branch setting and torch's CPU capability. Two
+hosts made the same world when every line's fingerprint agrees (docs/atmosphere.md, "The same world on every host", lists the ones measured).
 
     python scripts/world_fingerprint.py results/reference/*.nc
 """
@@ -31,6 +31,13 @@ def fingerprint(path) -> str:
     return digest.hexdigest()[:16]
 
 
+def transforms(path) -> str:
+    """The world's transforms that made the file (its ``world_transforms`` attribute; files written
+    before the attribute existed were made with torch's)."""
+    with xr.open_dataset(path, decode_times=False) as ds:
+        return str(ds.attrs.get("world_transforms", "torch"))
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -50,7 +57,7 @@ def main() -> int:
     print(f"host: {cpu_model()}; MKL_CBWR={os.environ.get('MKL_CBWR', 'unset (rule make_world sets COMPATIBLE)')}; "
           f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     for path in sorted(args.files):
-        print(f"{Path(path).name}: {fingerprint(path)}")
+        print(f"{Path(path).name}: {fingerprint(path)} ({transforms(path)} transforms)")
     return 0
 
 

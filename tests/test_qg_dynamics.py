@@ -159,3 +159,23 @@ def test_members_on_different_days_step_as_if_alone():
         assert torch.allclose(together[i:i + 1], alone, rtol=0, atol=1e-12 * float(alone.abs().max()))
     # the days matter: the seasonal shear differs between January and July
     assert float((model(state[:1], 200.0, 12) - together[:1]).abs().max()) > 1e-6 * float(together.abs().max())
+
+
+def test_pocketfft_transforms_step_the_same_equations():
+    """world.transforms: pocketfft (numpy's FFTs, the broadcast sum for the linear sources) gives
+    torch's tendency to rounding on a developed state with humidity, and its step; it refuses a GPU
+    tensor or one under autograd with the way out."""
+    params = QGParams()
+    model, portable = QGModel(params), QGModel(params, transforms="pocketfft")
+    state = model(random_initial_state(params, 2, torch.Generator().manual_seed(6)), 0.0, 48 * 10)
+    sh = model.to_spectral(state) * model.dealias
+    assert float((portable.to_spectral(state) * model.dealias - sh).abs().max() / sh.abs().max()) < 1e-14
+    u1, u2 = torch.tensor([9.0, 6.0], dtype=torch.float64), torch.tensor([0.5, -1.0], dtype=torch.float64)
+    expected, got = model.tendency(sh, u1, u2), portable.tendency(sh, u1, u2)
+    assert got.dtype == expected.dtype and float((got - expected).abs().max() / expected.abs().max()) < 1e-12
+    stepped = portable(state, 40.0, 6)
+    assert float((stepped - model(state, 40.0, 6)).abs().max() / stepped.abs().max()) < 1e-11
+    with pytest.raises(ValueError, match="transforms='pocketfft' works on CPU tensors without gradients.*use transforms='torch'"):
+        portable.to_spectral(state.clone().requires_grad_())
+    with pytest.raises(ValueError, match=r"transforms='mkl' is not one of \('torch', 'pocketfft'\)"):
+        QGModel(params, transforms="mkl")

@@ -24,8 +24,9 @@ from hloba.world.qg import QGModel, QGParams, random_initial_state
 print(portable_fft())
 torch.set_num_threads(1)
 params = QGParams(dt_minutes=60.0)
-model = QGModel(params, dtype=torch.float64)
-state = random_initial_state(params, 1, torch.Generator().manual_seed(3), dtype=torch.float64)
+transforms = sys.argv[2] if len(sys.argv) > 2 else "torch"
+model = QGModel(params, dtype=torch.float64, transforms=transforms)
+state = random_initial_state(params, 1, torch.Generator().manual_seed(3), dtype=torch.float64, transforms=transforms)
 with torch.no_grad():
     np.save(sys.argv[1], model(state, 0.0, 24 * 5).numpy())
 """
@@ -67,15 +68,21 @@ def test_the_world_entry_points_ask_for_the_portable_fft_branch(monkeypatch):
 def test_the_world_is_the_same_bits_with_avx2_and_the_hosts_widest_vectors(tmp_path):
     """With MKL's portable FFT branch, what is left to differ between x86 hosts is torch's own
     element-wise kernels, which it picks by instruction set: AVX2 and the host's widest (AVX-512
-    here, 2026-12-05) must give the same trajectory to the bit (docs/atmosphere.md)."""
+    here, 2026-12-05) must give the same trajectory to the bit (docs/atmosphere.md). With
+    world.transforms: pocketfft (numpy's FFTs, compiled once for every x86-64 CPU, and no BLAS) MKL is
+    out of the world's steps: its host-specific branch (AUTO, which on Intel hosts changes torch's
+    world) changes no bit either, and the trajectory stays torch's to rounding over these 5 days."""
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "ATEN_CPU_CAPABILITY")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     runs = {}
-    for name, capability in (("widest", None), ("avx2", "avx2")):
-        run_env = env | ({"ATEN_CPU_CAPABILITY": capability} if capability else {})
-        out = subprocess.run([sys.executable, "-c", WORLD_RUN, str(tmp_path / f"{name}.npy")], env=run_env,
-                             capture_output=True, text=True, check=True)
-        assert out.stdout.split()[-1] == "COMPATIBLE"
+    for name, transforms, setting in (("widest", "torch", {}), ("avx2", "torch", {"ATEN_CPU_CAPABILITY": "avx2"}),
+                                      ("pocketfft", "pocketfft", {}),
+                                      ("pocketfft_avx2_auto", "pocketfft", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AUTO"})):
+        out = subprocess.run([sys.executable, "-c", WORLD_RUN, str(tmp_path / f"{name}.npy"), transforms],
+                             env=env | setting, capture_output=True, text=True, check=True)
+        assert out.stdout.split()[-1] == setting.get("MKL_CBWR", "COMPATIBLE")
         runs[name] = np.load(tmp_path / f"{name}.npy")
     assert np.isfinite(runs["widest"]).all() and runs["widest"].std() > 0
     np.testing.assert_array_equal(runs["widest"], runs["avx2"])
+    np.testing.assert_array_equal(runs["pocketfft"], runs["pocketfft_avx2_auto"])
+    np.testing.assert_allclose(runs["pocketfft"], runs["widest"], rtol=0, atol=1e-6 * np.abs(runs["widest"]).max())

@@ -1,6 +1,8 @@
 """The built-in world's climate is usable (tiny configuration; the default one is checked by
 scripts/check_world_climate.py)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,17 @@ def test_world_precision_is_checked_and_recorded():
     year, ds = next(one)
     assert year == 2001 and ds.attrs["world_precision"] == "float32"
     assert np.isfinite(ds["geopotential"].values).all()
+    with pytest.raises(ValueError, match=r"world.transforms='mkl' is not one of \['torch', 'pocketfft'\]"):
+        WorldConfig(transforms="mkl")
+    portable = replace(config, precision="float64", transforms="pocketfft")
+    with pytest.raises(ValueError, match="pocketfft steps the world on the CPU, not on cuda"):
+        next(simulate_years(portable, [2001], device="cuda", progress=False))
+    _, ds64 = next(simulate_years(portable, [2001], progress=False))
+    _, ds_torch = next(simulate_years(replace(portable, transforms="torch"), [2001], progress=False))
+    assert ds64.attrs["world_transforms"] == "pocketfft" and ds_torch.attrs["world_transforms"] == "torch"
+    # the same world to rounding over the first days (chaos parts them later)
+    early = dict(time=slice(0, 20))
+    np.testing.assert_allclose(ds64["geopotential"].isel(early), ds_torch["geopotential"].isel(early), rtol=1e-6)
 
 
 def test_world_fingerprint_tells_the_stored_values_apart_and_ignores_attributes(repo, two_years, tmp_path):
@@ -102,3 +115,6 @@ def test_world_fingerprint_tells_the_stored_values_apart_and_ignores_attributes(
     nudged.to_netcdf(tmp_path / "c.nc")
     a, b, c = (script.fingerprint(tmp_path / f"{x}.nc") for x in "abc")
     assert a == b and a != c and len(a) == 16
+    assert script.transforms(tmp_path / "a.nc") == ds.attrs["world_transforms"]
+    ds.drop_attrs().to_netcdf(tmp_path / "d.nc")  # a file from before the attribute
+    assert script.transforms(tmp_path / "d.nc") == "torch"

@@ -33,11 +33,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from hloba.world.params import (  # noqa: F401 (re-exported: the world's parameters live there)
     DAYS_PER_YEAR, R_DRY, SECONDS_PER_DAY, QGParams, seasonal_shear,
 )
+
+# Where the spectral transforms are computed: "torch" (MKL on x86 CPUs, cuFFT on GPUs; fast,
+# differentiable, rounded per CPU) or "pocketfft" (numpy's, compiled once for every x86-64 CPU:
+# the same bits on every host; CPU only, no gradients). The built-in world steps with the second.
+TRANSFORMS = ("torch", "pocketfft")
+
+
+def _host_array(x: torch.Tensor) -> np.ndarray:
+    if x.device.type != "cpu" or x.requires_grad:
+        raise ValueError(
+            f"transforms='pocketfft' works on CPU tensors without gradients (got one on {x.device}, "
+            f"requires_grad={x.requires_grad}): use transforms='torch' on a GPU or through autograd"
+        )
+    return x.numpy()
 
 
 class QGModel(torch.nn.Module):
@@ -56,9 +71,13 @@ class QGModel(torch.nn.Module):
         diffusion: bool = True,
         moisture: bool = True,
         dtype: torch.dtype = torch.float64,
+        transforms: str = "torch",
     ) -> None:
         super().__init__()
+        if transforms not in TRANSFORMS:
+            raise ValueError(f"transforms={transforms!r} is not one of {TRANSFORMS}")
         self.params = params
+        self.transforms = transforms
         self.forcing, self.drag, self.diffusion, self.moisture = forcing, drag, diffusion, moisture
         self.dtype = dtype
         p = params
@@ -133,9 +152,13 @@ class QGModel(torch.nn.Module):
 
     # ----- spectral helpers -------------------------------------------------------------------
     def to_spectral(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transforms == "pocketfft":
+            return torch.from_numpy(np.fft.rfft2(_host_array(x)))
         return torch.fft.rfft2(x)
 
     def to_grid(self, xh: torch.Tensor) -> torch.Tensor:
+        if self.transforms == "pocketfft":
+            return torch.from_numpy(np.fft.irfft2(_host_array(xh), s=(self.params.ny, self.params.nx)))
         return torch.fft.irfft2(xh, s=(self.params.ny, self.params.nx))
 
     def invert(self, qh: torch.Tensor) -> torch.Tensor:
@@ -199,7 +222,7 @@ class QGModel(torch.nn.Module):
         spectral[:, 0:3, 0, 0] = mean_winds
         grid = self.to_grid(torch.cat((spectral[:, :6], sh, spectral[:, 6:]), dim=1))
         fluxes = grid[:, 0:6].unflatten(1, (2, 3)) * grid[:, None, 6:9]
-        linear = torch.matmul(sources, grid[:, 3:10].flatten(2)).unflatten(2, grid.shape[-2:])
+        linear = self._linear_sources(sources, grid[:, 3:10])
         if self.moisture:
             condensation = torch.add(grid[:, 8], grid[:, 9], alpha=-self.condensation_coupling)
             condensation = condensation.sub_(p.saturation_deficit_kg_kg).relu_()
@@ -209,6 +232,14 @@ class QGModel(torch.nn.Module):
         fh = self.to_spectral(fluxes)
         out = self.to_spectral(linear) * self.dealias
         return out.addcmul_(fh[:, 0], self.flux_div_x).addcmul_(fh[:, 1], self.flux_div_y)
+
+    def _linear_sources(self, sources: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``sources (batch, 3, 7)`` times the grid ``rows (batch, 7, ny, nx)``: a matrix product
+        (BLAS, rounded per CPU) with torch's transforms, a broadcast sum (torch's own kernels, the
+        same bits on AVX2 and AVX-512) with pocketfft's."""
+        if self.transforms == "pocketfft":
+            return (sources[..., None, None] * rows[:, None]).sum(dim=2)
+        return torch.matmul(sources, rows.flatten(2)).unflatten(2, rows.shape[-2:])
 
     def step_spectral(self, sh: torch.Tensor, day_of_year: torch.Tensor | float) -> torch.Tensor:
         """One RK4 step of length ``params.dt_seconds`` in spectral space."""
@@ -261,14 +292,15 @@ class QGModel(torch.nn.Module):
 
 def random_initial_state(
     params: QGParams, batch: int, generator: torch.Generator, rms_wind_m_s: float = 5.0,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype = torch.float64, transforms: str = "torch",
 ) -> torch.Tensor:
-    """Broadband random eddies with rms velocity ``rms_wind_m_s`` and no humidity anomaly.
+    """Broadband random eddies with rms velocity ``rms_wind_m_s`` and no humidity anomaly
+    (``transforms``: as :class:`QGModel`'s).
 
     Finite-amplitude broadband noise (rather than an infinitesimal one) keeps pure north-south
     modes from growing without bound during spin-up.
     """
-    model = QGModel(params, dtype=dtype)
+    model = QGModel(params, dtype=dtype, transforms=transforms)
     shape = (batch, 2, params.ny, params.nx // 2 + 1)
     re = torch.randn(shape, generator=generator, dtype=torch.float64)
     im = torch.randn(shape, generator=generator, dtype=torch.float64)

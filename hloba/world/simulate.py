@@ -24,7 +24,7 @@ from hloba import __version__
 from hloba.normalization import fractional_day_of_year
 from hloba.variables import COORD_ATTRS, cf_attrs
 from hloba.world.atmosphere import grid_coordinates, longitude_period, mid_level_hpa, physical_fields
-from hloba.world.qg import SECONDS_PER_DAY, QGModel, QGParams, random_initial_state
+from hloba.world.qg import SECONDS_PER_DAY, TRANSFORMS, QGModel, QGParams, random_initial_state
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class WorldConfig:
     center_latitude: float = 45.0
     initial_rms_wind_m_s: float = 5.0
     precision: str = "float64"
+    transforms: str = "pocketfft"  # QGModel's: the same bits on every x86-64 host ("torch": MKL's, per vendor)
     max_chains: int = 1  # the workflow's split of the years (hloba.world.chains.split_years)
 
     def __post_init__(self) -> None:
@@ -51,6 +52,8 @@ class WorldConfig:
             raise ValueError(
                 f"world.precision={self.precision!r} is not one of {sorted(PRECISIONS)}"
             )
+        if self.transforms not in TRANSFORMS:
+            raise ValueError(f"world.transforms={self.transforms!r} is not one of {list(TRANSFORMS)}")
         steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes
         if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
             raise ValueError(
@@ -119,6 +122,7 @@ def fields_to_dataset(
         "world_parameters": json.dumps(p.to_dict(), sort_keys=True),
         "world_seed": config.seed,
         "world_precision": config.precision,
+        "world_transforms": config.transforms,
         "world_chain": int(chain),
         "spinup_days": config.spinup_days,
         "longitude_periodic": 1,
@@ -154,12 +158,16 @@ def simulate_years(
     if not years:
         raise ValueError("no years requested: give at least one year")
     p = config.qg
-    model = QGModel(p, dtype=config.dtype).to(device)
+    if config.transforms == "pocketfft" and torch.device(device).type != "cpu":
+        raise ValueError(f"world.transforms: pocketfft steps the world on the CPU, not on {device}: "
+                         "run make_world on the CPU or set world.transforms: torch")
+    model = QGModel(p, dtype=config.dtype, transforms=config.transforms).to(device)
     if int(chain) < 0:
         raise ValueError(f"chain {chain} must be >= 0")
     generator = torch.Generator().manual_seed(config.seed)
     for _ in range(int(chain) + 1):
-        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype)
+        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype,
+                                     transforms=config.transforms)
     state = state.to(device)
     sh = model.to_spectral(state) * model.dealias
     interval = pd.Timedelta(hours=config.output_interval_hours)
@@ -169,8 +177,8 @@ def simulate_years(
     n_outputs = int((stop - start) / interval)
     dt_days = p.dt_seconds / SECONDS_PER_DAY
     log.info(
-        "world chain %d: %dx%d, dt %.1f min, %s, spin-up from %s, %d outputs to %s, years %s",
-        chain, p.nx, p.ny, p.dt_minutes, config.precision, start, n_outputs, stop, years,
+        "world chain %d: %dx%d, dt %.1f min, %s, %s transforms, spin-up from %s, %d outputs to %s, years %s",
+        chain, p.nx, p.ny, p.dt_minutes, config.precision, config.transforms, start, n_outputs, stop, years,
     )
     times = pd.date_range(start, periods=n_outputs, freq=interval)
     doys = day_of_year(times)
