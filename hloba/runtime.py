@@ -61,9 +61,10 @@ PORTABLE_MKL_BRANCH = "COMPATIBLE"
 
 def portable_fft() -> str:
     """Ask MKL, which computes torch's FFTs on x86 CPUs, for its vendor-independent code branch
-    (``MKL_CBWR=COMPATIBLE``), so that the built-in world's float64 trajectory is the same bits on
-    every Intel host. In its automatic branch MKL rounds an FFT differently on different CPUs (an
-    AVX-512 Intel host against an AVX2 one), and the chaotic world turns the last bit into other
+    (``MKL_CBWR=COMPATIBLE``), so that a built-in world stepped with ``world.transforms: torch`` is
+    the same bits on every Intel host (the default, ``pocketfft``, leaves MKL out of the world's steps
+    and is the same on every x86-64 host, AMD too). In its automatic branch MKL rounds an FFT
+    differently on different CPUs (an AVX-512 Intel host against an AVX2 one), and the chaotic world turns the last bit into other
     weather within about 100 simulated days (docs/atmosphere.md). On the AMD host measured MKL
     ignores the setting and its world is another one (``scripts/world_fingerprint.py`` tells them
     apart). torch's own element-wise kernels give the same bits with AVX2 and AVX-512.

@@ -25,8 +25,10 @@ where ``T' = f0 (psi1 - psi2) / (R ln(p2 / p1))`` is the mid-level temperature a
 thickness (hydrostatic relation). Condensation removes moisture above saturation, so humidity is
 not a function of the streamfunctions.
 
-Prognostic state: ``(batch, 3, ny, nx)`` in grid space, channels ``(q1, q2, h)``; the same code
-runs on CPU and CUDA and is differentiable end to end.
+Prognostic state: ``(batch, 3, ny, nx)`` in grid space, channels ``(q1, q2, h)``; with torch's
+transforms (the class's default: the forecast model) the same code runs on CPU and CUDA and is
+differentiable end to end; the built-in world steps with numpy's (``transforms="pocketfft"``, CPU
+only), which round alike on every x86-64 host.
 """
 
 from __future__ import annotations
