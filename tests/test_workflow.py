@@ -1,7 +1,6 @@
 """The Snakemake workflow: dry run, lint, formatting, and the tiny pipeline end to end."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,6 @@ import yaml
 from conftest import copy_workflow
 
 from hloba.models.o2lnet import load_o2lnet
-from hloba.runtime import PORTABLE_MKL_BRANCH
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -129,7 +127,9 @@ def test_tiny_pipeline_end_to_end(tiny_pipeline, tmp_path):
     assert payload["static_sigma_o2"].shape == (model.cfg.ae.n_latent,)
     log = (workdir / "results/logs/make_world/0.log").read_text()
     assert "year 2002 done" in log
-    assert f"MKL branch (MKL_CBWR) {os.environ.get('MKL_CBWR', PORTABLE_MKL_BRANCH)}" in log  # the same world on any host
+    assert "world.transforms pocketfft: numpy's pocketfft, the same world on every x86-64 host" in log
+    with xr.open_dataset(workdir / "results/reference/2002.nc") as ref:
+        assert ref.attrs["world_transforms"] == "pocketfft"
     assert (workdir / "results/benchmarks/make_world/0.tsv").exists()
     with xr.open_dataset(workdir / "results/ensemble/calibration.nc") as cal:
         assert cal.attrs["forecast_model"] == "qg"
