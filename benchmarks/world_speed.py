@@ -12,7 +12,8 @@ independent trajectories in N one-thread processes at once (the world's chains, 
 make_world_{k}) against one such process alone. MKL's FFT branch is make_world's portable one
 (``hloba.runtime.portable_fft``); ``MKL_CBWR=AUTO python benchmarks/world_speed.py`` times the
 host's own, faster branch. ``--transforms torch pocketfft`` times the single trajectory with each of
-``world.transforms`` in the same run (numpy's pocketfft: the same bits on every x86-64 host).
+``world.transforms`` in the same run (numpy's pocketfft: the same bits on every x86-64 host); the
+chains run with the first listed.
 Goal from the foundation issue: 10 simulated years of 6-hourly output in under 2 minutes.
 """
 
@@ -59,14 +60,15 @@ def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: 
     return time.perf_counter() - start
 
 
-def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier=None, out=None) -> float:
+def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier=None, out=None,
+                   transforms: str = "pocketfft") -> float:
     """Seconds of a one-thread single trajectory (a make_world_{k} job's stepping); with a
     ``barrier`` the timed run starts when every process is ready, and the seconds go to ``out``."""
     torch.set_num_threads(1)
     reuse_freed_memory()
     dtype = PRECISIONS[precision]
     params = QGParams(dt_minutes=dt_minutes)
-    model = QGModel(params, dtype=dtype)
+    model = QGModel(params, dtype=dtype, transforms=transforms)
     state = random_initial_state(params, 1, torch.Generator().manual_seed(seed), dtype=dtype)
     state = model(state, 0.0, round(10 * 1440 / params.dt_minutes))
     time_run(model, state, 1.0)  # warm-up
@@ -78,14 +80,14 @@ def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, ba
     return seconds
 
 
-def chains_speed(n: int, dt_minutes: float, precision: str, days: float) -> tuple[float, float]:
+def chains_speed(n: int, dt_minutes: float, precision: str, days: float, transforms: str) -> tuple[float, float]:
     """Simulated years per minute of one one-thread process alone, and of ``n`` at once (all)."""
     import multiprocessing
 
-    alone = one_thread_run(dt_minutes, precision, days, 0)
+    alone = one_thread_run(dt_minutes, precision, days, 0, transforms=transforms)
     context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(n), context.Queue()
-    workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, barrier, out))
+    workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, barrier, out, transforms))
                for k in range(n)]
     for worker in workers:
         worker.start()
@@ -144,8 +146,8 @@ def main() -> None:
     print(f"8 members in one batch: {per_member * 1000:.1f} ms per member-day, "
           f"{(seconds / args.days) / per_member:.2f}x the single-trajectory throughput")
     if args.chains:
-        alone, together = chains_speed(args.chains, args.dt_minutes, args.precision, args.days)
-        print(f"one thread, one trajectory: {alone:.2f} simulated years per minute; {args.chains} at once "
+        alone, together = chains_speed(args.chains, args.dt_minutes, args.precision, args.days, transforms[0])
+        print(f"{transforms[0]} transforms, one thread, one trajectory: {alone:.2f} simulated years per minute; {args.chains} at once "
               f"(one process each, the world's chains): {together:.2f} in all ({together / alone:.2f}x)")
 
 
