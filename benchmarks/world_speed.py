@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from hloba.runtime import portable_fft, reuse_freed_memory  # noqa: E402
 from hloba.config import load_config  # noqa: E402
 from hloba.world.qg import DAYS_PER_YEAR, TRANSFORMS, QGModel, QGParams, random_initial_state  # noqa: E402
-from hloba.world.simulate import PRECISIONS, year_fields  # noqa: E402
+from hloba.world.simulate import PRECISIONS, WorldConfig, year_fields  # noqa: E402
 
 FIELDS_CHUNK = 124  # make_world's batch of outputs (year_fields' default)
 
@@ -60,8 +60,8 @@ def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: 
     return time.perf_counter() - start
 
 
-def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier=None, out=None,
-                   transforms: str = "pocketfft") -> float:
+def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier, out,
+                   transforms: str) -> float:
     """Seconds of a one-thread single trajectory (a make_world_{k} job's stepping); with a
     ``barrier`` the timed run starts when every process is ready, and the seconds go to ``out``."""
     torch.set_num_threads(1)
@@ -84,7 +84,7 @@ def chains_speed(n: int, dt_minutes: float, precision: str, days: float, transfo
     """Simulated years per minute of one one-thread process alone, and of ``n`` at once (all)."""
     import multiprocessing
 
-    alone = one_thread_run(dt_minutes, precision, days, 0, transforms=transforms)
+    alone = one_thread_run(dt_minutes, precision, days, 0, None, None, transforms)
     context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(n), context.Queue()
     workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, barrier, out, transforms))
@@ -119,24 +119,24 @@ def main() -> None:
         args.dt_minutes = world["qg"]["dt_minutes"]
     if args.precision is None:
         args.precision = world.get("precision", "float64")
-    transforms = args.transforms or [world.get("transforms", "torch")]
+    transforms = args.transforms or [world.get("transforms", WorldConfig.transforms)]
     dtype = PRECISIONS[args.precision]
     params = QGParams(dt_minutes=args.dt_minutes)
     model = QGModel(params, dtype=dtype)
     gen = torch.Generator().manual_seed(0)
     # some developed turbulence: 30 days
     state = model(random_initial_state(params, 8, gen, dtype=dtype), 0.0, round(30 * 1440 / params.dt_minutes))
+    models = {name: QGModel(params, dtype=dtype, transforms=name) for name in transforms}
     per_day = {}
-    for name in transforms:
-        model = QGModel(params, dtype=dtype, transforms=name)
-        time_run(model, state[:1], 2.0)  # warm-up
-        per_day[name] = time_run(model, state[:1], args.days) / args.days
+    for name, timed in models.items():
+        time_run(timed, state[:1], 2.0)  # warm-up
+        per_day[name] = time_run(timed, state[:1], args.days) / args.days
     if len(transforms) > 1:
         print("single trajectory, ms per simulated day: " + ", ".join(
             f"{name} transforms {s * 1000:.1f} ({s / per_day[transforms[0]]:.2f}x)" for name, s in per_day.items()))
     seconds = per_day[transforms[0]] * args.days
     years_per_minute = args.days / DAYS_PER_YEAR / (seconds / 60.0)
-    batch_seconds = time_run(model, state, args.days / 4)
+    batch_seconds = time_run(models[transforms[0]], state, args.days / 4)
     per_member = batch_seconds / 8 / (args.days / 4)
     print(f"grid {params.nx}x{params.ny}, dt {params.dt_minutes:g} min, {args.precision}, {args.threads} threads, "
           f"{args.days:g} days, freed memory reused: {reused}, MKL branch {branch}, {transforms[0]} transforms")

@@ -37,8 +37,9 @@ def cmd_make_world(args: argparse.Namespace) -> int:
 
     portable_fft()  # as rule make_world (for world.transforms: torch, the same world on every Intel host)
 
-    world = {"seed": args.seed, "spinup_days": args.spinup_days, "transforms": args.transforms,
-             "qg": parse_set(args.set)}
+    world = {"seed": args.seed, "spinup_days": args.spinup_days, "qg": parse_set(args.set)}
+    if args.transforms:  # else WorldConfig's default
+        world["transforms"] = args.transforms
     config = WorldConfig.from_dict(world)
     out = Path(args.out_dir)
     paths = {year: out / f"{year}.nc" for year in args.years}
@@ -147,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", type=int, default=0,
                    help="which of the world's independent runs (its initial noise; the pipeline's make_world_{k})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--transforms", default="pocketfft", choices=["torch", "pocketfft"],
-                   help="world.transforms: pocketfft gives the same world on every x86-64 host (CPU only; default: %(default)s)")
+    p.add_argument("--transforms", choices=["torch", "pocketfft"],
+                   help="world.transforms (default: the world's, pocketfft: the same world on every x86-64 host, CPU only)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="QG parameter override, e.g. --set nx=32 (repeatable)")
     p.set_defaults(func=cmd_make_world)
