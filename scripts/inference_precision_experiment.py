@@ -8,8 +8,8 @@ last reanalysis year) three times in separate processes: every pass in float32 (
 ``assimilation.o2lnet_precision`` and ``autoencoder_precision: float32``), O2Lnet's pass in
 bfloat16 (``bfloat16_o2lnet``), and the autoencoder's encodings and decodings, which every method
 shares, in bfloat16 too (``bfloat16``: both settings ``bfloat16``, what ``auto`` gives on such
-hardware). bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles,
-CUDA); elsewhere it is emulated and slower.
+hardware). bfloat16 is fast only where the hardware multiplies it natively (CPUs with AMX tiles
+or avx512_bf16, CUDA); elsewhere it is emulated and slower.
 """
 
 from __future__ import annotations

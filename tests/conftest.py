@@ -65,13 +65,36 @@ def one_torch_thread():
     return torch_threads(1)
 
 
+def once_per_session(config, name: str, make) -> Path:
+    """The folder ``name`` shared by every process of the session, filled by ``make(folder)`` once:
+    under pytest-xdist the first worker to ask makes it while the others wait, then all read it."""
+    import fcntl
+    import shutil
+
+    folder = _shared_tmp(config) / name
+    done = folder.with_name(f"{name}.done")  # beside the folder: tests may list what is in it
+    with open(folder.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed half-way left
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def tiny_world() -> dict:
+def tiny_world(request) -> dict:
     """``{2001, 2002: dataset}`` of the tiny world in memory, simulated once per session (tests
-    derive files from it and never modify it)."""
+    derive files from it and never modify it); pickled, so that every worker has the very objects."""
+    import pickle
+
     from hloba.testing import tiny_world_years
 
-    return tiny_world_years((2001, 2002))
+    def simulate(folder):
+        (folder / "world.pickle").write_bytes(pickle.dumps(tiny_world_years((2001, 2002))))
+
+    return pickle.loads((once_per_session(request.config, "tiny_world", simulate) / "world.pickle").read_bytes())
 
 
 def _needs_tiny_pipeline(item) -> bool:
@@ -82,50 +105,82 @@ def _module(item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+def _xdist_worker() -> str | None:
+    """The pytest-xdist worker this process is (``gw0``, ``gw1``...), None when not a worker."""
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def _shared_tmp(config) -> Path:
+    """The folder every process of the session sees: the session's base temporary folder, or
+    under pytest-xdist the controller's, which holds each worker's."""
+    base = config._tmp_path_factory.getbasetemp()
+    return base.parent if _xdist_worker() else base
+
+
 @pytest.hookimpl(trylast=True)  # after -k / -m have deselected
 def pytest_collection_modifyitems(session, config, items):
     """The session's tiny pipeline starts now, in the background, and the test modules that read it
     run after the others: its jobs and the other tests share the 2 cores instead of taking turns
-    (issue #18: CI time). Whole modules move, so module-scoped fixtures are made once."""
+    (issue #18: CI time). Whole modules move, so module-scoped fixtures are made once. Under
+    pytest-xdist (``-n 2 --dist loadfile``, pyproject's addopts) every worker collects and sorts
+    alike, and only the first (``gw0``) starts the pipeline, for all of them."""
     waiting = {_module(item) for item in items if _needs_tiny_pipeline(item)}
     items[:] = sorted(items, key=lambda item: _module(item) in waiting)  # stable: the rest keep their order
-    if waiting and not config.option.collectonly:
-        _start_tiny_pipeline(config)
+    if waiting and not config.option.collectonly and _xdist_worker() in (None, "gw0"):
+        _start_tiny_pipeline(_shared_tmp(config) / "tiny_pipeline")
 
 
-_TINY = {}  # the background pipeline: "work" (its folder) and "proc" (its Snakemake)
+# The background pipeline's files beside its workflow copy: its Snakemake log, the process group
+# to stop, and its exit status, written (then renamed, so never read half-written) when it ends.
+_LOG, _PID, _RC = "pipeline.log", "pipeline.pid", "pipeline.rc"
 
 
-def _start_tiny_pipeline(config) -> None:
+def _start_tiny_pipeline(work: Path) -> None:
     import subprocess
 
-    work = copy_workflow(REPO, config._tmp_path_factory.mktemp("tiny_pipeline"))
-    with open(work / "pipeline.log", "w") as log:  # a file, not a pipe: nothing can block on it
-        _TINY["proc"] = subprocess.Popen([sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile",
-                                          "config/test.yaml"], cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-    _TINY["work"] = work
+    copy_workflow(REPO, work)
+    command = [sys.executable, "-m", "snakemake", *TINY_CORES, "--configfile", "config/test.yaml"]
+    runner = f'"$@" > {_LOG} 2>&1; echo $? > {_RC}.part && mv {_RC}.part {_RC}'
+    proc = subprocess.Popen(["sh", "-c", runner, "sh", *command], cwd=work, start_new_session=True)
+    (work / _PID).write_text(str(proc.pid))
 
 
 def pytest_sessionfinish(session, exitstatus):
     """A pipeline still running when the session ends (interrupted, or its readers deselected) is
-    stopped with its jobs."""
+    stopped with its jobs: by the process that started it, or under pytest-xdist by the controller
+    once every worker has finished (a worker that ends early must not stop it for the others)."""
     import signal
 
-    proc = _TINY.get("proc")
-    if proc is not None and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+    if _xdist_worker():
+        return
+    pid_file = _shared_tmp(session.config) / "tiny_pipeline" / _PID
+    if pid_file.exists() and not (pid_file.parent / _RC).exists():
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline() -> Path:
+def tiny_pipeline(request) -> Path:
     """The whole tiny pipeline (config/test.yaml), run once per session through Snakemake in a
     copy of the workflow, started in the background at collection (above). Tests read its results
     and never write into them."""
-    assert "proc" in _TINY, "the tiny pipeline starts at collection (pytest_collection_modifyitems)"
-    work, proc = _TINY["work"], _TINY["proc"]
-    assert proc.wait() == 0, (work / "pipeline.log").read_text()[-6000:]
+    import time
+
+    work = _shared_tmp(request.config) / "tiny_pipeline"
+    assert (work / _PID).exists(), "the tiny pipeline starts at collection (pytest_collection_modifyitems)"
+    pid, deadline = int((work / _PID).read_text()), time.monotonic() + 3600
+    while not (work / _RC).exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pytest.fail(f"the tiny pipeline in {work} stopped without an exit status (killed?)")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the tiny pipeline in {work} has not finished in an hour: see {work / _LOG}")
+        time.sleep(0.5)
+    rc = int((work / _RC).read_text())
+    assert rc == 0, (work / _LOG).read_text()[-6000:]
     return work
 
 
@@ -164,16 +219,19 @@ def tiny_stream(tiny_models) -> dict:
 
 
 @pytest.fixture(scope="session")
-def tiny_stream_2001(tiny_models, tmp_path_factory) -> dict:
+def tiny_stream_2001(tiny_models, request) -> dict:
     """The tiny configuration's 2001 stream (hloba, tuned; the year before the session pipeline's
     reanalysis year), run by hand (``hloba assimilate``, in-process) with one thread as the
     pipeline's jobs run (TINY_CORES): ``tests/test_faults.py`` checks that it equals rule
     assimilate_year's 2001 to the bit. ``out`` is the folder the command wrote into."""
     from hloba.cli import main
 
-    out = tmp_path_factory.mktemp("stream_2001")
-    with one_torch_thread():
-        assert main(["assimilate", "--config", str(tiny_models / "config.yaml"), str(tiny_models / "config/test.yaml"),
-                     "--year", "2001", "--results", str(tiny_models / "results"), "--out", str(out)]) == 0
+    def assimilate(out):
+        with one_torch_thread():
+            assert main(["assimilate", "--config", str(tiny_models / "config.yaml"),
+                         str(tiny_models / "config/test.yaml"), "--year", "2001", "--results",
+                         str(tiny_models / "results"), "--out", str(out)]) == 0
+
+    out = once_per_session(request.config, "stream_2001", assimilate)
     return {"latent": out / "latent/2001.nc", "feedback": out / "feedback/2001.parquet",
             "diagnostics": out / "diagnostics/2001.csv", "out": out}

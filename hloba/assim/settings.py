@@ -71,7 +71,7 @@ class StreamConfig:
     lead_guess: str = "forecast"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
-    # or float32; auto: bfloat16 where it pays (training.bfloat16_pays: CPUs with AMX tiles)
+    # or float32; auto: bfloat16 where it pays (training.bfloat16_pays: CPUs with AMX or avx512_bf16)
     o2lnet_precision: str = "auto"
     # every method: the autoencoder's passes without gradients in the streams (the background's
     # encoding, the decoding of analyses) and wherever a stream's latent record is decoded (the

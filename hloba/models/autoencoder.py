@@ -141,7 +141,7 @@ class Autoencoder(nn.Module):
         """Run the passes without gradients in ``dtype`` (float32: the network itself; bfloat16: a
         copy of the weights in bfloat16 and channels-last layout, made once, as O2Lnet's
         :func:`hloba.models.o2lnet.inference_pass`). Outputs stay in the input's dtype. Call it after
-        the model is on its device. On CPUs with AMX tiles a sample's bfloat16 pass gives the same
+        the model is on its device. On CPUs with AMX tiles or avx512_bf16 a sample's bfloat16 pass gives the same
         bits in any batch and with any number of threads, so a stream and the archive that decodes
         its latent record agree exactly."""
         if dtype == torch.float32:

@@ -19,16 +19,18 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 in hardware: a CPU with AMX tiles or a CUDA GPU
-    with bfloat16 support. Elsewhere bfloat16 is emulated and slower than float32."""
+    """Whether ``device`` multiplies bfloat16 in hardware: a CPU with AMX tiles or with AVX-512's
+    bfloat16 dot products (``avx512_bf16``: Intel Cooper Lake and later, AMD Zen 4 and later), or
+    a CUDA GPU with bfloat16 support. Elsewhere bfloat16 is emulated and slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def bfloat16_pays(device: torch.device) -> bool:
     """Where ``auto`` picks bfloat16: CPUs with AMX tiles, where the default networks' steps and
-    O2Lnet's pass take about half float32's time. Not a CUDA GPU, though it multiplies bfloat16
+    O2Lnet's pass take about half float32's time, or with ``avx512_bf16`` (0.56-0.64 times it on an
+    AMD EPYC host: ``benchmarks/training_speed.py``, ``benchmarks/analysis_kernels.py``). Not a CUDA GPU, though it multiplies bfloat16
     natively: on an H200 the default autoencoder's and O2Lnet's training steps took 1.36 and 1.76
     times float32's time under bfloat16 autocast (``benchmarks/gpu_check.sh``; likely because
     layers this small are bound by kernel launches, to which autocast adds casts), so ``auto`` is
@@ -54,7 +56,7 @@ def resolve_precision(precision: str, device: torch.device, key: str = "training
 def warn_if_emulated(dtype: torch.dtype, device: torch.device, key: str) -> None:
     """A warning when ``key`` asks for bfloat16 on a device that only emulates it (slower than float32)."""
     if dtype == torch.bfloat16 and not native_bfloat16(device):
-        log.warning("%s: bfloat16 on %s is emulated (no AMX tiles, or a GPU without bfloat16): slower than "
+        log.warning("%s: bfloat16 on %s is emulated (neither AMX tiles nor avx512_bf16, or a GPU without bfloat16): slower than "
                     "float32; set it to auto or float32", key, device)
 
 
