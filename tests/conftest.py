@@ -125,7 +125,10 @@ def pytest_collection_modifyitems(session, config, items):
     pytest-xdist (``-n 2 --dist loadfile``, pyproject's addopts) every worker collects and sorts
     alike, and only the first (``gw0``) starts the pipeline, for all of them."""
     waiting = {_module(item) for item in items if _needs_tiny_pipeline(item)}
-    items[:] = sorted(items, key=lambda item: _module(item) in waiting)  # stable: the rest keep their order
+    slow = {_module(item) for item in items if item.get_closest_marker("slow")}
+    # stable: the rest keep their order. Within each part the modules with end-to-end runs (marked
+    # slow) go first, so that the two workers end together, not one with a long module left.
+    items[:] = sorted(items, key=lambda item: (_module(item) in waiting, _module(item) not in slow))
     if waiting and not config.option.collectonly and _xdist_worker() in (None, "gw0"):
         _start_tiny_pipeline(_shared_tmp(config) / "tiny_pipeline")
 

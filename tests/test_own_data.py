@@ -121,6 +121,7 @@ def test_a_path_matching_nothing_and_the_qg_model_are_refused(tmp_path, repo):
         check_config(config, schema)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["regional_daily", "global_6hourly"])
 def test_example_runs_end_to_end_and_beats_the_free_run(example, era5, tiny_world, repo, tmp_path):
     """The example config, unchanged, on files written as published; its analyses beat the
