@@ -201,7 +201,8 @@ def test_training_precision_auto_follows_the_hardware(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
         native = amx or avx512_bf16  # either unit multiplies bfloat16 (AMX tiles; AVX-512 dot products)
         assert resolve_precision("auto", cpu) == (torch.bfloat16 if native else torch.float32)
-        assert resolve_precision("bfloat16", cpu) == torch.bfloat16 and resolve_precision("float32", cpu) == torch.float32
+        assert resolve_precision("bfloat16", cpu) == torch.bfloat16
+        assert resolve_precision("float32", cpu) == torch.float32
         assert training_environment(cpu, "auto")["precision"] == ("bfloat16" if native else "float32")
     # a CUDA GPU multiplies bfloat16 natively, but the default networks' steps were slower in it
     # there (benchmarks/gpu_check.sh on an H200): auto stays float32, bfloat16 is not warned about

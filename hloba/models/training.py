@@ -30,11 +30,11 @@ def native_bfloat16(device: torch.device) -> bool:
 def bfloat16_pays(device: torch.device) -> bool:
     """Where ``auto`` picks bfloat16: CPUs with AMX tiles, where the default networks' steps and
     O2Lnet's pass take about half float32's time, or with ``avx512_bf16`` (0.56-0.64 times it on an
-    AMD EPYC host: ``benchmarks/training_speed.py``, ``benchmarks/analysis_kernels.py``). Not a CUDA GPU, though it multiplies bfloat16
-    natively: on an H200 the default autoencoder's and O2Lnet's training steps took 1.36 and 1.76
-    times float32's time under bfloat16 autocast (``benchmarks/gpu_check.sh``; likely because
-    layers this small are bound by kernel launches, to which autocast adds casts), so ``auto`` is
-    float32 there."""
+    AMD EPYC host: ``benchmarks/training_speed.py``, ``benchmarks/analysis_kernels.py``). Not a
+    CUDA GPU, though it multiplies bfloat16 natively: on an H200 the default autoencoder's and
+    O2Lnet's training steps took 1.36 and 1.76 times float32's time under bfloat16 autocast
+    (``benchmarks/gpu_check.sh``; likely because layers this small are bound by kernel launches,
+    to which autocast adds casts), so ``auto`` is float32 there."""
     return device.type == "cpu" and native_bfloat16(device)
 
 
@@ -56,8 +56,8 @@ def resolve_precision(precision: str, device: torch.device, key: str = "training
 def warn_if_emulated(dtype: torch.dtype, device: torch.device, key: str) -> None:
     """A warning when ``key`` asks for bfloat16 on a device that only emulates it (slower than float32)."""
     if dtype == torch.bfloat16 and not native_bfloat16(device):
-        log.warning("%s: bfloat16 on %s is emulated (neither AMX tiles nor avx512_bf16, or a GPU without bfloat16): slower than "
-                    "float32; set it to auto or float32", key, device)
+        log.warning("%s: bfloat16 on %s is emulated (neither AMX tiles nor avx512_bf16, or a GPU without "
+                    "bfloat16): slower than float32; set it to auto or float32", key, device)
 
 
 def step_precision(device: torch.device, dtype: torch.dtype):
