@@ -60,8 +60,8 @@ def time_run(model: QGModel, state: torch.Tensor, days: float, outputs_per_day: 
     return time.perf_counter() - start
 
 
-def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, barrier, out,
-                   transforms: str) -> float:
+def one_thread_run(dt_minutes: float, precision: str, days: float, seed: int, transforms: str, barrier=None,
+                   out=None) -> float:
     """Seconds of a one-thread single trajectory (a make_world_{k} job's stepping); with a
     ``barrier`` the timed run starts when every process is ready, and the seconds go to ``out``."""
     torch.set_num_threads(1)
@@ -84,10 +84,10 @@ def chains_speed(n: int, dt_minutes: float, precision: str, days: float, transfo
     """Simulated years per minute of one one-thread process alone, and of ``n`` at once (all)."""
     import multiprocessing
 
-    alone = one_thread_run(dt_minutes, precision, days, 0, None, None, transforms)
+    alone = one_thread_run(dt_minutes, precision, days, 0, transforms)
     context = multiprocessing.get_context("spawn")
     barrier, out = context.Barrier(n), context.Queue()
-    workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, barrier, out, transforms))
+    workers = [context.Process(target=one_thread_run, args=(dt_minutes, precision, days, k, transforms, barrier, out))
                for k in range(n)]
     for worker in workers:
         worker.start()
@@ -147,8 +147,9 @@ def main() -> None:
           f"{(seconds / args.days) / per_member:.2f}x the single-trajectory throughput")
     if args.chains:
         alone, together = chains_speed(args.chains, args.dt_minutes, args.precision, args.days, transforms[0])
-        print(f"{transforms[0]} transforms, one thread, one trajectory: {alone:.2f} simulated years per minute; {args.chains} at once "
-              f"(one process each, the world's chains): {together:.2f} in all ({together / alone:.2f}x)")
+        print(f"{transforms[0]} transforms, one thread, one trajectory: {alone:.2f} simulated years per minute; "
+              f"{args.chains} at once (one process each, the world's chains): {together:.2f} in all "
+              f"({together / alone:.2f}x)")
 
 
 if __name__ == "__main__":

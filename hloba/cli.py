@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which of the world's independent runs (its initial noise; the pipeline's make_world_{k})")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--transforms", choices=["torch", "pocketfft"],
-                   help="world.transforms (default: the world's, pocketfft: the same world on every x86-64 host, CPU only)")
+                   help="world.transforms (default: the world's, pocketfft: the same world on every x86-64 "
+                        "host, CPU only)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="QG parameter override, e.g. --set nx=32 (repeatable)")
     p.set_defaults(func=cmd_make_world)

@@ -64,10 +64,11 @@ def portable_fft() -> str:
     (``MKL_CBWR=COMPATIBLE``), so that a built-in world stepped with ``world.transforms: torch`` is
     the same bits on every Intel host (the default, ``pocketfft``, leaves MKL out of the world's steps
     and is the same on every x86-64 host, AMD too). In its automatic branch MKL rounds an FFT
-    differently on different CPUs (an AVX-512 Intel host against an AVX2 one), and the chaotic world turns the last bit into other
-    weather within about 100 simulated days (docs/atmosphere.md). On the AMD host measured MKL
-    ignores the setting and its world is another one (``scripts/world_fingerprint.py`` tells them
-    apart). torch's own element-wise kernels give the same bits with AVX2 and AVX-512.
+    differently on different CPUs (an AVX-512 Intel host against an AVX2 one), and the chaotic
+    world turns the last bit into other weather within about 100 simulated days
+    (docs/atmosphere.md). On the AMD host measured MKL ignores the setting and its world is another
+    one (``scripts/world_fingerprint.py`` tells them apart). torch's own element-wise kernels give
+    the same bits with AVX2 and AVX-512.
 
     MKL reads the setting at the process's first MKL call, so the world's entry points (rule
     make_world, ``hloba make-world``) call this before they step it; a value already in the
