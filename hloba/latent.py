@@ -62,9 +62,10 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
     archive; their backgrounds where the analysis is weighted); ``increment_weights``
     ``{channel: g}`` (``g`` a number, or one per octave band: :mod:`hloba.bands`) when the analysis
     is ``D(z_b) + g (D(z_a) - D(z_b))`` (then ``fields`` holds
-    ``z_b`` and a spin-up its backgrounds); with them ``kept = (year's, spin-up's)`` parts of the
-    background that the analysis keeps beyond the latent combination (:data:`KEPT`), ``(time,
-    channel, y, x)`` int16 multiples of :data:`KEPT_QUANTUM` (:func:`quantized_kept`)."""
+    ``z_b`` and a spin-up its backgrounds); ``kept = (year's, spin-up's)`` parts that every reader
+    adds to the decoded analysis (:data:`KEPT`: the part of the background that a weighted analysis
+    keeps beyond the latent combination, the smoother's correction), ``(time, channel, y, x)`` int16
+    multiples of :data:`KEPT_QUANTUM` (:func:`quantized_kept`)."""
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise ValueError(f"latent fields {unknown} are not among {sorted(FIELDS)}")
@@ -86,16 +87,15 @@ def latent_dataset(fields: Mapping[str, np.ndarray], times, *, rotation: np.ndar
             "long_name": "weight g of the decoded increment: analysis = D(z_b) + g (D(z_a) - D(z_b))",
             **({"comment": "per octave band of the increment, longest first (hloba.bands)"} if g.ndim > 1 else {})})
         coords["channel"] = list(increment_weights)
-        if kept is not None:
-            dims = ("time", "channel", "y", "x")
-            text = "kept part of the background that the autoencoder cannot represent (standardised; added)"
-            packing = {"quantum": KEPT_QUANTUM, "comment": "standardised value = stored integer * quantum"}
-            data[KEPT] = (dims, np.asarray(kept[0], np.int16), {"long_name": text, **packing})
-            if "z_a_spinup" in data:
-                data[f"{KEPT}_spinup"] = (("spinup_time", *dims[1:]), np.asarray(kept[1], np.int16),
-                                          {"long_name": text + " at the spin-up cycles", **packing})
-    elif kept is not None:
-        raise ValueError("a kept background part belongs to a weighted analysis: give its increment_weights")
+    if kept is not None:
+        dims = ("time", "channel", "y", "x")
+        text = ("kept part added to the decoded analysis (standardised): the part of the background that the "
+                "autoencoder cannot represent (weighted_state: blended) and the smoother's correction (smoother_hours)")
+        packing = {"quantum": KEPT_QUANTUM, "comment": "standardised value = stored integer * quantum"}
+        data[KEPT] = (dims, np.asarray(kept[0], np.int16), {"long_name": text, **packing})
+        if "z_a_spinup" in data:
+            data[f"{KEPT}_spinup"] = (("spinup_time", *dims[1:]), np.asarray(kept[1], np.int16),
+                                      {"long_name": text + " at the spin-up cycles", **packing})
     if rotation is not None:
         data["rotation"] = (("latent", "mode"), np.asarray(rotation),
                             {"long_name": "update coordinates w = V^T z (columns of V)"})
@@ -126,9 +126,7 @@ def decoded_analysis(d_a: torch.Tensor, d_b: torch.Tensor | None, weights,
     only then), plus the file's ``kept`` background part where it has one (:func:`kept_part`). The
     combination commutes with the per-channel units, so ``d_a, d_b`` may be standardised or
     physical alike (``kept`` as anomalies in the same units, no climatology)."""
-    if weights is None:
-        return d_a
-    x = weighted_increment(d_b, d_a, torch.as_tensor(weights))
+    x = d_a if weights is None else weighted_increment(d_b, d_a, torch.as_tensor(weights))
     return x if kept is None else x + torch.as_tensor(kept).to(x.device, x.dtype)
 
 

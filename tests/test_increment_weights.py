@@ -111,7 +111,7 @@ def fake_weighted_passes(monkeypatch, fit, cfg: StreamConfig, whole: list[float]
 
     runs = []
 
-    def run_period(year, models, obs, cfg, days, run, keep_backgrounds=False):
+    def run_period(year, models, obs, cfg, days, run, keep_backgrounds=False, **_):
         runs.append((models.increment_weights.clone(), keep_backgrounds))
         return SimpleNamespace(used=models.increment_weights.clone())
 

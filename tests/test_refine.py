@@ -26,9 +26,10 @@ DAYS = 8
 @pytest.fixture(scope="module")
 def tuned(tiny_models, tmp_path_factory):
     """The tiny stream's models with a tuning of config.yaml's analysis (cycling variance, blended
-    weights per band), its settings and its inputs."""
+    weights per band, without the smoother: the refinement learns from the filter's cycles), its
+    settings and its inputs."""
     cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted",
-                             tuning_days=DAYS)
+                             tuning_days=DAYS, smoother_hours=None)
     assert cfg.weighted_state == "blended" and cfg.update == "posterior"  # config.yaml's analysis
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     path = tmp_path_factory.mktemp("refine") / "tuning.nc"

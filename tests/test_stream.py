@@ -169,7 +169,8 @@ OTHER_VALUE = {"update": ("likelihood", "posterior"), "calibrate_observation_var
                "weighted_state": ("combined", "projected"), "increment_weight_refits": (1, 0),
                "increment_weight_step": (0.5, 1.0), "increment_bands": (5, 1),
                "lead_guess": ("persistence", "forecast"),
-               "correlated_gain": (True, False), "o2lnet_precision": ("bfloat16", "float32")}
+               "correlated_gain": (True, False), "o2lnet_precision": ("bfloat16", "float32"),
+               "smoother_hours": (None, 12)}
 
 
 @pytest.mark.parametrize("method", ["free", "l3dvar", "l4dvar", "oi"])

@@ -228,8 +228,9 @@ def test_a_combined_weighted_state_is_what_the_stream_forecasts_from(tunings, ti
     background plus the weighted decoded increment (a channel at weight 0 keeps its background to
     the bit, a channel at weight 1 takes an increment); blended from the background with a part of
     the autoencoder's change to it, which the latent record with its kept part decodes to as
-    combined's does."""
-    cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted")
+    combined's does. Without the smoother, whose correction joins the kept part (tests/test_smoother.py)."""
+    cfg, run = tiny_settings(tiny_models, background_variance="cycling", decoded_increment="weighted",
+                             smoother_hours=None)
     inputs = tiny_inputs(tiny_models, stream_years(YEAR, cfg.spinup_days, [2001, 2002]), tuning=False)
     runs = {}
     for state in ("projected", "combined", "incremental", "blended"):

@@ -154,8 +154,9 @@ def decode_latent(latent, autoencoder_path, sha256: str, samples: int, seed: int
     chunks = time_chunks(len(times), time_chunk)
     args = [(str(autoencoder_path), sha256, times[c].values, z_a[c], s2[c]) for c in chunks]
     precision = latent_precision(latent)  # decoded as the stream ran it
-    weighted = [{} if weights is None else {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c)}
-                for c in chunks]
+    # the kept part (blended weighted states' background, the smoother's correction) is added either way
+    weighted = [{"kept": kept_part(latent, c)} if weights is None else
+                {"z_b": z_b[c], "weights": weights, "kept": kept_part(latent, c)} for c in chunks]
     drawing = draw_background and weights is not None and samples >= 2  # else the draws are the analysis's alone
     if drawing:
         if "sigma_b2_update" not in latent:

@@ -25,6 +25,7 @@ from hloba.models.o2lnet import load_o2lnet
 from hloba.models.training import resolve_precision, warn_if_emulated
 from hloba.normalization import Normalizer
 from hloba.runtime import file_sha256, resolve_device
+from hloba.smoother import SmootherGains, smoother_lags
 
 
 class StreamError(RuntimeError):
@@ -60,6 +61,7 @@ class StreamModels:
     increment_weights: torch.Tensor | None = None
     # per channel, the weight of the autoencoder's change to the background (weighted_state: blended)
     projection_weights: torch.Tensor | None = None
+    smoother: SmootherGains | None = None  # hloba.smoother's gains (assimilation.smoother_hours)
     oi: StaticCovariance | None = None  # method oi: the static model-space covariance
     phase: pd.Timedelta = pd.Timedelta(0)  # cycle times' offset from 00 UTC (the data's, from the calibration)
     o2lnet_dtype: torch.dtype = torch.float32  # of O2Lnet's pass in the stream (assimilation.o2lnet_precision)
@@ -184,7 +186,24 @@ def apply_tuning(models: StreamModels, path, cfg: StreamConfig) -> StreamModels:
         elif cfg.decoded_increment == "weighted":
             raise StreamError(f"{path} has no weights of the decoded increment (written before they existed), "
                               "which assimilation.decoded_increment: weighted needs: rerun rule tune_stream")
+        models.smoother = tuned_smoother(ds, cfg, path, models.interval)
     return models
+
+
+def tuned_smoother(ds: xr.Dataset, cfg: StreamConfig, path, interval: pd.Timedelta) -> SmootherGains | None:
+    """The smoother's gains of a tuning file (``None`` without ``assimilation.smoother_hours``); an
+    error when the file has none or has them for another number of later cycles at the step ``interval``."""
+    if cfg.smoother_hours is None:
+        return None
+    if "smoother_gain" not in ds:
+        raise StreamError(f"{path} has no smoother gains, which assimilation.smoother_hours: {cfg.smoother_hours:g} "
+                          "needs: rerun rule tune_stream (or set smoother_hours: null)")
+    gains = SmootherGains(torch.as_tensor(ds["smoother_gain"].values), torch.as_tensor(ds["smoother_std_factor"].values))
+    lags = smoother_lags(cfg.smoother_hours, interval)
+    if gains.lags != lags:
+        raise StreamError(f"{path} holds smoother gains for {gains.lags} later cycles, assimilation.smoother_hours "
+                          f"{cfg.smoother_hours:g} reads {lags}: rerun rule tune_stream")
+    return gains
 
 
 # the settings a tuning file was tuned with (its attributes) that a stream reading it must share

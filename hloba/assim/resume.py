@@ -21,8 +21,9 @@ from hloba.runtime import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 5  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``;
-# 3: before a combined weighted state recorded the update's own z_a instead of E(x_w); 4: before ``kept``)
+FORMAT = 6  # of the checkpoint files (1: before the methods had their own state; 2: before ``previous``;
+# 3: before a combined weighted state recorded the update's own z_a instead of E(x_w); 4: before ``kept``;
+# 5: before ``increments``)
 
 
 def fingerprint(year: int, config: dict, forecast: dict, paths) -> str:
@@ -54,6 +55,9 @@ class StreamState:
     # (cycles, C, ny, nx) int16 multiples of hloba.latent.KEPT_QUANTUM: each cycle's kept background
     # part (hloba's weighted_state: blended, hloba.latent.kept_background); None for the other methods
     kept: torch.Tensor | None = None
+    # (cycles, C, ny, nx) int16 in the same quanta: each cycle's standardised increment x_a - x_b, which
+    # the smoother reads (assimilation.smoother_hours; hloba.smoother); None when nothing reads them
+    increments: torch.Tensor | None = None
 
     @classmethod
     def fresh(cls, members, b2_channel, field_names, n_cycles: int, n_latent: int, n_diagnostics: int,

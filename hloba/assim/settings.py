@@ -70,6 +70,10 @@ class StreamConfig:
     # analysis x_a (extrapolated); neither of the last two runs a forecast
     lead_guess: str = "forecast"
     correlated_gain: bool = False  # gain of correlated errors (else: only the variance accounts for them)
+    # hloba: each analysis corrected by its own increment and those of the later cycles up to this many
+    # hours after it (whole data steps), the gains fitted by rule tune_stream (hloba.smoother; 0: its
+    # own increment only); None: the filter's analyses (the paper's)
+    smoother_hours: float | None = None
     # hloba: O2Lnet's pass at each cycle in bfloat16 (as it was trained; hloba.models.o2lnet.inference_pass)
     # or float32; auto: bfloat16 where it pays (training.bfloat16_pays: CPUs with AMX or avx512_bf16)
     o2lnet_precision: str = "auto"
@@ -121,6 +125,13 @@ class StreamConfig:
                 1 <= self.increment_bands <= 8):
             raise ValueError(f"assimilation.increment_bands {self.increment_bands!r} must be a whole number "
                              "from 1 (one weight per channel) to 8")
+        if self.smoother_hours is not None and (not isinstance(self.smoother_hours, (int, float))
+                                                or isinstance(self.smoother_hours, bool) or not 0 <= self.smoother_hours <= 240):
+            raise ValueError(f"assimilation.smoother_hours {self.smoother_hours!r} must be null (no smoother) or hours "
+                             "from 0 (the analysis's own increment) to 240")
+        if self.smoother_hours is not None and self.tuning_days <= 0:
+            raise ValueError("assimilation.smoother_hours has its gains fitted by the tuning streams: set "
+                             "assimilation.tuning_days > 0 or smoother_hours: null")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
 

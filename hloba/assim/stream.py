@@ -42,6 +42,7 @@ from hloba.assim.timers import STAGES, StageClock
 from hloba.assim.update import first_guess_check
 from hloba.forecast import check_forecast_model
 from hloba.latent import FIELDS, quantized_kept
+from hloba.smoother import SmootherGains, dequantized, smoothing_correction, standardized_increment, with_correction
 from hloba.obs.operator import apply_operator
 from hloba.obs.withhold import QC_FIRST_GUESS, QC_NOT_ASSIMILATED, QC_USED, QC_WITHHELD
 from hloba.timeaxis import cycle_times
@@ -83,6 +84,9 @@ class StreamResult:
     # (cycle, C, ny, nx) int16 multiples of hloba.latent.KEPT_QUANTUM, all cycles: the kept background
     # part added to that (hloba.latent.KEPT)
     kept: torch.Tensor | None = None
+    # (cycle, C, ny, nx) int16 in the same quanta: each cycle's standardised increment x_a - x_b, where
+    # recorded (keep_increments, or a smoother); the analyses and kept parts above are the smoothed ones
+    increments: torch.Tensor | None = None
 
     def diagnostic(self, name: str) -> np.ndarray:
         """One per-cycle diagnostic (:data:`DIAGNOSTICS`) over all cycles."""
@@ -167,21 +171,25 @@ def lagged_forecast(forecast, members: torch.Tensor, n_members: int, t) -> torch
 def run_stream(
     year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings = RunSettings(), *,
     resume_path=None, fingerprint_value: str = "", max_cycles: int | None = None, keep_analyses: bool = False,
-    keep_backgrounds: bool = False, recorder=None,
+    keep_backgrounds: bool = False, keep_increments: bool = False, recorder=None,
 ) -> StreamResult:
     """Cycle one year with ``cfg.method``.
 
     ``resume_path``: where the stream keeps its state checkpoint (deleted by the caller after the
     outputs are written). ``max_cycles`` stops early (tuning, calibration, the comparison).
     ``keep_analyses``, ``keep_backgrounds``: also return the model-space analyses, backgrounds of the
-    year's cycles run here. ``recorder``: called by a method that records its cycles (HLOBA:
-    :func:`hloba.assim.refine.cycle_recorder`).
+    year's cycles run here. ``keep_increments``: record every cycle's standardised increment
+    ``x_a - x_b`` (``StreamResult.increments``), as a stream with a smoother does
+    (:func:`stream_smoother`), whose corrections it adds to the kept parts and the analyses at the end.
+    ``recorder``: called by a method that records its cycles (HLOBA: :func:`hloba.assim.refine.cycle_recorder`).
     """
     m, dev = models, models.device
     times, first = cycle_times(year, m.interval, cfg.spinup_days, m.phase)
     n_cycles, n_lat = len(times), int(m.sigma_clim2.numel())
     method = build_method(cfg.method, m, cfg)
     method.recorder = recorder
+    smoother = stream_smoother(m, cfg, method)
+    record_increments = keep_increments or smoother is not None
     stop = n_cycles if max_cycles is None else min(n_cycles, max_cycles)
     # a stream stopped early reads the observations it can use, up to its last window's end (and
     # the later cycles a smoother's last analysis reads)
@@ -247,6 +255,10 @@ def run_stream(
                 analyses[k] = x_a[0].float().cpu()
             if keep_backgrounds and k >= first:
                 backgrounds[k] = c.x_b[0].float().cpu()
+            if record_increments:
+                if state.increments is None:
+                    state.increments = torch.zeros((n_cycles, *x_a.shape[1:]), dtype=torch.int16)
+                state.increments[k] = quantized_kept(standardized_increment(x_a[0], c.x_b[0], norm.anomaly_std)).cpu()
             x_next = m.forecast.step(x_a, [t], 1).double()
             state.previous = x_a
             state.members = x_next if ahead is None else torch.cat((x_next, ahead))
@@ -280,11 +292,33 @@ def run_stream(
     clock.start()  # the latent variances of every cycle run so far, counted in the update's time
     for name in ("sigma_b2", "sigma_a2"):
         state.fields[name][:stop] = latent_variances(m.space, state.fields[f"{name}_update"][:stop])
+    kept = state.kept
+    if smoother is not None and stop > 0:  # every analysis corrected by its own and the next increments
+        # in the kept parts' quanta (as stored, clipped), so that the archive decodes the analyses returned here
+        kept = with_correction(state.kept, smoothing_correction(dequantized(state.increments[:stop]), smoother), n_cycles)
+        correction = dequantized(kept[:stop].int() - (0 if state.kept is None else state.kept[:stop].int()))
+        std = norm.anomaly_std.cpu()[:, None, None]
+        analyses = {k: (x.double() + correction[k].double() * std).float() for k, x in analyses.items()}
+        for k in range(stop):  # the feedback's H(x_a) too: H is linear, the archive's analysis at the observations
+            s = obs.cycle(k)
+            if s.stop > s.start:
+                delta = (correction[k].double() * std)[None].to(dev)
+                state.analysis[s] += apply_operator(delta, obs.weights.select(s))[0].cpu()
+        log.info("stream %d: analyses smoothed with the increments of %d later cycles", year, smoother.lags)
     clock.lap("update")
     return StreamResult(
         times, first, state.fields, state.diagnostics, obs.table, state.background, state.analysis, state.qc,
         clock.total, method.inflation, stop - k0, stop,
         torch.stack([analyses[k] for k in sorted(analyses)]) if analyses else None,
         torch.stack([backgrounds[k] for k in sorted(backgrounds)]) if backgrounds else None,
-        None if method.analysis_weights() is None else method.analysis_weights().cpu(), state.kept,
+        None if method.analysis_weights() is None else method.analysis_weights().cpu(), kept,
+        state.increments,
     )
+
+
+def stream_smoother(models: StreamModels, cfg: StreamConfig, method: Method) -> SmootherGains | None:
+    """The smoother's gains a stream applies: the tuned ones (``models.smoother``) of a tuned method
+    (HLOBA) with ``assimilation.smoother_hours`` set; ``None`` for every other method and setting."""
+    if not method.tuned or cfg.smoother_hours is None:
+        return None
+    return models.smoother

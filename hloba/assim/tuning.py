@@ -51,6 +51,7 @@ from hloba.assim.stream import StreamResult
 from hloba.assim.update import fit_blend_weights, fit_by_band, fit_increment_weights, observation_estimate
 from hloba.assim.year import run_period
 from hloba.io import write_netcdf
+from hloba.smoother import dequantized, fit_smoother, smoother_lags
 from hloba.models.autoencoder import decode_all, encode_all
 from hloba.states import load_years
 from hloba.timeaxis import cycle_times, period_cycles
@@ -144,18 +145,28 @@ def tune_stream(year: int, models: StreamModels, obs_paths, reference_paths, cfg
         refit, last = _tuning_passes(year, models, obs_paths, cfg, run, sl, z_t, w_t)
         tuning.update(refit, static_variance=static, background_variance="cycling",
                       latent_rmse_analysis_forecast_variance=tuning["latent_rmse_analysis_pass2"])
+    smoothed = cfg.smoother_hours is not None
     if cfg.decoded_increment == "weighted":
-        weights, r3 = weighted_passes(year, models, obs_paths, cfg, run, sl, x_t, last)
+        weights, r3 = weighted_passes(year, models, obs_paths, cfg, run, sl, x_t, last, smoothed)
         alpha, _ = _analysis_variance_factor(models, r3, sl, w_t, mode_groups(w_t.shape[1], cfg.inflation_groups),
                                              tuning["n_groups"])
         tuning.update(increment_weights=weights, projection_weights=models.projection_weights,
                       channels=[c.name for c in models.channels],
                       analysis_variance_factor=alpha, latent_rmse_analysis_pass3=_latent_rms(r3, "z_a", sl, z_t))
+    if smoothed:  # the smoother's gains, fitted to the last stream (weighted: the one with the final weights)
+        stream = r3 if cfg.decoded_increment == "weighted" else run_period(
+            year, models, obs_paths, cfg, cfg.tuning_days, run, keep_analyses=True, keep_increments=True)
+        gains = fit_smoother(x_t - models.normalizer.standardize(stream.analyses.double(), times[sl]),
+                             dequantized(stream.increments[sl]), smoother_lags(cfg.smoother_hours, models.interval),
+                             cfg.increment_bands, torch.as_tensor(models.grid.area_weights()))
+        log.info("smoother reading %d later cycles: analysis RMSE times %s per channel (cross-validated)",
+                 gains.lags, _by_channel(models, gains.std_factor[:, None]))
+        tuning.update(smoother_gains=gains, channels=[c.name for c in models.channels])
     return tuning
 
 
 def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfig, run: RunSettings, sl: slice,
-                    x_t: torch.Tensor, last: StreamResult) -> tuple[torch.Tensor, StreamResult]:
+                    x_t: torch.Tensor, last: StreamResult, keep_last: bool = False) -> tuple[torch.Tensor, StreamResult]:
     """Step 4: the weights of the decoded increment fitted to the stream ``last`` (which took whole
     increments), then ``cfg.increment_weight_refits`` times refitted to a stream that used the
     weights of the fit before (aiming at weights that the stream they make cannot improve on), each
@@ -163,7 +174,8 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
     (:func:`damped_weights`: with whole steps humidity's weight alternates between 0 and 0.74 on the
     default world, with half steps it settles at 0.21, docs/streams.md); with ``weighted_state: blended``
     the weights of the autoencoder's change to the background with them (``models.projection_weights``).
-    Returns the last weights, which ``models`` then holds, and the stream that used them."""
+    Returns the last weights, which ``models`` then holds, and the stream that used them (with
+    ``keep_last`` its analyses and increments kept: the smoother's fit reads them)."""
     blended = cfg.weighted_state == "blended"
     weights, projection = increment_weights(models, last, sl, x_t, blended, cfg.increment_bands)
     log.info("weight of the decoded increment per channel: %s", _by_channel(models, weights, projection))
@@ -172,7 +184,8 @@ def weighted_passes(year: int, models: StreamModels, obs_paths, cfg: StreamConfi
         log.info("tuning pass 3 with the weighted increments%s", f" (refit {refit})" if refit else "")
         last_pass = refit == cfg.increment_weight_refits
         stream = run_period(year, models, obs_paths, cfg, cfg.tuning_days, run,
-                            keep_backgrounds=cfg.weighted_state in KEEPS_BACKGROUNDS and not last_pass)
+                            keep_backgrounds=cfg.weighted_state in KEEPS_BACKGROUNDS and not last_pass,
+                            keep_analyses=last_pass and keep_last, keep_increments=last_pass and keep_last)
         if last_pass:
             return weights, stream
         refitted, refitted_projection = increment_weights(models, stream, sl, x_t, blended, cfg.increment_bands)
@@ -301,6 +314,14 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
     if "increment_weights" in tuning:  # decoded_increment: weighted
         data["increment_weight"] = (dims(tuning["increment_weights"]), tuning["increment_weights"].numpy(), {
             "long_name": "weight of the decoded increment D(z_a) - D(z_b) per channel"})
+        coords["channel"] = tuning["channels"]
+    if "smoother_gains" in tuning:  # assimilation.smoother_hours
+        gains = tuning["smoother_gains"]
+        data["smoother_gain"] = (("missing_lags", "smoother_band", "channel", "regressor"), gains.gains.numpy(), {
+            "long_name": "smoother gains: per number of missing later cycles and octave band, each channel's "
+                         "correction from the increments of lags 0..L (hloba.smoother)"})
+        data["smoother_std_factor"] = ("channel", gains.std_factor.numpy(), {
+            "long_name": "analysis RMSE of the smoothed over the filter's analyses on the tuning period"})
         coords["channel"] = tuning["channels"]
     if tuning.get("projection_weights") is not None:  # weighted_state: blended
         data["projection_weight"] = (dims(tuning["projection_weights"]), tuning["projection_weights"].numpy(), {

@@ -108,9 +108,10 @@ def assimilate_year(year: int, inputs: StreamInputs, cfg: StreamConfig, latent_p
 
 def run_period(year: int, models: StreamModels, observations, cfg: StreamConfig, days: float,
                run: RunSettings = RunSettings(), keep_analyses: bool = False,
-               keep_backgrounds: bool = False, recorder=None) -> StreamResult:
+               keep_backgrounds: bool = False, recorder=None, keep_increments: bool = False) -> StreamResult:
     """A stream over the spin-up and the first ``days`` of ``year`` (tuning, calibration, comparison;
     ``recorder``: :func:`hloba.assim.refine.cycle_recorder`)."""
     times, first = cycle_times(year, models.interval, cfg.spinup_days, models.phase)
     return run_stream(year, models, observations, cfg, run, max_cycles=period_cycles(times, first, days),
-                      keep_analyses=keep_analyses, keep_backgrounds=keep_backgrounds, recorder=recorder)
+                      keep_analyses=keep_analyses, keep_backgrounds=keep_backgrounds, recorder=recorder,
+                      keep_increments=keep_increments)

@@ -31,7 +31,12 @@ VARIANTS = {
     "hloba_extrapolatedlead": ("hloba", {"lead_guess": "extrapolated"}),
     # O2Lnet as trained, not refined through the update (o2lnet.refine), with the tuning made for it
     "hloba_unrefined": ("hloba", {}),
+    # the filter's analyses: no smoother (assimilation.smoother_hours), the same streams and tuning
+    "hloba_filter": ("hloba", {"smoother_hours": None}),
 }
+# settings that change what is made of a stream's analyses, not the stream: a variant changing only
+# them reads the shared tuning (whose gains it leaves unused)
+AFTER_STREAM = ("smoother_hours",)
 UNREFINED = "hloba_unrefined"
 COMPARABLE = NAMES + tuple(VARIANTS)
 
@@ -83,7 +88,7 @@ def own_tuning(name: str, cfg: StreamConfig) -> bool:
     """Whether a compared variant of a tuned method needs tuning streams of its own: it changes a
     setting of ``cfg`` (the shared tuning of rule tune_stream was run with ``cfg``'s)."""
     method, extra = variant(name)
-    return REGISTRY[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items())
+    return REGISTRY[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items() if k not in AFTER_STREAM)
 
 
 @dataclass(frozen=True)
