@@ -321,7 +321,7 @@ def tuning_dataset(tuning: dict, year: int, cfg: StreamConfig) -> xr.Dataset:
             "long_name": "smoother gains: per number of missing later cycles and octave band, each channel's "
                          "correction from the increments of lags 0..L (hloba.smoother)"})
         data["smoother_std_factor"] = ("channel", gains.std_factor.numpy(), {
-            "long_name": "analysis RMSE of the smoothed over the filter's analyses on the tuning period"})
+            "long_name": "analysis RMSE of the smoothed over the filter's analyses on the tuning period, cross-validated"})
         coords["channel"] = tuning["channels"]
     if tuning.get("projection_weights") is not None:  # weighted_state: blended
         data["projection_weight"] = (dims(tuning["projection_weights"]), tuning["projection_weights"].numpy(), {
