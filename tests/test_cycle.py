@@ -1,5 +1,6 @@
 """Pieces of the cycle: update coordinates, ensemble variance, online inflation, O-B variances."""
 
+import pytest
 import torch
 
 from hloba.assim.cycle import (
@@ -103,3 +104,27 @@ def test_observation_background_variance_converges_per_channel():
         b2 = observation_background_variance(b2, ch, innov, r2, 0.05, torch.full((3,), 0.01, dtype=torch.float64))
     assert abs(b2[0] - 4.0) < 0.2 and abs(b2[1] - 1.0) < 0.06
     assert b2[2] == 1.0
+
+
+def test_local_rotation_applied_block_by_block_equals_the_dense_products():
+    """A rotation zero outside blocks of latent elements (columns in any order) gives, block by
+    block, the dense products of all four maps; one that mixes two blocks is refused."""
+    blocks = torch.tensor([0, 1, 0, 1, 1, 0])
+    v = torch.zeros(6, 6, dtype=torch.float64)
+    cols = torch.tensor([[4, 0, 2], [1, 5, 3]])  # the modes of each block, interleaved
+    for b in range(2):
+        rows = torch.nonzero(blocks == b).flatten()
+        v[rows[:, None], cols[b][None, :]] = _rotation(3, b)
+    local, dense = UpdateSpace(v, blocks), UpdateSpace(v)
+    z = torch.randn(4, 6, dtype=torch.float64)
+    s = torch.rand(2, 6, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(local.forward(z), z @ v)
+    torch.testing.assert_close(local.backward(z), z @ v.T)
+    torch.testing.assert_close(local.forward_variance(s), dense.forward_variance(s))
+    torch.testing.assert_close(local.backward_variance(s), dense.backward_variance(s))
+    torch.testing.assert_close(latent_variances(local, s, chunk=1), latent_variances(dense, s, chunk=1))
+    assert local.to("cpu").local is not None
+    mixed = v.clone()
+    mixed[0, 1] = 0.1  # element 0 (block 0) in a mode of block 1
+    with pytest.raises(ValueError, match="not block-diagonal"):
+        UpdateSpace(mixed, blocks)

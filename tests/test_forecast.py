@@ -178,3 +178,31 @@ def test_shrinkage_is_small_with_plenty_of_samples_and_large_with_few():
     assert lam_few > 5 * lam
     _, lam_white = shrunk_covariance(torch.randn(200, 20, generator=g))
     assert lam_white > 0.5  # independent elements: the off-diagonal correlations are all noise
+
+
+def test_local_calibration_rotation_mixes_only_cells_of_one_block():
+    """ensemble.rotation_cells: the rotation is orthogonal, zero between elements of different
+    squares of latent cells (every channel of a cell in its square), its modes sorted by variance."""
+    from hloba.ensemble.calibration import cell_blocks
+
+    blocks = cell_blocks((2, 4, 4), 2)
+    assert blocks.tolist()[:8] == [0, 0, 1, 1, 0, 0, 1, 1] and blocks.tolist()[16:24] == blocks.tolist()[:8]
+    with pytest.raises(ValueError, match="rotation_cells = 3 must divide the latent grid 4 x 4"):
+        cell_blocks((2, 4, 4), 3)
+    g = torch.Generator().manual_seed(1)
+    t, k, n = 600, 3, 32
+    truth = torch.randn(t, n, generator=g)
+    members = truth[:, None] + torch.randn(t, k, n, generator=g) @ torch.randn(n, n, generator=g) * 0.2
+    cal = calibrate(LaggedForecasts(pd.date_range("2003", periods=t, freq="6h"), truth, members), blocks)
+    v = cal["rotation"].double()
+    torch.testing.assert_close(v.T @ v, torch.eye(n, dtype=torch.float64), atol=1e-5, rtol=0)
+    across = blocks[:, None] != blocks[None, :]
+    assert float((v.abs() @ v.abs().T)[across].abs().max()) == 0.0  # no mode touches two blocks
+    lam = cal["sigma_clim2_rotated"]
+    assert cal["rotation_block"].tolist() == blocks.tolist()
+    dense = calibrate(LaggedForecasts(pd.date_range("2003", periods=t, freq="6h"), truth, members))
+    # a local rotation decorrelates less than the global one, but still far below no rotation
+    after, full = cal["decorrelation_after_rotation"], dense["decorrelation_after_rotation"]
+    before = cal["decorrelation_before"]["off_diagonal_energy_fraction"]
+    assert full["off_diagonal_energy_fraction"] < after["off_diagonal_energy_fraction"] < before
+    assert float(lam[0]) >= float(lam[-1])

@@ -16,10 +16,50 @@ import torch
 
 
 @dataclass(frozen=True)
+class LocalRotation:
+    """A rotation that mixes latent elements only within blocks: ``V[rows[b], cols[b]] = mats[b]``
+    and zero elsewhere (``rows``, ``cols``: ``(blocks, size)`` latent and mode indices)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    mats: torch.Tensor
+    squared: torch.Tensor
+
+    @classmethod
+    def from_dense(cls, rotation: torch.Tensor, blocks: torch.Tensor) -> "LocalRotation":
+        """Its blocks from the dense ``V`` and the block of each latent element; an error where ``V``
+        mixes elements of two blocks or the blocks differ in size."""
+        rows, cols, claimed = [], [], torch.zeros(rotation.shape[1], dtype=torch.bool, device=rotation.device)
+        for b in torch.unique(blocks):
+            r = torch.nonzero(blocks == b).flatten()
+            c = torch.nonzero((rotation[r] != 0).any(0)).flatten()
+            if len(c) != len(r) or claimed[c].any() or (rows and len(r) != len(rows[0])):
+                raise ValueError("the calibration's rotation is not block-diagonal over its rotation_block "
+                                 "(or its blocks differ in size): rerun rule generate_lagged_ensemble")
+            claimed[c] = True
+            rows.append(r)
+            cols.append(c)
+        rows, cols = torch.stack(rows), torch.stack(cols)
+        mats = rotation[rows[:, :, None], cols[:, None, :]]
+        return cls(rows, cols, mats, mats.square())
+
+    def to(self, device) -> "LocalRotation":
+        return LocalRotation(*(t.to(device) for t in (self.rows, self.cols, self.mats, self.squared)))
+
+    @staticmethod
+    def _apply(x: torch.Tensor, take: torch.Tensor, put: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        out[:, put] = torch.bmm(x[:, take].transpose(0, 1), mats).transpose(0, 1).to(x.dtype)
+        return out
+
+
+@dataclass(frozen=True)
 class UpdateSpace:
-    """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``."""
+    """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``; with ``blocks`` (the
+    block of each latent element, ``V`` zero outside the blocks) applied block by block."""
 
     rotation: torch.Tensor | None = None  # (n, n), columns are modes
+    blocks: torch.Tensor | None = None  # (n,): a local rotation (ensemble.rotation_cells)
     # V**2, which maps variances, formed once (forming it at each use cost more than the products)
     squared: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
     # V^T and (V**2)^T stored row-major: every product is then ``rows @ M.T`` with M row-major, the
@@ -27,27 +67,42 @@ class UpdateSpace:
     # that way, against 1.7-2 times as much as ``rows @ V``: benchmarks/analysis_kernels.py)
     rotation_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
     squared_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
+    local: LocalRotation | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
-        if self.rotation is not None:
-            squared = self.rotation.square()
-            object.__setattr__(self, "squared", squared)
+        if self.rotation is None:
+            return
+        squared = self.rotation.square()
+        object.__setattr__(self, "squared", squared)
+        if self.blocks is not None:
+            object.__setattr__(self, "local", LocalRotation.from_dense(self.rotation, self.blocks.to(squared.device)))
+        else:
             object.__setattr__(self, "rotation_t", self.rotation.T.contiguous())
             object.__setattr__(self, "squared_t", squared.T.contiguous())
 
     def to(self, device) -> "UpdateSpace":
-        return UpdateSpace(None if self.rotation is None else self.rotation.to(device))
+        if self.rotation is None:
+            return UpdateSpace()
+        return UpdateSpace(self.rotation.to(device), None if self.blocks is None else self.blocks.to(device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.local is not None:
+            return self.local._apply(z, self.local.rows, self.local.cols, self.local.mats)
         return z if self.rotation is None else z @ self.rotation_t.T
 
     def backward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.local is not None:
+            return self.local._apply(w, self.local.cols, self.local.rows, self.local.mats.transpose(1, 2))
         return w if self.rotation is None else w @ self.rotation.T
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
+        if self.local is not None:
+            return self.local._apply(var_z, self.local.rows, self.local.cols, self.local.squared)
         return var_z if self.rotation is None else var_z @ self.squared_t.T
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
+        if self.local is not None:
+            return self.local._apply(var_w, self.local.cols, self.local.rows, self.local.squared.transpose(1, 2))
         return var_w if self.rotation is None else var_w @ self.squared.T
 
 

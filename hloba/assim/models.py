@@ -126,7 +126,9 @@ def load_stream_models(inputs: StreamInputs, device: str = "auto", rotation: boo
     names = [c.name for c in channels]
     cal = _calibration(inputs.calibration, ae.cfg.n_latent, names)
     suffix = "_rotated" if rotation else ""
-    space = UpdateSpace(torch.as_tensor(cal["rotation"].values, dtype=torch.float32) if rotation else None)
+    space = UpdateSpace(torch.as_tensor(cal["rotation"].values, dtype=torch.float32),
+                        torch.as_tensor(cal["rotation_block"].values) if "rotation_block" in cal else None
+                        ) if rotation else UpdateSpace()
     clim = torch.as_tensor(cal[f"sigma_clim2{suffix}"].values, dtype=torch.float32)
     a, b = float(cal.attrs[f"hybrid_a{suffix}"]), float(cal.attrs[f"hybrid_b{suffix}"])
     s2_mean = space.forward_variance(torch.as_tensor(cal["s2_mean"].values, dtype=torch.float32)[None])[0]

@@ -10,7 +10,10 @@ Notation: truth ``x(t)``, latent truth ``z(t) = E(x(t))``; lagged members
   ``w = V^T z``; in ``w`` the static variance is ``L`` and the weights are fitted again. A year of
   6-hourly times is fewer samples than latent elements (1460 < 2048 by default), so ``C`` is
   shrunk toward its diagonal with the Schaefer-Strimmer intensity (estimated from the data)
-  before the eigendecomposition.
+  before the eigendecomposition. With ``rotation_cells = b`` the rotation is local: ``C`` is
+  eigendecomposed within each square of ``b x b`` latent cells (all latent channels) and ``V`` is
+  block-diagonal up to the order of its columns (modes sorted by variance over all blocks), which
+  the stream applies block by block (:class:`hloba.assim.cycle.UpdateSpace`).
 
 The decorrelation of ``e`` is reported before and after rotation on held-out times (the second
 half of the period; ``V`` is estimated on the first half) against the sampling floor.
@@ -54,6 +57,38 @@ def shrunk_covariance(e: torch.Tensor) -> tuple[torch.Tensor, float]:
     lam = min(max(var_r / off, 0.0), 1.0) if off > 0 else 1.0
     r_shrunk = (1 - lam) * r + lam * torch.eye(r.shape[0], dtype=r.dtype)
     return scale[:, None] * r_shrunk * scale[None, :], lam
+
+
+def cell_blocks(latent_shape: tuple[int, int, int], cells: int) -> torch.Tensor:
+    """Block index of each latent element (``(channel, y, x)`` flattened): squares of
+    ``cells x cells`` latent cells holding every channel, numbered row by row."""
+    c, h, w = latent_shape
+    if cells < 1 or h % cells or w % cells:
+        raise ValueError(f"ensemble.rotation_cells = {cells} must divide the latent grid {h} x {w}: "
+                         f"choose a divisor of both, or null for one rotation of the whole latent")
+    y, x = torch.meshgrid(torch.arange(h) // cells, torch.arange(w) // cells, indexing="ij")
+    return (y * (w // cells) + x).flatten().repeat(c)
+
+
+def eigenvectors(cov: torch.Tensor, blocks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (descending) and eigenvectors (columns) of ``cov``; with ``blocks`` (the block
+    of each element) of its diagonal blocks only: ``V`` is zero outside them, its columns sorted by
+    eigenvalue over all blocks."""
+    if blocks is None:
+        lam, vectors = torch.linalg.eigh(cov)
+    else:
+        lam = torch.empty(cov.shape[0], dtype=cov.dtype)
+        vectors = torch.zeros_like(cov)
+        start = 0
+        for b in torch.unique(blocks):
+            idx = torch.nonzero(blocks == b).flatten()
+            lam_b, v_b = torch.linalg.eigh(cov[idx][:, idx])
+            cols = torch.arange(start, start + len(idx))
+            lam[cols] = lam_b
+            vectors[idx[:, None], cols[None, :]] = v_b
+            start += len(idx)
+    order = torch.argsort(lam, descending=True)
+    return lam[order], vectors[:, order]
 
 
 def nnls_two(x1: np.ndarray, x2: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -134,8 +169,9 @@ def lead_rmse(model, x: torch.Tensor, times: pd.DatetimeIndex, max_lead: int, st
     return err, pers
 
 
-def calibrate(lagged: LaggedForecasts) -> dict:
-    """Static variance, hybrid weights, spread-error correlation, decorrelation and rotation."""
+def calibrate(lagged: LaggedForecasts, blocks: torch.Tensor | None = None) -> dict:
+    """Static variance, hybrid weights, spread-error correlation, decorrelation and rotation
+    (local to ``blocks``, the block of each latent element, when given: :func:`cell_blocks`)."""
     e = (lagged.members[:, 0] - lagged.z).double()  # background (lead-1) errors (T, n)
     e2 = e**2
     s2 = lagged.members.double().var(dim=1)  # (T, n), unbiased over K
@@ -144,17 +180,13 @@ def calibrate(lagged: LaggedForecasts) -> dict:
     corr = float(np.corrcoef(s2.numpy().ravel(), e2.numpy().ravel())[0, 1])
     half = len(e) // 2
     cov, _ = shrunk_covariance(e[:half])
-    eigenvalues, vectors = torch.linalg.eigh(cov)
-    order = torch.argsort(eigenvalues, descending=True)
-    vectors = vectors[:, order]
+    _, vectors = eigenvectors(cov, blocks)
     held_out = e[half:]
     before = latent_decorrelation(held_out)
     after = latent_decorrelation(held_out @ vectors)
     # the rotation used in cycling comes from the whole period; fit the weights in w coordinates
     cov_all, shrinkage = shrunk_covariance(e)
-    lam, v_all = torch.linalg.eigh(cov_all)
-    order = torch.argsort(lam, descending=True)
-    lam, v_all = lam[order].clamp(min=0), v_all[:, order]
+    _, v_all = eigenvectors(cov_all, blocks)
     ew2 = (e @ v_all) ** 2
     lam = ew2.mean(0)  # the realised static variance in w (equals L without shrinkage)
     sw2 = (lagged.members.double() @ v_all).var(dim=1)
@@ -172,6 +204,7 @@ def calibrate(lagged: LaggedForecasts) -> dict:
         "decorrelation_before": before,
         "decorrelation_after_rotation": after,
         "rotation": v_all.float(),
+        "rotation_block": None if blocks is None else blocks.clone(),
         "shrinkage": shrinkage,
         "sigma_clim2_rotated": lam.float(),
         "hybrid_a_rotated": a_w, "hybrid_b_rotated": b_w,

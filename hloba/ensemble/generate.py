@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from hloba import __version__
-from hloba.ensemble.calibration import calibrate, lagged_forecasts, lead_rmse
+from hloba.ensemble.calibration import calibrate, cell_blocks, lagged_forecasts, lead_rmse
 from hloba.forecast import ForecastSpec, check_forecast_model
 from hloba.io import write_netcdf
 from hloba.models.checkpoint import check_matches_data
@@ -39,10 +39,11 @@ def latent_encoder(ae, normalizer: Normalizer, batch: int = 64):
 
 def generate_lagged_ensemble(
     reference_paths, autoencoder_path, output_path, forecast: ForecastSpec, members: int = 4,
-    max_lead_days: float = 5.0, lead_starts: int = 40,
+    max_lead_days: float = 5.0, lead_starts: int = 40, rotation_cells: int | None = None,
     figures: dict | None = None, progress: bool = True,
 ) -> xr.Dataset:
     ae, payload = load_autoencoder(autoencoder_path)
+    blocks = None if rotation_cells is None else cell_blocks(ae.cfg.latent_shape, int(rotation_cells))
     normalizer = Normalizer.from_state(payload["normalizer"])
     x, times, channels, grid = load_years(reference_paths)
     check_matches_data(payload, channels, grid, autoencoder_path)
@@ -55,7 +56,7 @@ def generate_lagged_ensemble(
     log.info("lagged ensemble: %d times, K = %d members, forecast model %s", len(times), members,
              forecast.settings["model"])
     lagged = lagged_forecasts(model, encode, x, times, members, progress=progress)
-    cal = calibrate(lagged)
+    cal = calibrate(lagged, blocks)
     max_lead = int(round(pd.Timedelta(days=max_lead_days) / interval))
     starts = np.linspace(0, len(times) - max_lead - 1, lead_starts).astype(int)
     err, pers = lead_rmse(model, x, times, max_lead, starts, grid.area_weights())
@@ -75,7 +76,10 @@ def generate_lagged_ensemble(
 def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, forecast: dict, members: int) -> xr.Dataset:
     n = len(cal["sigma_clim2"])
     leads = (np.arange(1, err.shape[0] + 1) * interval / pd.Timedelta(hours=1)).astype(float)
-    flat = {}
+    flat, local = {}, {}
+    if cal.get("rotation_block") is not None:
+        local["rotation_block"] = ("latent", cal["rotation_block"].numpy().astype(np.int32),
+                                   {"long_name": "block of latent cells within which the rotation mixes elements"})
     for key in ("decorrelation_before", "decorrelation_after_rotation"):
         for k, v in cal[key].items():
             flat[f"{key}_{k}"] = v
@@ -93,6 +97,7 @@ def calibration_dataset(cal: dict, err, pers, interval, channels, valid_times, f
                                   {"long_name": "climatological variance of the encoded states in w = V^T z"}),
             "lead_rmse": (("lead_hours", "channel"), err, {"long_name": "area-weighted forecast RMSE, physical units"}),
             "persistence_rmse": (("lead_hours", "channel"), pers),
+            **local,
         },
         coords={"latent": np.arange(n), "mode": np.arange(n), "lead_hours": leads,
                 "channel": [c.name for c in channels]},
