@@ -56,6 +56,9 @@ def main() -> None:
     p.add_argument("--cells", type=int, nargs="+", default=[2, 4, 8])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=200)
+    p.add_argument("--rows", type=int, default=2,
+                   help="states rotated a cycle: the background and O2Lnet's estimate (the lagged members "
+                        "weigh nothing with the default cycling variance)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -66,7 +69,7 @@ def main() -> None:
     model = build_forecast_model(config["forecast"], channels, pd.Timedelta(times[1] - times[0]),
                                  world=config["world"].get("qg", {}))
     lagged = lagged_forecasts(model, latent_encoder(ae, normalizer), x, times, config["ensemble"]["members"])
-    n, rows = ae.cfg.n_latent, config["ensemble"]["members"] + 1
+    n, rows = ae.cfg.n_latent, args.rows
     print(f"latent {ae.cfg.latent_shape} = {n}; {len(lagged.times)} valid times; {rows} rows rotated per cycle")
     print(f"{'rotation':>12s} {'off-diag energy':>16s} {'floor':>7s} {'ms/cycle':>9s} {'dense ms':>9s}")
     for cells in [None, *args.cells]:

@@ -107,23 +107,30 @@ def test_observation_background_variance_converges_per_channel():
 
 
 def test_local_rotation_applied_block_by_block_equals_the_dense_products():
-    """A rotation zero outside blocks of latent elements (columns in any order) gives, block by
-    block, the dense products of all four maps; one that mixes two blocks is refused."""
-    blocks = torch.tensor([0, 1, 0, 1, 1, 0])
-    v = torch.zeros(6, 6, dtype=torch.float64)
-    cols = torch.tensor([[4, 0, 2], [1, 5, 3]])  # the modes of each block, interleaved
-    for b in range(2):
+    """A rotation zero outside blocks of latent elements (of unequal sizes, columns in any order)
+    gives, block by block, the dense products of all four maps; one that mixes two blocks is refused."""
+    blocks = torch.tensor([0, 1, 0, 1, 1, 0, 2, 1])  # blocks of 3, 4 and 1 elements
+    v = torch.zeros(8, 8, dtype=torch.float64)
+    modes = [[4, 0, 2], [1, 5, 3, 7], [6]]  # the modes of each block, interleaved
+    for b in range(3):
         rows = torch.nonzero(blocks == b).flatten()
-        v[rows[:, None], cols[b][None, :]] = _rotation(3, b)
+        v[rows[:, None], torch.tensor(modes[b])[None, :]] = _rotation(len(modes[b]), b)
     local, dense = UpdateSpace(v, blocks), UpdateSpace(v)
-    z = torch.randn(4, 6, dtype=torch.float64)
-    s = torch.rand(2, 6, dtype=torch.float64) + 0.1
+    z = torch.randn(4, 8, dtype=torch.float64)
+    s = torch.rand(2, 8, dtype=torch.float64) + 0.1
     torch.testing.assert_close(local.forward(z), z @ v)
     torch.testing.assert_close(local.backward(z), z @ v.T)
     torch.testing.assert_close(local.forward_variance(s), dense.forward_variance(s))
     torch.testing.assert_close(local.backward_variance(s), dense.backward_variance(s))
     torch.testing.assert_close(latent_variances(local, s, chunk=1), latent_variances(dense, s, chunk=1))
     assert local.to("cpu").local is not None
+    # O2Lnet's refinement learns through the rotation: the same gradients
+    grads = []
+    for space in (local, dense):
+        x = z.clone().requires_grad_(True)
+        space.backward(space.forward(x) * torch.arange(8.0, dtype=torch.float64)).square().sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])
     mixed = v.clone()
     mixed[0, 1] = 0.1  # element 0 (block 0) in a mode of block 1
     with pytest.raises(ValueError, match="not block-diagonal"):

@@ -187,8 +187,10 @@ def test_local_calibration_rotation_mixes_only_cells_of_one_block():
 
     blocks = cell_blocks((2, 4, 4), 2)
     assert blocks.tolist()[:8] == [0, 0, 1, 1, 0, 0, 1, 1] and blocks.tolist()[16:24] == blocks.tolist()[:8]
-    with pytest.raises(ValueError, match="rotation_cells = 3 must divide the latent grid 4 x 4"):
-        cell_blocks((2, 4, 4), 3)
+    ragged = cell_blocks((2, 5, 5), 2)  # squares of 2 x 2 cells, 1 x 2, 2 x 1 and 1 x 1 at the edges
+    assert torch.bincount(ragged).tolist() == [8, 8, 4, 8, 8, 4, 4, 4, 2]
+    with pytest.raises(ValueError, match="rotation_cells = 0"):
+        cell_blocks((2, 4, 4), 0)
     g = torch.Generator().manual_seed(1)
     t, k, n = 600, 3, 32
     truth = torch.randn(t, n, generator=g)

@@ -18,29 +18,43 @@ import torch
 @dataclass(frozen=True)
 class LocalRotation:
     """A rotation that mixes latent elements only within blocks: ``V[rows[b], cols[b]] = mats[b]``
-    and zero elsewhere (``rows``, ``cols``: ``(blocks, size)`` latent and mode indices)."""
+    and zero elsewhere (``rows``, ``cols``: ``(blocks, size)`` latent and mode indices). Blocks
+    smaller than the largest are padded with index ``n`` (a slot past the vector's end, read as 0
+    and dropped) and zero rows and columns of ``mats``."""
 
     rows: torch.Tensor
     cols: torch.Tensor
     mats: torch.Tensor
     squared: torch.Tensor
+    # the blocks transposed, stored contiguous for the maps back (a transposed view cost more)
+    mats_t: torch.Tensor = field(init=False, repr=False, compare=False)
+    squared_t: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mats_t", self.mats.transpose(1, 2).contiguous())
+        object.__setattr__(self, "squared_t", self.squared.transpose(1, 2).contiguous())
 
     @classmethod
     def from_dense(cls, rotation: torch.Tensor, blocks: torch.Tensor) -> "LocalRotation":
         """Its blocks from the dense ``V`` and the block of each latent element; an error where ``V``
-        mixes elements of two blocks or the blocks differ in size."""
-        rows, cols, claimed = [], [], torch.zeros(rotation.shape[1], dtype=torch.bool, device=rotation.device)
+        mixes elements of two blocks."""
+        n = rotation.shape[0]
+        parts, claimed = [], torch.zeros(rotation.shape[1], dtype=torch.bool, device=rotation.device)
         for b in torch.unique(blocks):
             r = torch.nonzero(blocks == b).flatten()
             c = torch.nonzero((rotation[r] != 0).any(0)).flatten()
-            if len(c) != len(r) or claimed[c].any() or (rows and len(r) != len(rows[0])):
-                raise ValueError("the calibration's rotation is not block-diagonal over its rotation_block "
-                                 "(or its blocks differ in size): rerun rule generate_lagged_ensemble")
+            if len(c) != len(r) or claimed[c].any():
+                raise ValueError("the calibration's rotation is not block-diagonal over its rotation_block: "
+                                 "rerun rule generate_lagged_ensemble")
             claimed[c] = True
-            rows.append(r)
-            cols.append(c)
-        rows, cols = torch.stack(rows), torch.stack(cols)
-        mats = rotation[rows[:, :, None], cols[:, None, :]]
+            parts.append((r, c))
+        size = max(len(r) for r, _ in parts)
+        rows = torch.full((len(parts), size), n, dtype=torch.long, device=rotation.device)
+        cols = rows.clone()
+        mats = torch.zeros(len(parts), size, size, dtype=rotation.dtype, device=rotation.device)
+        for b, (r, c) in enumerate(parts):
+            rows[b, : len(r)], cols[b, : len(c)] = r, c
+            mats[b, : len(r), : len(c)] = rotation[r[:, None], c[None, :]]
         return cls(rows, cols, mats, mats.square())
 
     def to(self, device) -> "LocalRotation":
@@ -48,9 +62,11 @@ class LocalRotation:
 
     @staticmethod
     def _apply(x: torch.Tensor, take: torch.Tensor, put: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(x)
-        out[:, put] = torch.bmm(x[:, take].transpose(0, 1), mats).transpose(0, 1).to(x.dtype)
-        return out
+        n = x.shape[1]
+        padded = torch.nn.functional.pad(x, (0, 1))  # slot n reads 0
+        out = x.new_empty(x.shape[0], n + 1)
+        out[:, put] = torch.bmm(padded[:, take].transpose(0, 1), mats).transpose(0, 1).to(x.dtype)
+        return out[:, :n]
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ class UpdateSpace:
 
     def backward(self, w: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(w, self.local.cols, self.local.rows, self.local.mats.transpose(1, 2))
+            return self.local._apply(w, self.local.cols, self.local.rows, self.local.mats_t)
         return w if self.rotation is None else w @ self.rotation.T
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
@@ -102,7 +118,7 @@ class UpdateSpace:
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(var_w, self.local.cols, self.local.rows, self.local.squared.transpose(1, 2))
+            return self.local._apply(var_w, self.local.cols, self.local.rows, self.local.squared_t)
         return var_w if self.rotation is None else var_w @ self.squared.T
 
 

@@ -61,13 +61,14 @@ def shrunk_covariance(e: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def cell_blocks(latent_shape: tuple[int, int, int], cells: int) -> torch.Tensor:
     """Block index of each latent element (``(channel, y, x)`` flattened): squares of
-    ``cells x cells`` latent cells holding every channel, numbered row by row."""
+    ``cells x cells`` latent cells holding every channel, numbered row by row (the last row and
+    column of squares smaller where ``cells`` does not divide the latent grid)."""
+    if cells < 1:
+        raise ValueError(f"ensemble.rotation_cells = {cells}: give a positive number of latent cells, "
+                         "or null for one rotation of the whole latent")
     c, h, w = latent_shape
-    if cells < 1 or h % cells or w % cells:
-        raise ValueError(f"ensemble.rotation_cells = {cells} must divide the latent grid {h} x {w}: "
-                         f"choose a divisor of both, or null for one rotation of the whole latent")
     y, x = torch.meshgrid(torch.arange(h) // cells, torch.arange(w) // cells, indexing="ij")
-    return (y * (w // cells) + x).flatten().repeat(c)
+    return (y * (-(-w // cells)) + x).flatten().repeat(c)
 
 
 def eigenvectors(cov: torch.Tensor, blocks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
