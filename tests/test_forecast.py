@@ -208,3 +208,16 @@ def test_local_calibration_rotation_mixes_only_cells_of_one_block():
     before = cal["decorrelation_before"]["off_diagonal_energy_fraction"]
     assert full["off_diagonal_energy_fraction"] < after["off_diagonal_energy_fraction"] < before
     assert float(lam[0]) >= float(lam[-1])
+    # the calibration file records the blocks, and the stream's update space applies them block by block
+    from hloba.assim.cycle import UpdateSpace
+    from hloba.channels import Channel
+    from hloba.ensemble.generate import calibration_dataset
+
+    err, times = np.ones((2, 1)), pd.date_range("2003", periods=t, freq="6h")
+    ds = calibration_dataset(cal, err, err, pd.Timedelta(hours=6), [Channel("temperature")], times, {"model": "qg"}, k)
+    assert ds["rotation_block"].values.tolist() == blocks.tolist()
+    assert "rotation_block" not in calibration_dataset(dense, err, err, pd.Timedelta(hours=6),
+                                                       [Channel("temperature")], times, {"model": "qg"}, k)
+    space = UpdateSpace(torch.as_tensor(ds["rotation"].values), torch.as_tensor(ds["rotation_block"].values))
+    assert space.local is not None
+    torch.testing.assert_close(space.forward(truth[:3]), truth[:3] @ torch.as_tensor(ds["rotation"].values))
