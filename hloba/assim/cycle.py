@@ -68,6 +68,18 @@ class LocalRotation:
         out[:, put] = torch.bmm(padded[:, take].transpose(0, 1), mats).transpose(0, 1).to(x.dtype)
         return out[:, :n]
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self._apply(z, self.rows, self.cols, self.mats)
+
+    def backward(self, w: torch.Tensor) -> torch.Tensor:
+        return self._apply(w, self.cols, self.rows, self.mats_t)
+
+    def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
+        return self._apply(var_z, self.rows, self.cols, self.squared)
+
+    def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
+        return self._apply(var_w, self.cols, self.rows, self.squared_t)
+
 
 @dataclass(frozen=True)
 class UpdateSpace:
@@ -76,7 +88,8 @@ class UpdateSpace:
 
     rotation: torch.Tensor | None = None  # (n, n), columns are modes
     blocks: torch.Tensor | None = None  # (n,): a local rotation (ensemble.rotation_cells)
-    # V**2, which maps variances, formed once (forming it at each use cost more than the products)
+    # V**2, which maps variances, formed once (forming it at each use cost more than the products);
+    # a local rotation keeps its blocks' squares instead
     squared: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
     # V^T and (V**2)^T stored row-major: every product is then ``rows @ M.T`` with M row-major, the
     # form BLAS serves fastest for a few rows (on 2 cores one to three rows cost as much as one row
@@ -88,13 +101,13 @@ class UpdateSpace:
     def __post_init__(self) -> None:
         if self.rotation is None:
             return
+        if self.blocks is not None:
+            object.__setattr__(self, "local", LocalRotation.from_dense(self.rotation, self.blocks.to(self.rotation.device)))
+            return
         squared = self.rotation.square()
         object.__setattr__(self, "squared", squared)
-        if self.blocks is not None:
-            object.__setattr__(self, "local", LocalRotation.from_dense(self.rotation, self.blocks.to(squared.device)))
-        else:
-            object.__setattr__(self, "rotation_t", self.rotation.T.contiguous())
-            object.__setattr__(self, "squared_t", squared.T.contiguous())
+        object.__setattr__(self, "rotation_t", self.rotation.T.contiguous())
+        object.__setattr__(self, "squared_t", squared.T.contiguous())
 
     def to(self, device) -> "UpdateSpace":
         if self.rotation is None:
@@ -103,22 +116,22 @@ class UpdateSpace:
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(z, self.local.rows, self.local.cols, self.local.mats)
+            return self.local.forward(z)
         return z if self.rotation is None else z @ self.rotation_t.T
 
     def backward(self, w: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(w, self.local.cols, self.local.rows, self.local.mats_t)
+            return self.local.backward(w)
         return w if self.rotation is None else w @ self.rotation.T
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(var_z, self.local.rows, self.local.cols, self.local.squared)
+            return self.local.forward_variance(var_z)
         return var_z if self.rotation is None else var_z @ self.squared_t.T
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
         if self.local is not None:
-            return self.local._apply(var_w, self.local.cols, self.local.rows, self.local.squared_t)
+            return self.local.backward_variance(var_w)
         return var_w if self.rotation is None else var_w @ self.squared.T
 
 
@@ -135,7 +148,7 @@ def latent_variances(space: UpdateSpace, update: torch.Tensor, chunk: int = 64) 
     if space.rotation is None:
         return update.clone()
     out = torch.empty_like(update)
-    dev, dtype = space.squared.device, space.squared.dtype
+    dev, dtype = space.rotation.device, space.rotation.dtype
     for start in range(0, update.shape[0], chunk):
         part = update[start:start + chunk]
         rows = torch.zeros(chunk, part.shape[1], device=dev, dtype=dtype)
