@@ -97,6 +97,22 @@ def tiny_world(request) -> dict:
     return pickle.loads((once_per_session(request.config, "tiny_world", simulate) / "world.pickle").read_bytes())
 
 
+@pytest.fixture(scope="session")
+def stream_factory(request) -> tuple:
+    """``(StreamInputs, {name: path})`` of :func:`hloba.testing.tiny_stream_inputs` (a tiny-world
+    year, its observations, untrained networks and calibration), built once per session (17 s) for
+    every module that runs in-process streams; pickled, so that every worker has the very objects.
+    Tests read its files and never write into its folder."""
+    import pickle
+
+    from hloba.testing import tiny_stream_inputs
+
+    def build(folder):
+        (folder / "inputs.pickle").write_bytes(pickle.dumps(tiny_stream_inputs(folder)))
+
+    return pickle.loads((once_per_session(request.config, "stream_factory", build) / "inputs.pickle").read_bytes())
+
+
 def _needs_tiny_pipeline(item) -> bool:
     return "tiny_pipeline" in item.fixturenames  # the closure: through tiny_models, tiny_stream...
 

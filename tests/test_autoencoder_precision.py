@@ -20,10 +20,8 @@ NATIVE = native_bfloat16(torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    from hloba.testing import tiny_stream_inputs
-
-    return tiny_stream_inputs(tmp_path_factory.mktemp("ae_precision"))[0]
+def inputs(stream_factory):
+    return stream_factory[0]
 
 
 def small_autoencoder() -> Autoencoder:

@@ -15,15 +15,14 @@ from hloba.forecast.emulator import EmulatorConfig, EmulatorForecast, EmulatorNe
 from hloba.forecast.qg import QGForecast, world_channels
 from hloba.normalization import Normalizer
 from hloba.testing import tiny_world_config
-from hloba.world.simulate import simulate_years
 
 SIX_HOURS = pd.Timedelta(hours=6)
 
 
 @pytest.fixture(scope="module")
-def world():
-    config = tiny_world_config(spinup_days=60)
-    (_, ds), = list(simulate_years(config, [2003], progress=False))
+def world(tiny_world):
+    """The session's tiny world (2002; :func:`hloba.testing.tiny_world_years`) and its configuration."""
+    config, ds = tiny_world_config(seed=3), tiny_world[2002]
     from hloba.channels import list_channels, stack_channels
 
     channels = list_channels(ds)

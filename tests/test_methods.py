@@ -18,10 +18,8 @@ DAYS = 3  # after 2 days of spin-up (8 cycles, before the observations' year)
 
 
 @pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    from hloba.testing import tiny_stream_inputs
-
-    return tiny_stream_inputs(tmp_path_factory.mktemp("factory"))
+def factory(stream_factory):
+    return stream_factory
 
 
 def _settings(method: str, **changes) -> StreamConfig:

@@ -16,10 +16,8 @@ CFG = StreamConfig(method="hloba", spinup_days=2, max_rejected_fraction=1.0, inf
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    from hloba.testing import tiny_stream_inputs
-
-    return tiny_stream_inputs(tmp_path_factory.mktemp("precision"))[0]
+def inputs(stream_factory):
+    return stream_factory[0]
 
 
 def test_the_setting_is_checked_and_auto_follows_the_hardware(inputs):

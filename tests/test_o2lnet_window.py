@@ -87,10 +87,8 @@ def test_the_window_reads_the_observations_the_stream_used_at_earlier_cycles():
 
 
 @pytest.fixture(scope="module")
-def windowed(tmp_path_factory):
-    from hloba.testing import tiny_stream_inputs
-
-    inputs, paths = tiny_stream_inputs(tmp_path_factory.mktemp("windowed"))
+def windowed(stream_factory, tmp_path_factory):
+    inputs, paths = stream_factory
     out = tmp_path_factory.mktemp("windowed_o2lnet")
     _, o2lnet = untrained_checkpoints(paths["reference"], paths["normalization"], out, slots=(-2, -1, 0))
     return inputs, replace(inputs, o2lnet=str(o2lnet)), paths

@@ -78,7 +78,9 @@ def test_world_precision_is_checked_and_recorded():
     assert WorldConfig().dtype == torch.float64
     with pytest.raises(ValueError, match=r"world.precision='float16' is not one of \['float32', 'float64'\]"):
         WorldConfig(precision="float16")
-    config = WorldConfig(qg=QGParams(nx=16, ny=16, dt_minutes=120.0), spinup_days=0.0, precision="float32")
+    # a coarse step and twice-daily output (test_world_chains.py's): three whole years in seconds
+    config = WorldConfig(qg=QGParams(nx=16, ny=16, dt_minutes=240.0), spinup_days=0.0, output_interval_hours=12.0,
+                         precision="float32")
     one = simulate_years(config, [2001], progress=False)
     year, ds = next(one)
     assert year == 2001 and ds.attrs["world_precision"] == "float32"
