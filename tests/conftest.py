@@ -11,6 +11,11 @@ import pytest
 # from everything else in CI. The same training beside four busy processes: 242 s of wall time and 153
 # s of user time spinning, 40 s and 16 s sleeping, the same weights (validation loss 0.02221 both).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numpy's OpenBLAS on one thread in the tests' own processes, as torch (below), set before numpy loads
+# (it sizes its pool then). Its second thread spun after each product, beside the other worker: four
+# modules and the tiny pipeline took 289 s of user time with one thread against 325 with two (191 s
+# of wall time against 220). Pipeline jobs are unaffected: Snakemake sets it to each job's threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
