@@ -82,32 +82,58 @@ class LocalRotation:
 
 
 @dataclass(frozen=True)
-class UpdateSpace:
-    """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``; with ``blocks`` (the
-    block of each latent element, ``V`` zero outside the blocks) applied block by block."""
+class DenseRotation:
+    """The rotation ``V`` of the whole latent (columns are modes). ``V**2``, which maps variances, is
+    formed once (forming it at each use cost more than the products); ``V^T`` and ``(V**2)^T`` are
+    stored row-major: every product is then ``rows @ M.T`` with M row-major, the form BLAS serves
+    fastest for a few rows (on 2 cores one to three rows cost as much as one row that way, against
+    1.7-2 times as much as ``rows @ V``: benchmarks/analysis_kernels.py)."""
 
-    rotation: torch.Tensor | None = None  # (n, n), columns are modes
-    blocks: torch.Tensor | None = None  # (n,): a local rotation (ensemble.rotation_cells)
-    # V**2, which maps variances, formed once (forming it at each use cost more than the products);
-    # a local rotation keeps its blocks' squares instead
-    squared: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
-    # V^T and (V**2)^T stored row-major: every product is then ``rows @ M.T`` with M row-major, the
-    # form BLAS serves fastest for a few rows (on 2 cores one to three rows cost as much as one row
-    # that way, against 1.7-2 times as much as ``rows @ V``: benchmarks/analysis_kernels.py)
-    rotation_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
-    squared_t: torch.Tensor | None = field(init=False, repr=False, compare=False, default=None)
-    local: LocalRotation | None = field(init=False, repr=False, compare=False, default=None)
+    rotation: torch.Tensor
+    squared: torch.Tensor = field(init=False, repr=False, compare=False)
+    rotation_t: torch.Tensor = field(init=False, repr=False, compare=False)
+    squared_t: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.rotation is None:
-            return
-        if self.blocks is not None:
-            object.__setattr__(self, "local", LocalRotation.from_dense(self.rotation, self.blocks.to(self.rotation.device)))
-            return
         squared = self.rotation.square()
         object.__setattr__(self, "squared", squared)
         object.__setattr__(self, "rotation_t", self.rotation.T.contiguous())
         object.__setattr__(self, "squared_t", squared.T.contiguous())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.rotation_t.T
+
+    def backward(self, w: torch.Tensor) -> torch.Tensor:
+        return w @ self.rotation.T
+
+    def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
+        return var_z @ self.squared_t.T
+
+    def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
+        return var_w @ self.squared.T
+
+
+@dataclass(frozen=True)
+class UpdateSpace:
+    """Identity (``rotation is None``) or the orthogonal rotation ``w = V^T z``: applied whole
+    (:class:`DenseRotation`), or with ``blocks`` (the block of each latent element, ``V`` zero
+    outside the blocks) block by block (:class:`LocalRotation`)."""
+
+    rotation: torch.Tensor | None = None  # (n, n), columns are modes
+    blocks: torch.Tensor | None = None  # (n,): a local rotation (ensemble.rotation_cells)
+    maps: DenseRotation | LocalRotation | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.rotation is None:
+            return
+        maps = DenseRotation(self.rotation) if self.blocks is None else \
+            LocalRotation.from_dense(self.rotation, self.blocks.to(self.rotation.device))
+        object.__setattr__(self, "maps", maps)
+
+    @property
+    def local(self) -> LocalRotation | None:
+        """The block-by-block rotation, where the calibration has one."""
+        return self.maps if isinstance(self.maps, LocalRotation) else None
 
     def to(self, device) -> "UpdateSpace":
         if self.rotation is None:
@@ -115,24 +141,16 @@ class UpdateSpace:
         return UpdateSpace(self.rotation.to(device), None if self.blocks is None else self.blocks.to(device))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if self.local is not None:
-            return self.local.forward(z)
-        return z if self.rotation is None else z @ self.rotation_t.T
+        return z if self.maps is None else self.maps.forward(z)
 
     def backward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.local is not None:
-            return self.local.backward(w)
-        return w if self.rotation is None else w @ self.rotation.T
+        return w if self.maps is None else self.maps.backward(w)
 
     def forward_variance(self, var_z: torch.Tensor) -> torch.Tensor:
-        if self.local is not None:
-            return self.local.forward_variance(var_z)
-        return var_z if self.rotation is None else var_z @ self.squared_t.T
+        return var_z if self.maps is None else self.maps.forward_variance(var_z)
 
     def backward_variance(self, var_w: torch.Tensor) -> torch.Tensor:
-        if self.local is not None:
-            return self.local.backward_variance(var_w)
-        return var_w if self.rotation is None else var_w @ self.squared.T
+        return var_w if self.maps is None else self.maps.backward_variance(var_w)
 
 
 def latent_variances(space: UpdateSpace, update: torch.Tensor, chunk: int = 64) -> torch.Tensor:
