@@ -5,7 +5,8 @@ and with ``--fraction`` of the observations withheld (``evaluation.withhold``), 
 models of a finished run (``results/``), and prints per method and variable the RMSE of the
 background and of the analysis against the withheld observations (their ratio with a 95 % interval
 from resampling whole days: ``hloba.verify.evaluate.withheld_ratio_interval``), and per method and
-channel the scorecard RMSE (against the truth) with and without withholding. Default world: about twice the
+channel the scorecard RMSE (against the truth) with and without withholding, and per method its
+mean over the channels (the scorecard's summary row) with and without. Default world: about twice the
 comparison's time (latent 4D-Var dominates; ``--methods hloba,oi,l3dvar,free`` is quicker).
 
     .venv/bin/python scripts/check_withheld.py [--configfile config/test.yaml] [--fraction 0.1]
@@ -92,6 +93,10 @@ def main() -> None:
     both["change"] = both["rmse_withheld"] / both["rmse"] - 1
     print("\nscorecard RMSE (anomaly std) without and with withholding:")
     print(both[["method", "channel", "rmse_normalised", "rmse_normalised_withheld", "change"]].round(4).to_string(index=False))
+    mean = both.groupby("method")[["rmse_normalised", "rmse_normalised_withheld"]].mean()
+    mean["change"] = mean["rmse_normalised_withheld"] / mean["rmse_normalised"] - 1
+    print("\nscorecard RMSE averaged over the channels (the README's scorecard row) without and with withholding:")
+    print(mean.round(4).to_string())
     print(f"\nanalysis beats background on withheld observations in every variable and method: "
           f"{beats}; largest scorecard change "
           f"{both['change'].abs().max():.1%}; per method: "
