@@ -46,7 +46,7 @@ from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
-LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights")
+LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights", "thin_by")
 TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "average_decay",
             "precision")
 

@@ -361,6 +361,49 @@ def test_a_batch_gathers_and_thins_each_cycle_as_a_cycle_by_cycle_draw_would():
     assert torch.equal(whole[4], obs.value[torch.tensor([9, 10, 11, 12, 3, 4, 5, 6, 7, 3, 4, 5, 6, 7, 0, 1, 2])])
 
 
+def test_thinning_by_station_keeps_or_drops_a_station_in_the_whole_window():
+    """``o2lnet.thin_by: station``: each network's grid cell is in every slot and channel of a
+    sample's window or in none (as a withheld station is), in the share the draw asks for;
+    ``value`` thins each value on its own, so a station is almost never gone from a whole window."""
+    import pandas as pd
+
+    from hloba.models.train_o2lnet import O2LnetTraining
+    from hloba.obs.gridded import GriddedObservations, window_observations
+
+    ny, nx, n_cycles = 6, 7, 4
+    rows, cols = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+    # every cycle: both networks report two channels at every cell (a station per cell and network);
+    # each value is its network's number, so that what is kept tells its network
+    row, col = rows.flatten().repeat(4), cols.flatten().repeat(4)
+    network = torch.arange(2).repeat_interleave(2 * ny * nx)
+    channel = torch.arange(2).repeat_interleave(ny * nx).repeat(2)
+    n = len(row)
+    obs = GriddedObservations(pd.date_range("2001-01-01", periods=n_cycles, freq="6h"), torch.arange(n_cycles + 1) * n,
+                              channel.repeat(n_cycles), row.repeat(n_cycles), col.repeat(n_cycles),
+                              network.float().repeat(n_cycles), network.repeat(n_cycles), ["radiosonde", "surface"])
+    share = torch.tensor([[0.5, 1.0], [0.0, 0.8]])  # per sample and network
+    cycles, slots = torch.tensor([1, 2]), (-1, 0, 1)
+
+    def per_station(kept):  # values kept per sample, network and cell
+        sample, _, r, c, value = kept
+        counts = torch.zeros(2, 2, ny, nx, dtype=torch.long)
+        counts.index_put_((sample, value.long(), r, c), torch.ones_like(sample), accumulate=True)
+        return counts
+
+    g = torch.Generator().manual_seed(0)
+    cells = torch.rand(2, 2, ny, nx, generator=g) < share[:, :, None, None]
+    seen = per_station(window_observations(obs, cycles, slots, 2, keep_cells=cells))
+    assert set(seen.unique().tolist()) == {0, 6} and torch.equal(seen == 6, cells)  # 3 slots x 2 channels
+    assert seen[1, 0].sum() == 0 and (seen[0, 1] == 6).all()  # share 0: the network gone; 1: whole
+    assert 0.3 < cells[0, 0].float().mean() < 0.7 and 0.6 < cells[1, 1].float().mean() < 0.95
+    # thinned value by value at the same share, nearly every station stays in the window somewhere
+    by_value = per_station(window_observations(obs, cycles, slots, 2, share, g))
+    assert (by_value[0, 0] > 0).float().mean() > 0.9 and (by_value[0, 0] < 6).any()
+    assert O2LnetTraining().thin_by == "station"
+    with pytest.raises(ValueError, match="o2lnet.thin_by='cell': use one of"):
+        O2LnetTraining(thin_by="cell")
+
+
 def test_gaussian_nll_is_minimised_by_the_true_variance():
     g = torch.Generator().manual_seed(0)
     err = 0.7 * torch.randn(20000, generator=g)

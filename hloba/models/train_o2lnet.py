@@ -3,8 +3,9 @@
 Targets: ``z_t = E(x_t)`` of the reference states through the frozen encoder; the decoder term
 uses the frozen decoder. Each training sample thins every network at random (keep probability
 uniform in ``[min_keep, 1]``, whole network dropped with probability ``network_dropout``), so the
-network copes with missing stations. The report holds, on the validation years with the full
-networks: RMSE of ``D(z_o)`` per channel against the climatology's RMSE, the calibration
+network copes with missing stations: value by value (``thin_by: value``) or by station, a grid cell
+of a network kept or dropped for the whole window (``thin_by: station``). The report holds, on the
+validation years with the full networks: RMSE of ``D(z_o)`` per channel against the climatology's RMSE, the calibration
 ``mean((z_o - z_t)^2 / sigma_o2)``, and the static fallback variance (stored in the checkpoint).
 """
 
@@ -42,12 +43,20 @@ from hloba.obs.schema import load_observations
 log = logging.getLogger(__name__)
 
 
+THIN_BY = ("value", "station")
+
+
 @dataclass(frozen=True)
 class O2LnetTraining:
     decoder_weight: float = 1.0
     min_keep: float = 0.7  # 0.3 before 2026-12-05: docs/latent-space.md, "O2Lnet's networks in training"
     network_dropout: float = 0.1
     channel_weights: dict = field(default_factory=dict)  # channel or variable name -> weight in the decoder term
+    thin_by: str = "station"  # a grid cell of a network, the whole window (value: each observed value on its own)
+
+    def __post_init__(self):
+        if self.thin_by not in THIN_BY:
+            raise ValueError(f"o2lnet.thin_by={self.thin_by!r}: use one of {THIN_BY}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +88,11 @@ def _prepare(ref_paths, obs_paths, normalizer, channels, grid, platforms=None):
 
 
 def predict(model: O2Lnet, obs: GriddedObservations, cycles, n_channels, ny, nx, device, keep_prob=None,
-            generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """O2Lnet's estimate at ``cycles`` from the observations of its slots (a window of cycles)."""
+            generator=None, keep_cells=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """O2Lnet's estimate at ``cycles`` from the observations of its slots (a window of cycles),
+    thinned as :func:`hloba.obs.gridded.window_observations` thins."""
     slots = model.cfg.slots
-    sample, ch, row, col, val = window_observations(obs, cycles, slots, n_channels, keep_prob, generator)
+    sample, ch, row, col, val = window_observations(obs, cycles, slots, n_channels, keep_prob, generator, keep_cells)
     rendered = render_observations(sample, ch, row, col, val, len(cycles), n_channels * len(slots), ny, nx)
     return model(rendered.to(device))
 
@@ -145,7 +155,11 @@ def train_o2lnet(
     def batch_loss(idx, generator):
         keep = options.min_keep + (1 - options.min_keep) * torch.rand(len(idx), n_platforms, generator=generator)
         keep = keep * (torch.rand(len(idx), n_platforms, generator=generator) >= options.network_dropout)
-        z_o, logvar = predict(model, obs_train, idx, n_ch, ny, nx, device, keep, generator)
+        if options.thin_by == "station":  # each cell of a network in the whole window, or in none of it
+            cells = torch.rand(len(idx), n_platforms, ny, nx, generator=generator) < keep[:, :, None, None]
+            z_o, logvar = predict(model, obs_train, idx, n_ch, ny, nx, device, keep_cells=cells)
+        else:
+            z_o, logvar = predict(model, obs_train, idx, n_ch, ny, nx, device, keep, generator)
         loss = gaussian_nll(z_train[idx].to(device), z_o, logvar)
         if options.decoder_weight:
             loss = loss + decoder_term(z_o, x_train[idx])

@@ -111,11 +111,14 @@ def grid_observations(df: pd.DataFrame, cycle_times: pd.DatetimeIndex, grid: Gri
 
 
 def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None):
+                       generator: torch.Generator | None = None, keep_cells: torch.Tensor | None = None):
     """Concatenate the observations of ``cycles`` with their sample index, optionally thinned.
 
     ``keep_prob: (len(cycles), n_platforms)`` is the probability of keeping each observation of a
-    platform in a sample (random thinning of the networks). Returns ``sample, channel, row, col, value``.
+    platform in a sample (random thinning of the networks, value by value). ``keep_cells:
+    (len(cycles), n_platforms, ny, nx)`` (bool) keeps a platform's observations in the grid cells it
+    marks and drops the rest (thinning by station: a fixed station's values share a cell). Returns
+    ``sample, channel, row, col, value``.
 
     The rows of all cycles are gathered at once; the thinning draws one uniform number per row in
     the order of the cycles, as drawing cycle by cycle would (the same numbers from ``generator``).
@@ -130,16 +133,21 @@ def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor
         p = keep_prob[sample, obs.network[rows].clamp(min=0)]
         keep = torch.rand(len(rows), generator=generator) < p
         sample, rows = sample[keep], rows[keep]
+    if keep_cells is not None:
+        keep = keep_cells[sample, obs.network[rows].clamp(min=0).long(), obs.row[rows].long(), obs.col[rows].long()]
+        sample, rows = sample[keep], rows[keep]
     return sample, obs.channel[rows], obs.row[rows], obs.col[rows], obs.value[rows]
 
 
 def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int,
-                        keep_prob: torch.Tensor | None = None, generator: torch.Generator | None = None):
+                        keep_prob: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                        keep_cells: torch.Tensor | None = None):
     """The observations of a window of cycles per sample: slot ``j`` (cycle ``k + slots[j]``) gets
     channels ``j * n_channels + channel``; cycles outside ``obs``, or of another run than the sample's
     (``obs.runs``: at a boundary between the built-in world's runs), contribute nothing. Returns
     ``sample, channel, row, col, value`` as :func:`batch_observations` (render with
-    ``n_channels * len(slots)`` channels)."""
+    ``n_channels * len(slots)`` channels); ``keep_cells`` thins every slot of a sample alike (a
+    station is in the whole window or in none of it)."""
     cycles = torch.as_tensor(cycles, dtype=torch.long).reshape(-1)
     parts = []
     for j, offset in enumerate(slots):
@@ -150,7 +158,8 @@ def window_observations(obs: GriddedObservations, cycles, slots, n_channels: int
         if not bool(valid.any()):
             continue
         kp = None if keep_prob is None else keep_prob[valid]
-        sample, ch, row, col, val = batch_observations(obs, target[valid], kp, generator)
+        kc = None if keep_cells is None else keep_cells[valid]
+        sample, ch, row, col, val = batch_observations(obs, target[valid], kp, generator, kc)
         parts.append((torch.nonzero(valid).flatten()[sample], ch + j * n_channels, row, col, val))
     if not parts:
         empty = torch.zeros(0, dtype=torch.long)
