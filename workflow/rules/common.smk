@@ -142,7 +142,13 @@ TRAINING_KEYS = (
     "warmup_epochs",
     "average_decay",
 )
-O2LNET_LOSS_KEYS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights", "thin_by")
+O2LNET_LOSS_KEYS = (
+    "decoder_weight",
+    "min_keep",
+    "network_dropout",
+    "channel_weights",
+    "thin_by",
+)
 
 
 def network_architecture(name):
