@@ -5,8 +5,9 @@ uses the frozen decoder. Each training sample thins every network at random (kee
 uniform in ``[min_keep, 1]``, whole network dropped with probability ``network_dropout``), so the
 network copes with missing stations: value by value (``thin_by: value``) or by station, a grid cell
 of a network kept or dropped for the whole window (``thin_by: station``). The report holds, on the
-validation years with the full networks: RMSE of ``D(z_o)`` per channel against the climatology's RMSE, the calibration
-``mean((z_o - z_t)^2 / sigma_o2)``, and the static fallback variance (stored in the checkpoint).
+validation years with the full networks: RMSE of ``D(z_o)`` per channel against the climatology's
+RMSE, the calibration ``mean((z_o - z_t)^2 / sigma_o2)``, and the static fallback variance (stored
+in the checkpoint).
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def batch_observations(obs: GriddedObservations, cycles, keep_prob: torch.Tensor
         keep = torch.rand(len(rows), generator=generator) < p
         sample, rows = sample[keep], rows[keep]
     if keep_cells is not None:
-        keep = keep_cells[sample, obs.network[rows].clamp(min=0).long(), obs.row[rows].long(), obs.col[rows].long()]
+        keep = keep_cells[sample, obs.network[rows].clamp(min=0), obs.row[rows], obs.col[rows]]
         sample, rows = sample[keep], rows[keep]
     return sample, obs.channel[rows], obs.row[rows], obs.col[rows], obs.value[rows]
 
