@@ -99,16 +99,46 @@ def once_per_session(config, name: str, make) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_world(request) -> dict:
-    """``{2001, 2002: dataset}`` of the tiny world in memory, simulated once per session (tests
-    derive files from it and never modify it); pickled, so that every worker has the very objects."""
+    """``{2001, 2002: dataset}`` of the tiny world in memory, made once per session (tests derive
+    files from it and never modify it): the session's tiny pipeline's reference years when it runs
+    (its rule make_world writes them in its first seconds), else simulated here; pickled, so that
+    every worker has the very objects."""
     import pickle
 
     from hloba.testing import tiny_world_years
 
     def simulate(folder):
-        (folder / "world.pickle").write_bytes(pickle.dumps(tiny_world_years((2001, 2002))))
+        world = _pipeline_world(request.config, (2001, 2002)) or tiny_world_years((2001, 2002))
+        (folder / "world.pickle").write_bytes(pickle.dumps(world))
 
     return pickle.loads((once_per_session(request.config, "tiny_world", simulate) / "world.pickle").read_bytes())
+
+
+def _pipeline_world(config, years, seed: int = 3) -> dict | None:
+    """The years of :func:`hloba.testing.tiny_world_years` as the session's tiny pipeline wrote them
+    (config/test.yaml's world), loaded; None when this session runs no tiny pipeline, when it stops
+    before writing them, or when its world is not that one (config/test.yaml changed)."""
+    import time
+    from dataclasses import replace
+
+    import xarray as xr
+
+    from hloba.testing import tiny_world_config
+    from hloba.world.simulate import WorldConfig
+
+    if not getattr(config, "_hloba_tiny_pipeline", False):
+        return None
+    work = _shared_tmp(config) / "tiny_pipeline"
+    paths = [work / f"results/reference/{year}.nc" for year in years]
+    deadline = time.monotonic() + 300
+    while not all(p.exists() for p in paths):  # written atomically: complete once there
+        if (work / _RC).exists() or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+    pipeline = WorldConfig.from_dict(merged_config(work, "config/test.yaml")["world"])
+    world = {year: xr.load_dataset(p).drop_encoding() for year, p in zip(years, paths)}  # as simulated
+    same = replace(pipeline, max_chains=1) == tiny_world_config(seed=seed)
+    return world if same and all(ds.attrs["world_chain"] == 0 for ds in world.values()) else None
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +189,8 @@ def pytest_collection_modifyitems(session, config, items):
     # stable: the rest keep their order. Within each part the modules with end-to-end runs (marked
     # slow) go first, so that the two workers end together, not one with a long module left.
     items[:] = sorted(items, key=lambda item: (_module(item) in waiting, _module(item) not in slow))
-    if waiting and not config.option.collectonly and _xdist_worker() in (None, "gw0"):
+    config._hloba_tiny_pipeline = bool(waiting) and not config.option.collectonly  # every worker alike
+    if config._hloba_tiny_pipeline and _xdist_worker() in (None, "gw0"):
         _start_tiny_pipeline(_shared_tmp(config) / "tiny_pipeline")
 
 

@@ -25,7 +25,7 @@ def test_help_lists_the_stages(capsys):
 def test_make_world_and_normalization_by_hand(tmp_path, monkeypatch):
     keep_mkl_branch(monkeypatch)  # make-world sets it in this (the tests') process
     rc = main(["make-world", "--years", "2001", "--out-dir", str(tmp_path), "--spinup-days", "5",
-               "--set", "nx=16", "--set", "ny=16", "--set", "dt_minutes=120", "--chain", "1"])
+               "--set", "nx=16", "--set", "ny=16", "--set", "dt_minutes=360", "--chain", "1"])
     assert rc == 0
     with xr.open_dataset(tmp_path / "2001.nc") as ds:
         assert ds.sizes["latitude"] == 16

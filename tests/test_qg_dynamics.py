@@ -121,12 +121,20 @@ def equation_tendency(model: QGModel, sh: torch.Tensor, u1: torch.Tensor, u2: to
     return torch.cat((dq, dh), dim=1) * model.dealias
 
 
-def test_the_tendency_is_the_equations():
+@pytest.fixture(scope="module")
+def developed() -> torch.Tensor:
+    """Three members of the default world 20 days after broadband noise: a developed turbulent state
+    with humidity, spun up once for the tests below that need one."""
+    model = QGModel(QGParams())
+    state = model(random_initial_state(model.params, 3, torch.Generator().manual_seed(3)), 0.0, 48 * 20)
+    assert bool((state[:, 2].abs().amax(dim=(-2, -1)) > 1e-4).all())  # each member's humidity has developed
+    return state
+
+
+def test_the_tendency_is_the_equations(developed):
     """The grid-flux tendency (fluxes in divergence form, linear terms through the grid) equals the
     advective form evaluated term by term, on a developed turbulent state with humidity."""
-    model = QGModel(QGParams())
-    state = model(random_initial_state(model.params, 2, torch.Generator().manual_seed(3)), 0.0, 48 * 20)
-    assert float(state[:, 2].abs().max()) > 1e-4  # humidity has developed
+    model, state = QGModel(QGParams()), developed[:2]
     sh = model.to_spectral(state) * model.dealias
     u1, u2 = torch.tensor([9.0, 6.0], dtype=torch.float64), torch.tensor([0.5, -1.0], dtype=torch.float64)
     expected = equation_tendency(model, sh, u1, u2)
@@ -134,12 +142,12 @@ def test_the_tendency_is_the_equations():
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-10
 
 
-def test_float32_tendency_is_the_float64_one():
+def test_float32_tendency_is_the_float64_one(developed):
     """The world can step in float32 (world.precision): its tendency is the float64 one to single
     precision on a developed state with humidity."""
     params = QGParams()
     model64, model32 = QGModel(params), QGModel(params, dtype=torch.float32)
-    state = model64(random_initial_state(params, 1, torch.Generator().manual_seed(4)), 0.0, 48 * 10)
+    state = developed[:1]
     u1, u2 = torch.tensor([8.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)
     t64 = model64.tendency(model64.to_spectral(state) * model64.dealias, u1, u2)
     t32 = model32.tendency(model32.to_spectral(state.float()) * model32.dealias, u1, u2)
@@ -147,11 +155,10 @@ def test_float32_tendency_is_the_float64_one():
     assert float((t32.to(torch.complex128) - t64).abs().max() / t64.abs().max()) < 1e-5
 
 
-def test_members_on_different_days_step_as_if_alone():
+def test_members_on_different_days_step_as_if_alone(developed):
     """step_spectral takes one day of year per member (the forecast model's lagged members): each
     member of the batch evolves exactly as it does alone with its own day."""
-    model = QGModel(QGParams())
-    state = model(random_initial_state(model.params, 3, torch.Generator().manual_seed(5)), 0.0, 48 * 5)
+    model, state = QGModel(QGParams()), developed
     days = torch.tensor([10.0, 100.0, 200.0], dtype=torch.float64)
     together = model(state, days, 12)
     for i, day in enumerate(days.tolist()):
@@ -161,13 +168,13 @@ def test_members_on_different_days_step_as_if_alone():
     assert float((model(state[:1], 200.0, 12) - together[:1]).abs().max()) > 1e-6 * float(together.abs().max())
 
 
-def test_pocketfft_transforms_step_the_same_equations():
+def test_pocketfft_transforms_step_the_same_equations(developed):
     """world.transforms: pocketfft (numpy's FFTs, the broadcast sum for the linear sources) gives
     torch's tendency to rounding on a developed state with humidity, and its step; it refuses a GPU
     tensor or one under autograd with the way out."""
     params = QGParams()
     model, portable = QGModel(params), QGModel(params, transforms="pocketfft")
-    state = model(random_initial_state(params, 2, torch.Generator().manual_seed(6)), 0.0, 48 * 10)
+    state = developed[:2]
     sh = model.to_spectral(state) * model.dealias
     assert float((portable.to_spectral(state) * model.dealias - sh).abs().max() / sh.abs().max()) < 1e-14
     u1, u2 = torch.tensor([9.0, 6.0], dtype=torch.float64), torch.tensor([0.5, -1.0], dtype=torch.float64)

@@ -14,11 +14,15 @@ from hloba.world.qg import QGModel, random_initial_state
 from hloba.world.reference import write_reference_years
 
 
+# the tiny world at one step per 6-hourly output: the files' layout, not its weather, is the subject
+# here (half the time of the tiny world's 120-minute step: a third of the steps)
+FILE_WORLD = tiny_world_config(dt_minutes=360.0)
+
+
 @pytest.fixture(scope="module")
 def reference_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
-    config = tiny_world_config()
-    write_reference_years(config, {2003: out / "2003.nc", 2004: out / "2004.nc"}, progress=False)
+    write_reference_years(FILE_WORLD, {2003: out / "2003.nc", 2004: out / "2004.nc"}, progress=False)
     return out
 
 
@@ -94,6 +98,6 @@ def test_write_is_atomic_and_leaves_no_partial_file(tmp_path):
 def test_same_seed_same_bytes(reference_dir, tmp_path):
     """The same configuration writes the same file again, whether or not later years are asked for
     (the module's files were written as 2003 and 2004 together)."""
-    write_reference_years(tiny_world_config(), {2003: tmp_path / "2003.nc"}, progress=False)
+    write_reference_years(FILE_WORLD, {2003: tmp_path / "2003.nc"}, progress=False)
     with xr.open_dataset(tmp_path / "2003.nc") as a, xr.open_dataset(reference_dir / "2003.nc") as b:
         xr.testing.assert_identical(a, b)

@@ -78,7 +78,7 @@ def test_bad_split_requests_name_the_setting():
 
 
 def test_each_chain_is_its_own_reproducible_run():
-    config = WorldConfig(qg=QGParams(nx=16, ny=16, dt_minutes=240.0), spinup_days=20.0, seed=5,
+    config = WorldConfig(qg=QGParams(nx=16, ny=16, dt_minutes=360.0), spinup_days=20.0, seed=5,
                          output_interval_hours=12.0, max_chains=2)
 
     def run(years, chain):
