@@ -31,12 +31,34 @@ from hloba.verify.evaluate import pooled_withheld, withheld_ratio_interval, with
 from hloba.verify.settings import ComparisonSettings, variant_inputs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def withholding_parser(description: str) -> argparse.ArgumentParser:
+    """The options of every withholding check: the config overlay, the finished run, the draw."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--configfile", default=None, help="overlay merged over config.yaml (as snakemake --configfile)")
     parser.add_argument("--results", default="results")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def print_scorecard_changes(cards: dict, fraction: float) -> None:
+    """Per method and channel the scorecard RMSE without (``cards[0.0]``) and with
+    (``cards[fraction]``) withholding and its change, per method their means over the channels (the
+    README's scorecard row) and the largest channel's change."""
+    both = cards[0.0].merge(cards[fraction], on=["method", "channel"], suffixes=("", "_withheld"))
+    both["change"] = both["rmse_withheld"] / both["rmse"] - 1
+    print("\nscorecard RMSE (anomaly std) without and with withholding:")
+    print(both[["method", "channel", "rmse_normalised", "rmse_normalised_withheld", "change"]].round(4).to_string(index=False))
+    mean = both.groupby("method")[["rmse_normalised", "rmse_normalised_withheld"]].mean()
+    mean["change"] = mean["rmse_normalised_withheld"] / mean["rmse_normalised"] - 1
+    print("\nscorecard RMSE averaged over the channels (the README's scorecard row) without and with withholding:")
+    print(mean.round(4).to_string())
+    print(f"\nlargest scorecard change {both['change'].abs().max():.1%}; per method: " + ", ".join(
+        f"{m} {c:.1%}" for m, c in both.groupby("method")["change"].apply(lambda x: x.abs().max()).items()))
+
+
+def main() -> None:
+    parser = withholding_parser(__doc__.splitlines()[0])
     parser.add_argument("--methods", default=None, help="comma-separated; default comparison.methods")
     parser.add_argument("--withheld-only", action="store_true",
                         help="only the run with withholding: the withheld-observation table, no scorecard change")
@@ -89,18 +111,8 @@ def main() -> None:
     if args.withheld_only:
         print(f"\nanalysis beats background on withheld observations in every variable and method: {beats}")
         return
-    both = cards[0.0].merge(cards[args.fraction], on=["method", "channel"], suffixes=("", "_withheld"))
-    both["change"] = both["rmse_withheld"] / both["rmse"] - 1
-    print("\nscorecard RMSE (anomaly std) without and with withholding:")
-    print(both[["method", "channel", "rmse_normalised", "rmse_normalised_withheld", "change"]].round(4).to_string(index=False))
-    mean = both.groupby("method")[["rmse_normalised", "rmse_normalised_withheld"]].mean()
-    mean["change"] = mean["rmse_normalised_withheld"] / mean["rmse_normalised"] - 1
-    print("\nscorecard RMSE averaged over the channels (the README's scorecard row) without and with withholding:")
-    print(mean.round(4).to_string())
-    print(f"\nanalysis beats background on withheld observations in every variable and method: "
-          f"{beats}; largest scorecard change "
-          f"{both['change'].abs().max():.1%}; per method: "
-          + ", ".join(f"{m} {c:.1%}" for m, c in both.groupby("method")["change"].apply(lambda x: x.abs().max()).items()))
+    print_scorecard_changes(cards, args.fraction)
+    print(f"analysis beats background on withheld observations in every variable and method: {beats}")
 
 
 if __name__ == "__main__":
