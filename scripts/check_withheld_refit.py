@@ -8,8 +8,8 @@ HLOBA's streams with the config's ``evaluation.withhold``). This script redoes t
 it, the tuning for the refined network; then scores HLOBA and HLOBA with the trained network
 (``hloba_unrefined``) on the comparison period with the same stations withheld, beside the same two
 without withholding (the finished run's own files), as rule compare_method runs them. O2Lnet's
-training is not redone: it learns from simulated observations, not from assimilated ones. About 25
-minutes on the default world (the refinement 15).
+training is not redone: it learns from simulated observations, not from assimilated ones. About 35
+minutes a draw on the default world (the refinement about 20; docs/verification.md).
 
     .venv/bin/python scripts/check_withheld_refit.py --results results --fraction 0.1 --seed 0 \\
         [--keep DIR]   # DIR: the refit networks, tunings and analyses
