@@ -42,11 +42,11 @@ from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
 from hloba.cli import parse_set  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
-from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet  # noqa: E402
+from hloba.models.train_o2lnet import LOSS_KEYS, O2LnetTraining, train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
-LOSS = ("decoder_weight", "min_keep", "network_dropout", "channel_weights", "thin_by")
+LOSS = LOSS_KEYS  # O2LnetTraining's fields
 TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "average_decay",
             "precision")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,10 @@ class O2LnetTraining:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# the keys of the config's ``o2lnet`` section that shape the loss (the rest: architecture, training)
+LOSS_KEYS = tuple(f.name for f in fields(O2LnetTraining))
 
 
 def decoder_channel_weights(weights: Mapping[str, float], channels: Sequence) -> torch.Tensor:

@@ -23,6 +23,7 @@ from hloba.config import (
     year_sets,
 )
 from hloba.ingest import reference_interval_hours
+from hloba.models.train_o2lnet import LOSS_KEYS as O2LNET_LOSS_KEYS
 from hloba.verify.settings import (
     UNREFINED,
     VARIANTS,
@@ -141,13 +142,6 @@ TRAINING_KEYS = (
     "max_minutes",
     "warmup_epochs",
     "average_decay",
-)
-O2LNET_LOSS_KEYS = (
-    "decoder_weight",
-    "min_keep",
-    "network_dropout",
-    "channel_weights",
-    "thin_by",
 )
 
 
