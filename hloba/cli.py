@@ -84,7 +84,8 @@ def cmd_train_autoencoder(args: argparse.Namespace) -> int:
 
 
 def cmd_train_o2lnet(args: argparse.Namespace) -> int:
-    from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet
+    from hloba.models.settings import O2LnetTraining
+    from hloba.models.train_o2lnet import train_o2lnet
 
     report = train_o2lnet(args.train, args.train_obs, args.validation, args.validation_obs, args.autoencoder,
                           args.output, args.output.with_name(args.output.stem + "_report.json"),

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
-from hloba.assim.methods import REGISTRY
+from hloba.assim.catalog import METHODS
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs, results_forecast
 from hloba.config import evaluation_params, reference_role, stream_years, year_sets
 
@@ -45,7 +45,7 @@ def assimilate(config: dict, results, year: int, out=None, method: str | None = 
     results, out = Path(results), Path(out or results)
     cfg = StreamConfig.from_config(config)
     cfg = cfg.with_(method=method) if method else cfg
-    m = REGISTRY[cfg.method]
+    m = METHODS[cfg.method]
     inputs = StreamInputs.from_results(results, config, stream_years(year, cfg.spinup_days, year_sets(config).all),
                                        tuning=m.tuned and cfg.tuning_days > 0,
                                        oi_covariance=m.needs_static_covariance)
@@ -66,7 +66,7 @@ def decode(config: dict, results, year: int, out=None, progress: bool = True):
     results, out = Path(results), Path(out or results)
     unc, dask = UncertaintySettings.from_config(config), DecodeSettings.from_config(config)
     latent, ae = results / f"latent/{year}.nc", results / "models/autoencoder.pt"
-    calibrated = REGISTRY[StreamConfig.from_config(config).method].tuned and unc.calibrate
+    calibrated = METHODS[StreamConfig.from_config(config).method].tuned and unc.calibrate
     factors = results / "ensemble/uncertainty_factors.nc" if calibrated and unc.model == "factor" else None
     network = results / "ensemble/uncertainty_model.pt" if calibrated and unc.model == "network" else None
     _need(latent, ae, *[p for p in (factors, network) if p is not None])

@@ -39,7 +39,7 @@ from hloba.assim.methods import REGISTRY  # noqa: E402
 from hloba.assim.methods.hloba import Hloba  # noqa: E402
 from hloba.assim.models import method_models  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
-from hloba.assim.update import LEAD_GUESSES  # noqa: E402
+from hloba.assim.catalog import LEAD_GUESSES  # noqa: E402
 from hloba.assim.year import run_period  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.scores import rmse  # noqa: E402

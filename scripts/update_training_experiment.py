@@ -28,7 +28,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hloba.assim.refine import RefineSettings, refine_o2lnet_file  # noqa: E402
+from hloba.assim.refine import refine_o2lnet_file  # noqa: E402
+from hloba.assim.settings import RefineSettings  # noqa: E402
 from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
 from hloba.runtime import reuse_freed_memory  # noqa: E402

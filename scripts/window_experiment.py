@@ -42,7 +42,8 @@ from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
 from hloba.cli import parse_set  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
-from hloba.models.train_o2lnet import LOSS_KEYS, O2LnetTraining, train_o2lnet  # noqa: E402
+from hloba.models.settings import LOSS_KEYS, O2LnetTraining  # noqa: E402
+from hloba.models.train_o2lnet import train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")

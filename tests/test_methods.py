@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hloba.assim.catalog import METHODS, NAMES, MethodTraits
 from hloba.assim.methods import REGISTRY, Method
 from hloba.assim.models import StreamError, method_models
 from hloba.assim.settings import RunSettings, StreamConfig
@@ -93,7 +94,19 @@ def test_hloba_with_static_variance_alone_forecasts_no_lagged_members(factory, m
                                    atol=1e-5)
 
 
-def test_a_new_method_is_one_class_and_one_registry_entry(factory, monkeypatch):
+def test_the_registry_holds_the_catalogs_methods_with_their_traits():
+    """The workflow plans with hloba.assim.catalog (no torch); the classes the streams run carry the
+    same traits, taken from it."""
+    assert tuple(REGISTRY) == NAMES
+    for name, cls in REGISTRY.items():
+        traits = METHODS[name]
+        assert (cls.tuned, cls.needs_static_covariance, cls.own_settings) == (
+            traits.tuned, traits.needs_static_covariance, traits.own_settings), name
+    assert REGISTRY["hloba"].tuned and REGISTRY["oi"].needs_static_covariance and not REGISTRY["l4dvar"].tuned
+    assert "update" in REGISTRY["hloba"].own_settings and not REGISTRY["oi"].own_settings
+
+
+def test_a_new_method_is_one_class_and_its_registry_and_catalog_entries(factory, monkeypatch):
     """The loop names no method: a method registered from outside runs with its own state."""
     inputs, _ = factory
 
@@ -110,6 +123,7 @@ def test_a_new_method_is_one_class_and_one_registry_entry(factory, monkeypatch):
             return {**super().state(), "count": torch.tensor(getattr(self, "count", 0))}
 
     monkeypatch.setitem(REGISTRY, "relax", Relax)
+    monkeypatch.setitem(METHODS, "relax", MethodTraits())  # untuned, no static covariance, no own settings
     cfg = _settings("relax")
     models = method_models(cfg, inputs, RUN.device)
     r = run_period(2002, models, inputs.observations, cfg, 1, RUN)

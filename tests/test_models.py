@@ -367,7 +367,7 @@ def test_thinning_by_station_keeps_or_drops_a_station_in_the_whole_window():
     ``value`` thins each value on its own, so a station is almost never gone from a whole window."""
     import pandas as pd
 
-    from hloba.models.train_o2lnet import O2LnetTraining
+    from hloba.models.settings import O2LnetTraining
     from hloba.obs.gridded import GriddedObservations, window_observations
 
     ny, nx, n_cycles = 6, 7, 4

@@ -11,10 +11,9 @@ from conftest import tiny_inputs, tiny_settings
 from hloba.assim.methods.hloba import o2lnet_slots
 from hloba.assim.models import method_models
 from hloba.assim.refine import (
-    RefineSettings, UpdateAnalysis, analysis_scores, check_refine, cycle_recorder, record_stream, refine_o2lnet,
-    refine_o2lnet_file,
+    UpdateAnalysis, analysis_scores, cycle_recorder, record_stream, refine_o2lnet, refine_o2lnet_file,
 )
-from hloba.assim.settings import RunSettings
+from hloba.assim.settings import RefineSettings, RunSettings, check_refine
 from hloba.assim.tuning import tune_stream_file
 from hloba.assim.year import run_period
 from hloba.config import stream_years

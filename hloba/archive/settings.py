@@ -41,7 +41,7 @@ class UncertaintySettings:
     network_precision: str = "auto"
 
     def __post_init__(self) -> None:
-        from hloba.models.training import check_precision
+        from hloba.models.settings import check_precision
 
         check_precision(self.network_precision, "uncertainty.network_precision")
         if not 0.0 <= self.network_ema < 1.0:

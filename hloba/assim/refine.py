@@ -24,8 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 
 from hloba.assim.methods.hloba import o2lnet_slots
 from hloba.assim.models import method_models
-from hloba.assim.settings import RunSettings, StreamConfig, StreamInputs
+from hloba.assim.settings import RefineSettings, RunSettings, StreamConfig, StreamInputs
 from hloba.assim.tuning import _truth
 from hloba.assim.update import hybrid_update
 from hloba.assim.year import run_period
@@ -44,41 +44,6 @@ from hloba.io import atomic_path
 from hloba.models.o2lnet import gaussian_nll, render_observations
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RefineSettings:
-    """The config's ``o2lnet.refine`` section."""
-
-    enabled: bool = False
-    years: tuple[int, ...] = ()  # the streams whose cycles it learns from (their spin-up's years too)
-    days: float = 365.0  # of each year
-    epochs: int = 1
-    batch_size: int = 16
-    learning_rate: float = 2e-4
-    nll_weight: float = 1.0
-    min_keep: float = 1.0  # < 1: each record's window thinned by grid cell to [min_keep, 1] in training
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "years", tuple(int(y) for y in self.years))
-        if self.enabled and not self.years:
-            raise ValueError("o2lnet.refine.years is empty: give the years whose streams O2Lnet is refined on "
-                             "(or set o2lnet.refine.enabled: false)")
-        for key in ("days", "epochs", "batch_size", "learning_rate"):
-            if not getattr(self, key) > 0:
-                raise ValueError(f"o2lnet.refine.{key}={getattr(self, key)} must be > 0")
-        if self.nll_weight < 0:
-            raise ValueError(f"o2lnet.refine.nll_weight={self.nll_weight} must be >= 0")
-        if not 0 < self.min_keep <= 1:
-            raise ValueError(f"o2lnet.refine.min_keep={self.min_keep} must be in (0, 1]")
-
-    @classmethod
-    def from_dict(cls, values: Mapping | None) -> "RefineSettings":
-        return cls(**dict(values or {}))
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"years": list(self.years)}
 
 
 @dataclass
@@ -251,23 +216,6 @@ def refine_o2lnet(net: torch.nn.Module, blend: UpdateAnalysis, train: Sequence[C
         "error_correlation_before": corr0.tolist(), "error_correlation_after": corr.tolist(),
     }
     return {k: v.detach().cpu() for k, v in state.items()}, report
-
-
-def check_refine(settings: RefineSettings, cfg: StreamConfig, available) -> None:
-    """Refinement needs HLOBA's blended analysis and its tuning, and years the pipeline simulates or reads."""
-    if not settings.enabled:
-        return
-    if cfg.decoded_increment != "weighted" or cfg.weighted_state != "blended" or cfg.tuning_days <= 0:
-        raise ValueError("o2lnet.refine learns through HLOBA's blended analysis: it needs assimilation.decoded_increment: "
-                         "weighted, weighted_state: blended and tuning_days > 0 (or set o2lnet.refine.enabled: false)")
-    if cfg.update != "posterior" or cfg.calibrate_observation_variance or cfg.correlated_gain:
-        raise ValueError("o2lnet.refine learns through the independent-error update of O2Lnet's posterior: it needs "
-                         "assimilation.update: posterior, calibrate_observation_variance and correlated_gain off "
-                         "(or set o2lnet.refine.enabled: false)")
-    missing = sorted(set(settings.years) - {int(y) for y in available})
-    if missing:
-        raise ValueError(f"o2lnet.refine.years {missing} are not among the pipeline's years {sorted(available)}: "
-                         "give training, validation or calibration years")
 
 
 def refine_o2lnet_file(settings: RefineSettings, tuning_year: int, inputs: StreamInputs, reference_paths,

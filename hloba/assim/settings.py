@@ -7,7 +7,10 @@ the config once (``common.smk``) and reads ``spinup_days``, ``tuning_days`` and 
   fingerprint);
 - :class:`RunSettings`: how it runs (log and checkpoint cadence, device), which changes no output
   and so reruns nothing;
-- :class:`StreamInputs`: the files and the forecast model every stream entry point reads.
+- :class:`StreamInputs`: the files and the forecast model every stream entry point reads;
+- :class:`RefineSettings`: the ``o2lnet.refine`` section (rule ``refine_o2lnet``).
+
+Nothing here imports torch: the Snakefile builds these settings while it parses, on every start.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hloba.assim.methods import REGISTRY
-from hloba.assim.update import DECODED_INCREMENTS, LEAD_GUESSES, UPDATE_FORMS, WEIGHTED_STATES
-from hloba.forecast import ForecastSpec
-from hloba.models.training import check_precision
+from hloba.assim.catalog import DECODED_INCREMENTS, LEAD_GUESSES, METHODS, NAMES, UPDATE_FORMS, WEIGHTED_STATES
+from hloba.models.settings import check_precision
+
+if TYPE_CHECKING:  # torch-free at import: the Snakefile builds these settings while it parses
+    from hloba.forecast import ForecastSpec
 
 RUN_KEYS = ("checkpoint_every", "log_every", "device")
 # hloba's static background variance: the calibration's (6-hour forecasts from the truth, the paper's)
@@ -94,8 +99,8 @@ class StreamConfig:
     oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
 
     def __post_init__(self) -> None:
-        if self.method not in REGISTRY:
-            raise ValueError(f"assimilation.method {self.method!r} is not one of {tuple(REGISTRY)}")
+        if self.method not in METHODS:
+            raise ValueError(f"assimilation.method {self.method!r} is not one of {NAMES}")
         if self.update not in UPDATE_FORMS:
             raise ValueError(f"assimilation.update {self.update!r} is not one of {UPDATE_FORMS}")
         check_precision(self.o2lnet_precision, "assimilation.o2lnet_precision")
@@ -214,10 +219,11 @@ class StreamInputs:
 
 def settings_read_by(values: Mapping, method: str) -> dict:
     """``values`` (a :class:`StreamConfig`'s dict) less the settings that another method owns and
-    ``method`` does not read (``Method.own_settings``): a compared method's rule params, so that a
-    change to HLOBA's own settings reruns HLOBA's runs and not latent 4D-Var's."""
-    own = set(REGISTRY[method].own_settings)
-    others = {k for cls in REGISTRY.values() for k in cls.own_settings} - own
+    ``method`` does not read (their ``own_settings`` in :data:`hloba.assim.catalog.METHODS`): a
+    compared method's rule params, so that a change to HLOBA's own settings reruns HLOBA's runs and
+    not latent 4D-Var's."""
+    own = set(METHODS[method].own_settings)
+    others = {k for traits in METHODS.values() for k in traits.own_settings} - own
     return {k: v for k, v in values.items() if k not in others}
 
 
@@ -225,8 +231,61 @@ def results_forecast(results, config: Mapping) -> ForecastSpec:
     """The forecast model as the workflow builds it from ``config``, with the trained emulator of
     the ``results`` folder when ``forecast.model`` is ``emulator``."""
     from hloba.config import forecast_params
+    from hloba.forecast import ForecastSpec
     from hloba.ingest import reference_interval_hours
 
     emulator = Path(results) / "models/emulator.pt" if config["forecast"].get("model") == "emulator" else None
     return ForecastSpec(**forecast_params(config, reference_interval_hours(config)),
                         emulator=str(emulator) if emulator else None)
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """The config's ``o2lnet.refine`` section."""
+
+    enabled: bool = False
+    years: tuple[int, ...] = ()  # the streams whose cycles it learns from (their spin-up's years too)
+    days: float = 365.0  # of each year
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 2e-4
+    nll_weight: float = 1.0
+    min_keep: float = 1.0  # < 1: each record's window thinned by grid cell to [min_keep, 1] in training
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "years", tuple(int(y) for y in self.years))
+        if self.enabled and not self.years:
+            raise ValueError("o2lnet.refine.years is empty: give the years whose streams O2Lnet is refined on "
+                             "(or set o2lnet.refine.enabled: false)")
+        for key in ("days", "epochs", "batch_size", "learning_rate"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"o2lnet.refine.{key}={getattr(self, key)} must be > 0")
+        if self.nll_weight < 0:
+            raise ValueError(f"o2lnet.refine.nll_weight={self.nll_weight} must be >= 0")
+        if not 0 < self.min_keep <= 1:
+            raise ValueError(f"o2lnet.refine.min_keep={self.min_keep} must be in (0, 1]")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None) -> "RefineSettings":
+        return cls(**dict(values or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"years": list(self.years)}
+
+
+def check_refine(settings: RefineSettings, cfg: StreamConfig, available) -> None:
+    """Refinement needs HLOBA's blended analysis and its tuning, and years the pipeline simulates or reads."""
+    if not settings.enabled:
+        return
+    if cfg.decoded_increment != "weighted" or cfg.weighted_state != "blended" or cfg.tuning_days <= 0:
+        raise ValueError("o2lnet.refine learns through HLOBA's blended analysis: it needs assimilation.decoded_increment: "
+                         "weighted, weighted_state: blended and tuning_days > 0 (or set o2lnet.refine.enabled: false)")
+    if cfg.update != "posterior" or cfg.calibrate_observation_variance or cfg.correlated_gain:
+        raise ValueError("o2lnet.refine learns through the independent-error update of O2Lnet's posterior: it needs "
+                         "assimilation.update: posterior, calibrate_observation_variance and correlated_gain off "
+                         "(or set o2lnet.refine.enabled: false)")
+    missing = sorted(set(settings.years) - {int(y) for y in available})
+    if missing:
+        raise ValueError(f"o2lnet.refine.years {missing} are not among the pipeline's years {sorted(available)}: "
+                         "give training, validation or calibration years")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 
+from hloba.assim.catalog import UPDATE_FORMS
 from hloba.bands import band_parts
 
 
@@ -79,9 +80,6 @@ def likelihood_estimate(
     z_l = torch.where(informative, (z_o.double() / so2 - mean / pv) / lam_safe, mean)
     sigma_l2 = torch.where(informative, 1.0 / lam_safe, torch.full_like(lam, float("inf")))
     return z_l.to(dtype), sigma_l2.to(dtype)
-
-
-UPDATE_FORMS = ("posterior", "likelihood")
 
 
 def observation_estimate(
@@ -143,19 +141,6 @@ def correlated_update(
     sa2 = (1 - k).square() * sb2 + k.square() * so2 + 2 * k * (1 - k) * c
     z_lim, sa2_lim = hybrid_update(z_b, sigma_b2, z_o, sigma_o2)
     return torch.where(finite, z_a, z_lim), torch.where(finite, sa2, sa2_lim)
-
-
-# assimilation.decoded_increment: the whole decoded increment (the paper's) or per-channel weights
-# of it fitted by rule tune_stream
-DECODED_INCREMENTS = ("full", "weighted")
-# assimilation.weighted_state: with weighted increments, the stream cycles from the weighted
-# combination itself or from its projection through the autoencoder (the archive's decoding), or
-# adds the weighted decoded increment to the background itself (incremental), or keeps a fitted part
-# of what the autoencoder cannot represent of the background (blended)
-WEIGHTED_STATES = ("projected", "combined", "incremental", "blended")
-# assimilation.lead_guess: what HLOBA's lead checks a later cycle's observations against: the
-# background's forecast M^j(x_b), the background itself, or the background carried on in time
-LEAD_GUESSES = ("forecast", "persistence", "extrapolated")
 
 
 def time_extrapolation(x_b: torch.Tensor, x_prev: torch.Tensor | None, j: int) -> torch.Tensor:

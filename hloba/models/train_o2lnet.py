@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,34 +36,12 @@ from hloba.runtime import resolve_device
 from hloba.normalization import Normalizer
 from hloba.models.o2lnet import O2Lnet, O2LnetConfig, gaussian_nll, render_observations
 from hloba.models.autoencoder import encode_all, load_autoencoder
+from hloba.models.settings import O2LnetTraining
 from hloba.models.training import TrainingConfig, fit, training_environment
 from hloba.obs.gridded import GriddedObservations, grid_observations, window_observations
 from hloba.obs.schema import load_observations
 
 log = logging.getLogger(__name__)
-
-
-THIN_BY = ("value", "station")
-
-
-@dataclass(frozen=True)
-class O2LnetTraining:
-    decoder_weight: float = 1.0
-    min_keep: float = 0.7  # 0.3 before 2026-12-05: docs/latent-space.md, "O2Lnet's networks in training"
-    network_dropout: float = 0.1
-    channel_weights: dict = field(default_factory=dict)  # channel or variable name -> weight in the decoder term
-    thin_by: str = "station"  # a grid cell of a network, the whole window (value: each observed value on its own)
-
-    def __post_init__(self):
-        if self.thin_by not in THIN_BY:
-            raise ValueError(f"o2lnet.thin_by={self.thin_by!r}: use one of {THIN_BY}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# the keys of the config's ``o2lnet`` section that shape the loss (the rest: architecture, training)
-LOSS_KEYS = tuple(f.name for f in fields(O2LnetTraining))
 
 
 def decoder_channel_weights(weights: Mapping[str, float], channels: Sequence) -> torch.Tensor:

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from hloba.models.settings import check_precision
+
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-
 
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 in hardware: a CPU with AMX tiles or with AVX-512's
@@ -36,11 +35,6 @@ def bfloat16_pays(device: torch.device) -> bool:
     (``benchmarks/gpu_check.sh``; likely because layers this small are bound by kernel launches,
     to which autocast adds casts), so ``auto`` is float32 there."""
     return device.type == "cpu" and native_bfloat16(device)
-
-
-def check_precision(precision: str, key: str = "training.precision") -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"{key} {precision!r} must be one of {', '.join(PRECISIONS)}")
 
 
 def resolve_precision(precision: str, device: torch.device, key: str = "training.precision") -> torch.dtype:

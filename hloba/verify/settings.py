@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hloba.assim.methods import NAMES, REGISTRY
+from hloba.assim.catalog import METHODS, NAMES
 from hloba.assim.settings import StreamConfig, StreamInputs
 
 # name -> (method, settings changed): the ablations of HLOBA the comparison can show side by side
@@ -88,7 +88,7 @@ def own_tuning(name: str, cfg: StreamConfig) -> bool:
     """Whether a compared variant of a tuned method needs tuning streams of its own: it changes a
     setting of ``cfg`` (the shared tuning of rule tune_stream was run with ``cfg``'s)."""
     method, extra = variant(name)
-    return REGISTRY[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items() if k not in AFTER_STREAM)
+    return METHODS[method].tuned and any(getattr(cfg, k) != v for k, v in extra.items() if k not in AFTER_STREAM)
 
 
 @dataclass(frozen=True)

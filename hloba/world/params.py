@@ -1,18 +1,21 @@
-"""Physical and numerical parameters of the two-layer world, and its seasonal forcing.
-
-:mod:`hloba.world.qg` (the model) re-exports everything here.
+"""Physical and numerical parameters of the two-layer world (:class:`QGParams`) and what defines a
+built-in reference trajectory (:class:`WorldConfig`), without torch: the workflow checks them while
+it parses the Snakefile. :mod:`hloba.world.qg` (the model, with its seasonal forcing) re-exports the
+parameters; :mod:`hloba.world.simulate` runs a :class:`WorldConfig`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-
-import torch
+from dataclasses import asdict, dataclass, field, fields
 
 SECONDS_PER_DAY = 86400.0
 DAYS_PER_YEAR = 365.2425
 R_DRY = 287.04  # J kg-1 K-1, gas constant of dry air
+# Where the spectral transforms are computed: "torch" (MKL on x86 CPUs, cuFFT on GPUs; fast,
+# differentiable, rounded per CPU) or "pocketfft" (numpy's, compiled once for every x86-64 CPU:
+# the same bits on every host; CPU only, no gradients). The built-in world steps with the second.
+TRANSFORMS = ("torch", "pocketfft")
+WORLD_PRECISIONS = ("float64", "float32")  # world.precision: the dtype the model steps in
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,43 @@ class QGParams:
         return self.domain_length_m / self.ny
 
 
-def seasonal_shear(params: QGParams, day_of_year: torch.Tensor | float) -> torch.Tensor:
-    """Imposed vertical shear U1 - U2 (m/s) on a day of year; peaks at ``shear_peak_day_of_year``."""
-    doy = torch.as_tensor(day_of_year, dtype=torch.float64)
-    phase = 2.0 * math.pi * (doy - params.shear_peak_day_of_year) / DAYS_PER_YEAR
-    return params.shear_m_s * (1.0 + params.shear_seasonal_amplitude * torch.cos(phase))
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that defines a built-in reference trajectory."""
+
+    qg: QGParams = field(default_factory=QGParams)
+    seed: int = 42
+    spinup_days: float = 548.0
+    output_interval_hours: float = 6.0
+    center_latitude: float = 45.0
+    initial_rms_wind_m_s: float = 5.0
+    precision: str = "float64"
+    transforms: str = "pocketfft"  # QGModel's: the same bits on every x86-64 host ("torch": MKL's, per vendor)
+    max_chains: int = 1  # the workflow's split of the years (hloba.world.chains.split_years)
+
+    def __post_init__(self) -> None:
+        if int(self.max_chains) < 1:
+            raise ValueError(f"world.max_chains={self.max_chains} must be at least 1")
+        if self.precision not in WORLD_PRECISIONS:
+            raise ValueError(f"world.precision={self.precision!r} is not one of {list(WORLD_PRECISIONS)}")
+        if self.transforms not in TRANSFORMS:
+            raise ValueError(f"world.transforms={self.transforms!r} is not one of {list(TRANSFORMS)}")
+        steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes
+        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
+            raise ValueError(
+                f"world.output_interval_hours={self.output_interval_hours} is not a whole number of "
+                f"time steps of world.qg.dt_minutes={self.qg.dt_minutes}: pick a dt that divides it"
+            )
+        if self.spinup_days < 0:
+            raise ValueError(f"world.spinup_days={self.spinup_days} must be >= 0")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "WorldConfig":
+        values = dict(values)
+        values.pop("source", None)
+        qg = QGParams.from_dict(values.pop("qg", {}))
+        return cls(qg=qg, **values)
+
+    @property
+    def steps_per_output(self) -> int:
+        return round(self.output_interval_hours * 60.0 / self.qg.dt_minutes)

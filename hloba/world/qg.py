@@ -39,13 +39,15 @@ import numpy as np
 import torch
 
 from hloba.world.params import (  # noqa: F401 (re-exported: the world's parameters live there)
-    DAYS_PER_YEAR, R_DRY, SECONDS_PER_DAY, QGParams, seasonal_shear,
+    DAYS_PER_YEAR, R_DRY, SECONDS_PER_DAY, TRANSFORMS, QGParams,
 )
 
-# Where the spectral transforms are computed: "torch" (MKL on x86 CPUs, cuFFT on GPUs; fast,
-# differentiable, rounded per CPU) or "pocketfft" (numpy's, compiled once for every x86-64 CPU:
-# the same bits on every host; CPU only, no gradients). The built-in world steps with the second.
-TRANSFORMS = ("torch", "pocketfft")
+
+def seasonal_shear(params: QGParams, day_of_year: torch.Tensor | float) -> torch.Tensor:
+    """Imposed vertical shear U1 - U2 (m/s) on a day of year; peaks at ``shear_peak_day_of_year``."""
+    doy = torch.as_tensor(day_of_year, dtype=torch.float64)
+    phase = 2.0 * math.pi * (doy - params.shear_peak_day_of_year) / DAYS_PER_YEAR
+    return params.shear_m_s * (1.0 + params.shear_seasonal_amplitude * torch.cos(phase))
 
 
 def _host_array(x: torch.Tensor) -> np.ndarray:

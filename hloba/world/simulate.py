@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -24,59 +23,12 @@ from hloba import __version__
 from hloba.normalization import fractional_day_of_year
 from hloba.variables import COORD_ATTRS, cf_attrs
 from hloba.world.atmosphere import grid_coordinates, longitude_period, mid_level_hpa, physical_fields
-from hloba.world.qg import SECONDS_PER_DAY, TRANSFORMS, QGModel, QGParams, random_initial_state
+from hloba.world.params import WORLD_PRECISIONS, WorldConfig
+from hloba.world.qg import SECONDS_PER_DAY, QGModel, random_initial_state
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class WorldConfig:
-    """Everything that defines a built-in reference trajectory."""
-
-    qg: QGParams = field(default_factory=QGParams)
-    seed: int = 42
-    spinup_days: float = 548.0
-    output_interval_hours: float = 6.0
-    center_latitude: float = 45.0
-    initial_rms_wind_m_s: float = 5.0
-    precision: str = "float64"
-    transforms: str = "pocketfft"  # QGModel's: the same bits on every x86-64 host ("torch": MKL's, per vendor)
-    max_chains: int = 1  # the workflow's split of the years (hloba.world.chains.split_years)
-
-    def __post_init__(self) -> None:
-        if int(self.max_chains) < 1:
-            raise ValueError(f"world.max_chains={self.max_chains} must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"world.precision={self.precision!r} is not one of {sorted(PRECISIONS)}"
-            )
-        if self.transforms not in TRANSFORMS:
-            raise ValueError(f"world.transforms={self.transforms!r} is not one of {list(TRANSFORMS)}")
-        steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes
-        if abs(steps - round(steps)) > 1e-9 or round(steps) < 1:
-            raise ValueError(
-                f"world.output_interval_hours={self.output_interval_hours} is not a whole number of "
-                f"time steps of world.qg.dt_minutes={self.qg.dt_minutes}: pick a dt that divides it"
-            )
-        if self.spinup_days < 0:
-            raise ValueError(f"world.spinup_days={self.spinup_days} must be >= 0")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "WorldConfig":
-        values = dict(values)
-        values.pop("source", None)
-        qg = QGParams.from_dict(values.pop("qg", {}))
-        return cls(qg=qg, **values)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
-
-    @property
-    def steps_per_output(self) -> int:
-        return round(self.output_interval_hours * 60.0 / self.qg.dt_minutes)
+PRECISIONS = {name: getattr(torch, name) for name in WORLD_PRECISIONS}  # world.precision -> dtype
 
 
 def day_of_year(times: pd.DatetimeIndex | pd.Timestamp) -> np.ndarray:
@@ -161,12 +113,12 @@ def simulate_years(
     if config.transforms == "pocketfft" and torch.device(device).type != "cpu":
         raise ValueError(f"world.transforms: pocketfft steps the world on the CPU, not on {device}: "
                          "run make_world on the CPU or set world.transforms: torch")
-    model = QGModel(p, dtype=config.dtype, transforms=config.transforms).to(device)
+    model = QGModel(p, dtype=PRECISIONS[config.precision], transforms=config.transforms).to(device)
     if int(chain) < 0:
         raise ValueError(f"chain {chain} must be >= 0")
     generator = torch.Generator().manual_seed(config.seed)
     for _ in range(int(chain) + 1):
-        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=config.dtype,
+        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=PRECISIONS[config.precision],
                                      transforms=config.transforms)
     state = state.to(device)
     sh = model.to_spectral(state) * model.dealias

@@ -8,8 +8,14 @@ import yaml
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from hloba.archive.settings import DecodeSettings, UncertaintySettings
-from hloba.assim.refine import RefineSettings, check_refine
-from hloba.assim.settings import RunSettings, StreamConfig, settings_read_by
+from hloba.assim.catalog import METHODS
+from hloba.assim.settings import (
+    RefineSettings,
+    RunSettings,
+    StreamConfig,
+    check_refine,
+    settings_read_by,
+)
 from hloba.config import (
     ConfigError,
     check_config,
@@ -23,7 +29,7 @@ from hloba.config import (
     year_sets,
 )
 from hloba.ingest import reference_interval_hours
-from hloba.models.train_o2lnet import LOSS_KEYS as O2LNET_LOSS_KEYS
+from hloba.models.settings import LOSS_KEYS as O2LNET_LOSS_KEYS
 from hloba.verify.settings import (
     UNREFINED,
     VARIANTS,
@@ -35,7 +41,7 @@ from hloba.verify.settings import (
     variant_tuning,
 )
 from hloba.world.chains import split_years
-from hloba.world.simulate import WorldConfig
+from hloba.world.params import WorldConfig
 
 with open(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml") as _f:
     _SCHEMA = yaml.safe_load(_f)
@@ -87,12 +93,6 @@ STREAM_THREADS = stream_threads(len(YEARS.reanalysis), _CORES)
 # runs are the cost table's timings, each method alone on the cores
 SHARED_THREADS = stream_threads(2, _CORES)
 ENV = "../../envs/hloba.yaml"
-
-
-def method_class(name):
-    from hloba.assim.methods import REGISTRY
-
-    return REGISTRY[name]
 
 
 wildcard_constraints:
@@ -210,13 +210,13 @@ def stream_tuning_input(wildcards):
 
 
 def method_tuning_input(method):
-    if not (method_class(method).tuned and ASSIMILATION.tuning_days > 0):
+    if not (METHODS[method].tuned and ASSIMILATION.tuning_days > 0):
         return {}
     return {"tuning": "results/ensemble/stream_tuning.nc"}
 
 
 def method_covariance_input(method):
-    if not method_class(method).needs_static_covariance:
+    if not METHODS[method].needs_static_covariance:
         return {}
     return {"oi_covariance": "results/ensemble/oi_covariance.nc"}
 
@@ -246,7 +246,7 @@ def evaluation_files(years):
 
 def uncertainty_factor_input(wildcards):
     """The calibrated std for decoding (factors or network), when the streams' method is tuned (HLOBA)."""
-    if not (method_class(ASSIMILATION.method).tuned and UNCERTAINTY.calibrate):
+    if not (METHODS[ASSIMILATION.method].tuned and UNCERTAINTY.calibrate):
         return {}
     if UNCERTAINTY.model == "network":
         return {"std_model": "results/ensemble/uncertainty_model.pt"}

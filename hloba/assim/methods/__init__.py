@@ -1,10 +1,12 @@
 """The analysis methods behind one protocol (:mod:`hloba.assim.methods.base`), one module each.
 
-Adding a method is one module and one entry of :data:`REGISTRY`; the cycle loop names none.
+Adding a method is one module, one entry of :data:`REGISTRY` and its traits in
+:data:`hloba.assim.catalog.METHODS` (what the workflow plans with); the cycle loop names none.
 """
 
 from __future__ import annotations
 
+from hloba.assim.catalog import NAMES
 from hloba.assim.methods.base import Analysis, Cycle, Method, MethodError
 from hloba.assim.methods.free import Free
 from hloba.assim.methods.hloba import Hloba
@@ -13,7 +15,6 @@ from hloba.assim.methods.l4dvar import Latent4DVar
 from hloba.assim.methods.oi import OptimalInterpolation
 
 REGISTRY: dict[str, type[Method]] = {m.name: m for m in (Hloba, Free, Latent3DVar, Latent4DVar, OptimalInterpolation)}
-NAMES = tuple(REGISTRY)
 
 __all__ = ["NAMES", "REGISTRY", "Analysis", "Cycle", "Method", "MethodError", "build_method"]
 

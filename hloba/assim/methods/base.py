@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import torch
 
+from hloba.assim.catalog import METHODS
 from hloba.assim.cycle import ensemble_variance, mode_groups
 from hloba.assim.update import first_guess_check
 from hloba.obs.operator import apply_operator
@@ -129,15 +130,22 @@ class Method:
     name = ""
     assimilates = True  # False: observations are checked and kept in the feedback, never used
     rotates = False  # updates in the calibration's decorrelating coordinates (assimilation.rotation)
-    tuned = False  # reads rule tune_stream's factors
-    needs_static_covariance = False  # reads rule oi_covariance's file
-    # StreamConfig fields that this method alone reads: the other methods give the same analyses
-    # whatever their values (tests/test_stream.py), so their rule params leave them out
+    # tuned, needs_static_covariance, own_settings: the method's entry of hloba.assim.catalog.METHODS
+    # (__init_subclass__), which the workflow reads without importing torch
+    tuned = False
+    needs_static_covariance = False
     own_settings: tuple[str, ...] = ()
     lagged_members = False  # forecasts the time-lagged members alongside the background (if b != 0)
     uses_later_observations = False  # an analysis reads observations after its time (a smoother)
     lead = 0  # cycles after the analysis time whose observations an analysis reads (outside a window)
     recorder = None  # set by run_stream: a method that records its cycles calls it (HLOBA, o2lnet.refine)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        traits = METHODS.get(cls.name)
+        if traits is not None:
+            cls.tuned, cls.needs_static_covariance = traits.tuned, traits.needs_static_covariance
+            cls.own_settings = traits.own_settings
 
     def __init__(self, models: "StreamModels", cfg) -> None:
         self.models, self.cfg = models, cfg

@@ -47,10 +47,6 @@ def o2lnet_slots(models) -> tuple[int, ...]:
 class Hloba(Method):
     name = "hloba"
     rotates = True
-    tuned = True
-    own_settings = ("update", "calibrate_observation_variance", "background_variance", "decoded_increment",
-                    "weighted_state", "increment_weight_refits", "increment_weight_step", "increment_bands",
-                    "lead_guess", "correlated_gain", "o2lnet_precision", "smoother_hours")
     lagged_members = True
 
     def __init__(self, models, cfg) -> None:

@@ -9,7 +9,6 @@ from hloba.assim.oi import optimal_interpolation
 
 class OptimalInterpolation(Method):
     name = "oi"
-    needs_static_covariance = True
 
     def __init__(self, models, cfg) -> None:
         super().__init__(models, cfg)
