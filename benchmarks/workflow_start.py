@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,19 +22,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba")
+sys.path.insert(0, str(REPO))
+
+from hloba.testing import copy_workflow  # noqa: E402
+
 # snakemake's command line with torch imported before it: the start as it was
 WITH_TORCH = "import runpy, sys, torch; sys.argv[0] = 'snakemake'; runpy.run_module('snakemake', run_name='__main__')"
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dest / name)
-    return dest
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -56,7 +48,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = copy_workflow(Path(tmp))
+        work = copy_workflow(REPO, Path(tmp))
         _, _, imports = timed([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--cores", "2"], work)
         imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time:")}
         print(f"a plain start imports torch: {'torch' in imported}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -9,6 +12,22 @@ import xarray as xr
 from hloba.variables import COORD_ATTRS, cf_attrs
 from hloba.world.qg import QGParams
 from hloba.world.simulate import WorldConfig
+
+
+# what a copy of the workflow holds: the tests and benchmarks run pipelines in copies, never in the checkout
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba")
+
+
+def copy_workflow(repo: Path, dest: Path) -> Path:
+    """A copy of the workflow of the checkout ``repo`` (no results) in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = repo / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
 
 
 def tiny_world_config(nx: int = 16, ny: int = 16, dt_minutes: float = 120.0, spinup_days: float = 30.0, seed: int = 1) -> WorldConfig:
@@ -57,8 +76,6 @@ def era5_style_files(out_dir, kind: str, years=(2001, 2002), seed: int = 3, worl
     (``msl``, ``t2m``, ``u10``, ``v10``), descending latitudes, a 13 x 15 region (not periodic).
     ``world``: the output of :func:`tiny_world_years` to reuse. Returns the paths.
     """
-    from pathlib import Path
-
     if kind not in ("global", "regional"):
         raise ValueError(f"kind must be 'global' or 'regional', got {kind!r}")
     out = Path(out_dir)
@@ -133,8 +150,6 @@ def grib_to_netcdf_style_files(out_dir, world: dict | None = None, years=(2001, 
     ``longitude`` (-10..14 E) in float32, a western-European box of 11 x 13 points; values packed
     as 16-bit integers with ``scale_factor``, ``add_offset`` and ``_FillValue``. Returns the paths.
     """
-    from pathlib import Path
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = world or tiny_world_years(years, seed)
@@ -176,8 +191,6 @@ def cds_style_files(out_dir, world: dict | None = None, years=(2001, 2002), seed
     UTC, ``pressure_level`` 500 and 850 hPa, ``latitude`` descending, ``longitude`` covering
     360 degrees in ``0..360`` (0, 22.5, ..., 337.5) or ``-180..180`` (-180, ..., 157.5), scalar
     ``number`` and ``expver`` coordinates, float32 values. Returns the paths."""
-    from pathlib import Path
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = world or tiny_world_years(years, seed)
@@ -219,8 +232,6 @@ def untrained_checkpoints(reference_path, normalization_path, out_dir, seed: int
     """An autoencoder and an O2Lnet (reading the cycles ``slots``) with seeded random weights, saved
     as checkpoints of the reference's channels and grid: the stream's mechanics in seconds (no skill
     is expected)."""
-    from pathlib import Path
-
     import torch
 
     from hloba.channels import list_channels
@@ -254,8 +265,6 @@ def tiny_stream_inputs(out_dir, year: int = 2002, seed: int = 3, networks: dict 
     its normalisation and simulated observations, untrained networks (:func:`untrained_checkpoints`)
     and the lagged-ensemble calibration of the built-in forecast model. Returns
     ``(StreamInputs, {name: path})`` with the reference and normalisation among the paths."""
-    from pathlib import Path
-
     from hloba.assim.settings import StreamInputs
     from hloba.ensemble.generate import generate_lagged_ensemble
     from hloba.forecast import ForecastSpec

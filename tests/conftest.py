@@ -21,6 +21,7 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from hloba.testing import copy_workflow  # noqa: E402 (the test modules import it from here)
 # One torch thread in the tests' own process: the tiny tensors gain nothing from a second (the
 # in-process modules take 106-107 s with one thread or two), and the session's tiny pipeline runs
 # beside them in the background (pytest_collection_modifyitems below), where two spinning OpenMP
@@ -37,23 +38,6 @@ def repo() -> Path:
 # world's tensors are too small for a second thread to pay (the tiny pipeline's jobs take the same
 # time with one thread as with two), so two parallel jobs halve the wall time where the plan allows.
 TINY_CORES = ["--cores", "2", "--max-threads", "1"]
-
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "config", "envs", "profiles", "hloba")
-
-
-def copy_workflow(repo: Path, dest: Path) -> Path:
-    """A copy of the workflow (no results) in ``dest``."""
-    import shutil
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in WORKFLOW_FILES:
-        src = repo / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dest / name)
-    return dest
-
 
 def merged_config(work: Path, *overlays: str) -> dict:
     """config.yaml updated recursively by the overlays, as Snakemake merges ``--configfile``."""
