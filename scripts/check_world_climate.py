@@ -32,14 +32,14 @@ from hloba.world.diagnostics import (  # noqa: E402
     eddy_kinetic_energy, error_doubling_time, max_wind_speed, relative_change, seasonal_ratio,
 )
 from hloba.world.qg import TRANSFORMS, QGModel  # noqa: E402
-from hloba.world.simulate import PRECISIONS, WorldConfig, day_of_year, simulate_years  # noqa: E402
+from hloba.world.simulate import PRECISIONS, WorldConfig, day_of_year, simulate_years, world_dtype  # noqa: E402
 
 
 def twin_doubling_time(config: WorldConfig, ds, month: int) -> float:
-    model = QGModel(config.qg, dtype=config.dtype, transforms=config.transforms)
+    model = QGModel(config.qg, dtype=world_dtype(config), transforms=config.transforms)
     sel = ds.sel(time=ds.time.dt.month == month).isel(time=slice(0, None, 40))
-    geo = torch.from_numpy(sel["geopotential"].values.astype(np.float64)).to(config.dtype)
-    hum = torch.from_numpy(sel["specific_humidity"].values.astype(np.float64)).to(config.dtype)
+    geo = torch.from_numpy(sel["geopotential"].values.astype(np.float64)).to(world_dtype(config))
+    hum = torch.from_numpy(sel["specific_humidity"].values.astype(np.float64)).to(world_dtype(config))
     doy = float(day_of_year(pd.Timestamp(sel.time.values[0]))[0])
     states = state_from_fields(model, geo, hum, doy)
     return error_doubling_time(model, states, doy)

@@ -16,7 +16,7 @@ from hloba.world.diagnostics import (
     seasonal_ratio,
 )
 from hloba.world.qg import QGModel, QGParams, random_initial_state
-from hloba.world.simulate import WorldConfig, simulate_years
+from hloba.world.simulate import WorldConfig, simulate_years, world_dtype
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_error_doubling_time_default_resolution():
 
 
 def test_world_precision_is_checked_and_recorded():
-    assert WorldConfig(precision="float32").dtype == torch.float32
-    assert WorldConfig().dtype == torch.float64
+    assert world_dtype(WorldConfig(precision="float32")) == torch.float32
+    assert world_dtype(WorldConfig()) == torch.float64
     with pytest.raises(ValueError, match=r"world.precision='float16' is not one of \['float32', 'float64'\]"):
         WorldConfig(precision="float16")
     # a coarse step and twice-daily output (test_world_chains.py's): three whole years in seconds

@@ -103,7 +103,7 @@ class WorldConfig:
         if int(self.max_chains) < 1:
             raise ValueError(f"world.max_chains={self.max_chains} must be at least 1")
         if self.precision not in WORLD_PRECISIONS:
-            raise ValueError(f"world.precision={self.precision!r} is not one of {list(WORLD_PRECISIONS)}")
+            raise ValueError(f"world.precision={self.precision!r} is not one of {sorted(WORLD_PRECISIONS)}")
         if self.transforms not in TRANSFORMS:
             raise ValueError(f"world.transforms={self.transforms!r} is not one of {list(TRANSFORMS)}")
         steps = self.output_interval_hours * 60.0 / self.qg.dt_minutes

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 PRECISIONS = {name: getattr(torch, name) for name in WORLD_PRECISIONS}  # world.precision -> dtype
 
 
+def world_dtype(config: WorldConfig) -> torch.dtype:
+    """The dtype the world steps in (``world.precision``)."""
+    return PRECISIONS[config.precision]
+
+
 def day_of_year(times: pd.DatetimeIndex | pd.Timestamp) -> np.ndarray:
     """Fractional day of year (0 at Jan 1 00:00) used by the seasonal forcing."""
     return fractional_day_of_year(times)
@@ -113,12 +118,12 @@ def simulate_years(
     if config.transforms == "pocketfft" and torch.device(device).type != "cpu":
         raise ValueError(f"world.transforms: pocketfft steps the world on the CPU, not on {device}: "
                          "run make_world on the CPU or set world.transforms: torch")
-    model = QGModel(p, dtype=PRECISIONS[config.precision], transforms=config.transforms).to(device)
+    model = QGModel(p, dtype=world_dtype(config), transforms=config.transforms).to(device)
     if int(chain) < 0:
         raise ValueError(f"chain {chain} must be >= 0")
     generator = torch.Generator().manual_seed(config.seed)
     for _ in range(int(chain) + 1):
-        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=PRECISIONS[config.precision],
+        state = random_initial_state(p, 1, generator, config.initial_rms_wind_m_s, dtype=world_dtype(config),
                                      transforms=config.transforms)
     state = state.to(device)
     sh = model.to_spectral(state) * model.dealias
