@@ -3,7 +3,6 @@
     python scripts/sweep_b_scale.py --method l3dvar --scales 1,10,100,300,1000 [--days 5] [--spinup 5]
     python scripts/sweep_b_scale.py --method l4dvar --scales 30,100,300 --caps 15,25,50 [--out choice.csv]
     python scripts/sweep_b_scale.py --method oi --scales 3,10,30,100 [--out choice.csv]
-    python scripts/sweep_b_scale.py --method l3dvar --scales 30,100 --lengths 0,1,2   # a correlated latent B
 
 For each setting (every B scale with every iteration cap; a list not given is the config's one
 value), runs the method (config.yaml settings, the trained models and files under --results; oi
@@ -41,22 +40,18 @@ from hloba.verify.settings import ComparisonSettings  # noqa: E402
 from hloba.verify.tunables import choose_setting  # noqa: E402
 
 
-def settings_grid(method: str, scales: str | None, caps: str | None, cfg: StreamConfig,
-                  lengths: str | None = None) -> list[tuple[str, dict]]:
-    """``(label, settings changed)`` per swept setting: every scale with every cap and B length."""
+def settings_grid(method: str, scales: str | None, caps: str | None, cfg: StreamConfig) -> list[tuple[str, dict]]:
+    """``(label, settings changed)`` per swept setting: every scale with every cap."""
     key = "oi_b_scale" if method == "oi" else "var_b_scale"
-    if (caps or lengths) and method == "oi":
-        raise SystemExit("--caps, --lengths: oi is not variational (no iteration cap, its own B); leave them out")
+    if caps and method == "oi":
+        raise SystemExit("--caps: oi has no iteration cap (it is not variational); leave --caps out")
     scale_values = [float(s) for s in scales.split(",")] if scales else [getattr(cfg, key)]
     cap_values = [int(c) for c in caps.split(",")] if caps else [None]
-    length_values = [float(v) for v in lengths.split(",")] if lengths else [None]
     grid = []
     for scale in scale_values:
         for cap in cap_values:
-            for length in length_values:
-                change = {key: scale} | ({} if cap is None else {"var_max_iterations": cap}) | (
-                    {} if length is None else {"var_b_length": length})
-                grid.append((method + " " + " ".join(f"{k}={v:g}" for k, v in change.items()), change))
+            change = {key: scale} if cap is None else {key: scale, "var_max_iterations": cap}
+            grid.append((method + " " + " ".join(f"{k}={v:g}" for k, v in change.items()), change))
     return grid
 
 
@@ -65,8 +60,6 @@ def main(argv=None) -> pd.DataFrame:
     p.add_argument("--method", required=True, choices=["l3dvar", "l4dvar", "oi"])
     p.add_argument("--scales", help="comma-separated B scales (default: the config's)")
     p.add_argument("--caps", help="l3dvar/l4dvar: comma-separated var_max_iterations (default: the config's)")
-    p.add_argument("--lengths", help="l3dvar/l4dvar: comma-separated var_b_length, B's correlation length in latent "
-                                     "grid cells (default: the config's)")
     p.add_argument("--reference-method", default=None, help="also run this method once (e.g. hloba)")
     p.add_argument("--configfile", nargs="+", default=["config.yaml"])
     p.add_argument("--results", default="results")
@@ -89,7 +82,7 @@ def main(argv=None) -> pd.DataFrame:
     inputs = StreamInputs.from_results(r, cfg, stream_years(year, args.spinup, years.all),
                                        oi_covariance=args.method == "oi")
     todo = [(label, args.method, change) for label, change in
-            settings_grid(args.method, args.scales, args.caps, settings, args.lengths)]
+            settings_grid(args.method, args.scales, args.caps, settings)]
     if args.reference_method:
         todo.append((args.reference_method, args.reference_method, {}))
     runs = {}

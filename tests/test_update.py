@@ -192,41 +192,6 @@ def test_latent_3dvar_with_identity_decoder_and_linear_h_is_the_closed_form_upda
     assert result.cost_final < result.cost_initial and result.iterations > 1
 
 
-def test_a_correlated_latent_b_is_gaussian_and_its_3dvar_the_closed_form_analysis():
-    """B = S C S with C Gaussian along the latent grid's axes (assimilation.var_b_length): C has a
-    unit diagonal and exp(-d^2 / 2 L^2) at distance d (wrapping on a periodic axis), and the
-    minimisation in its control variable reaches z_b + B H^T (H B H^T + R)^-1 (y - H z_b)."""
-    from hloba.assim.var import correlated_b_root, gaussian_correlation_root, latent_var
-
-    root = gaussian_correlation_root(40, 3.0, periodic=True)
-    c = root @ root.T
-    torch.testing.assert_close(torch.diagonal(c), torch.ones(40, dtype=torch.float64))
-    for d in (1, 3, 6):
-        assert c[0, d].item() == pytest.approx(math.exp(-d * d / 18.0), abs=1e-6)
-        assert c[0, 40 - d].item() == pytest.approx(c[0, d].item())  # wraps around
-    bounded = gaussian_correlation_root(40, 3.0, periodic=False)
-    assert (bounded @ bounded.T)[0, 39].item() < 1e-12 and (bounded @ bounded.T)[0, 0].item() == pytest.approx(1.0)
-
-    g = torch.Generator().manual_seed(5)
-    shape = (2, 6, 7)  # latent channels, latitude, longitude
-    n = 2 * 6 * 7
-    z_b = torch.randn(1, n, generator=g, dtype=torch.float64)
-    sb = torch.rand(1, n, generator=g, dtype=torch.float64) + 0.3
-    b_root = correlated_b_root(sb, shape, 1.5, periodic=(False, True))
-    b = torch.stack([b_root(e[None])[0] for e in torch.eye(n, dtype=torch.float64)], dim=1)  # S G
-    b = b @ b.T
-    h = torch.randn(9, n, generator=g, dtype=torch.float64)
-    y = torch.randn(9, generator=g, dtype=torch.float64)
-    r = torch.rand(9, generator=g, dtype=torch.float64) + 0.2
-    result = latent_var(z_b, sb, lambda z: h @ z[0], y, r, tol=1e-12, max_iter=500, b_root=b_root)
-    closed = z_b[0] + b @ h.T @ torch.linalg.solve(h @ b @ h.T + torch.diag(r), y - h @ z_b[0])
-    torch.testing.assert_close(result.z_a[0], closed, atol=1e-6, rtol=0)
-    # the increment spreads beyond the observed elements' own channel-cells (a diagonal B does not)
-    diagonal = latent_var(z_b, sb, lambda z: z[0, :3], y[:3], r[:3], tol=1e-12, max_iter=500)
-    spread = latent_var(z_b, sb, lambda z: z[0, :3], y[:3], r[:3], tol=1e-12, max_iter=500, b_root=b_root)
-    assert (diagonal.z_a - z_b)[0, 3:].abs().max() == 0 and (spread.z_a - z_b)[0, 3:].abs().max() > 1e-3
-
-
 def test_latent_4dvar_with_a_linear_model_is_the_closed_form_window_analysis():
     """Strong-constraint 4D-Var with identity decoder, linear M and linear H_j:
     z_a = (B^-1 + sum_j G_j^T R_j^-1 G_j)^-1 (B^-1 z_b + sum_j G_j^T R_j^-1 y_j), G_j = H_j M^j."""

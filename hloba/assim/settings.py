@@ -95,7 +95,6 @@ class StreamConfig:
     var_tolerance: float = 1e-3  # l3dvar/l4dvar: relative gradient tolerance
     var_max_iterations: int = 10  # l3dvar/l4dvar: L-BFGS iterations per analysis (cost evaluations <= 1.25x)
     var_b_scale: float = 1.0  # l3dvar/l4dvar: B = var_b_scale * sigma_clim2
-    var_b_length: float = 0.0  # l3dvar/l4dvar: B's Gaussian correlation length in latent grid cells (0: diagonal)
     window_hours: float = 24.0  # l4dvar: length of the assimilation window (a whole number of cycle steps)
     oi_b_scale: float = 1.0  # oi: B = oi_b_scale * the NMC covariance (rule oi_covariance)
 
@@ -140,8 +139,6 @@ class StreamConfig:
                              "assimilation.tuning_days > 0 or smoother_hours: null")
         if self.window_hours <= 0 or self.var_b_scale <= 0 or self.oi_b_scale <= 0:
             raise ValueError("assimilation.window_hours, var_b_scale and oi_b_scale must be > 0")
-        if self.var_b_length < 0:
-            raise ValueError(f"assimilation.var_b_length {self.var_b_length} must be >= 0 (0: a diagonal B)")
 
     @classmethod
     def from_config(cls, config: Mapping) -> "StreamConfig":

@@ -231,18 +231,6 @@ class Method:
         """The variational and OI baselines' reported variance: ``var_b_scale * sigma_clim2``."""
         return self.cfg.var_b_scale * self.models.sigma_clim2[None].clone()
 
-    def variational_b_root(self, sigma_b2: torch.Tensor):
-        """The variational baselines' ``B`` square root for :func:`hloba.assim.var.latent_var`: None
-        (a diagonal ``B``) unless ``assimilation.var_b_length`` > 0; periodic along the grid's
-        periodic axes."""
-        if self.cfg.var_b_length <= 0:
-            return None
-        from hloba.assim.var import correlated_b_root
-
-        grid = self.models.grid
-        periodic = (grid.latitude_period is not None, grid.longitude_period is not None)
-        return correlated_b_root(sigma_b2, self.models.autoencoder.cfg.latent_shape, self.cfg.var_b_length, periodic)
-
     def report(self, c: Cycle, sb2_w: torch.Tensor, sa2_w: torch.Tensor, *, z_o=None, sigma_o2=None, so2_w=None,
                w_o=None, w_b=None, z_a=None, x_a=None, iterations: int = 0) -> Analysis:
         """The :class:`Analysis` of an update with background/analysis variances ``sb2_w``/``sa2_w``

@@ -1,6 +1,5 @@
 """Latent 3D-Var: ``min_z |z - z_b|^2_B + |y - H(D(z))|^2_R`` with the static latent
-``B = var_b_scale * sigma_clim2`` (the background's time-lagged spread is not used), diagonal or
-with the Gaussian correlation of ``var_b_length`` (:mod:`hloba.assim.var`)."""
+``B = var_b_scale * sigma_clim2`` (the background's time-lagged spread is not used)."""
 
 from __future__ import annotations
 
@@ -23,6 +22,5 @@ class Latent3DVar(Method):
             c.z_b.double(), sb2_w.double(),
             lambda z: apply_operator(m.normalizer.destandardize(m.autoencoder.decode(z.float()), [c.time]), w_ok)[0],
             c.obs.value[s][ok], c.obs.r2[s][ok], cfg.var_tolerance, cfg.var_max_iterations,
-            b_root=self.variational_b_root(sb2_w.double()),
         )
         return self.report(c, sb2_w, sb2_w.clone(), z_a=var.z_a.float(), iterations=var.iterations)

@@ -77,4 +77,4 @@ class Latent4DVar(Method):
             lambda xx, t: m.forecast.step(xx, [t], 1), operators, times[c.k:end],
         )
         return latent_var(c.z_b.double(), sigma_b2.double(), observe, torch.cat(ys), torch.cat(r2s),
-                          cfg.var_tolerance, cfg.var_max_iterations, b_root=self.variational_b_root(sigma_b2.double()))
+                          cfg.var_tolerance, cfg.var_max_iterations)
