@@ -17,6 +17,7 @@ from hloba.models.settings import check_precision
 
 log = logging.getLogger(__name__)
 
+
 def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 in hardware: a CPU with AMX tiles or with AVX-512's
     bfloat16 dot products (``avx512_bf16``: Intel Cooper Lake and later, AMD Zen 4 and later), or
