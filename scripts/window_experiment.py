@@ -28,7 +28,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -42,14 +42,14 @@ from hloba.assim.settings import StreamConfig, StreamInputs  # noqa: E402
 from hloba.assim.tuning import tune_stream_file  # noqa: E402
 from hloba.cli import parse_set  # noqa: E402
 from hloba.config import load_config, year_sets  # noqa: E402
-from hloba.models.settings import LOSS_KEYS, O2LnetTraining  # noqa: E402
+from hloba.models.settings import LOSS_KEYS, O2LnetTraining, TrainingConfig  # noqa: E402
 from hloba.models.train_o2lnet import train_o2lnet  # noqa: E402
-from hloba.models.training import TrainingConfig  # noqa: E402
 
 ARCHITECTURE = ("width", "blocks")
 LOSS = LOSS_KEYS  # O2LnetTraining's fields
-TRAINING = ("batch_size", "learning_rate", "samples_per_epoch", "seed", "device", "warmup_epochs", "average_decay",
-            "precision")
+# the training loop's settings that --set may change: TrainingConfig's but the epochs and the stopping,
+# which the script sets (--epochs, no early stop, no time cap)
+TRAINING = tuple(f.name for f in fields(TrainingConfig) if f.name not in ("epochs", "patience", "max_minutes"))
 
 
 def main() -> None:

@@ -8,12 +8,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from hloba.models.settings import check_precision
+from hloba.models.settings import TrainingConfig, check_precision
 
 log = logging.getLogger(__name__)
 
@@ -68,43 +67,6 @@ def learning_rate_factor(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     span = max(1, total - warmup)
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    samples_per_epoch: int = 4096
-    patience: int = 6
-    # the learning rate rises linearly from 0 over this many epochs' steps before its cosine decay
-    # (0: none; config.yaml's O2Lnet takes 1, then trains at 0.001, better than 0.0005 without, and
-    # at 0.002, which diverges without: docs/latent-space.md, "O2Lnet's schedule")
-    warmup_epochs: float = 0.0
-    # validate and keep an exponential moving average of the weights with this decay per step
-    # (0: the weights themselves; docs/latent-space.md, "O2Lnet's schedule")
-    average_decay: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    max_minutes: float | None = None
-    # the training step's convolutions and matrix products: float32, bfloat16 (autocast: weights,
-    # optimiser and losses stay float32), or auto (bfloat16 where it pays: bfloat16_pays)
-    precision: str = "float32"
-
-    def __post_init__(self) -> None:
-        check_precision(self.precision)
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs {self.warmup_epochs} must be >= 0 and less than epochs ({self.epochs})")
-        if not 0 <= self.average_decay < 1:
-            raise ValueError(f"average_decay {self.average_decay} must be in [0, 1): 0 keeps the weights themselves, "
-                             "0.998 averages them over about 500 steps")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainingConfig":
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def training_environment(device: torch.device, precision: str = "float32") -> dict:

@@ -30,6 +30,7 @@ from hloba.config import (
 )
 from hloba.ingest import reference_interval_hours
 from hloba.models.settings import LOSS_KEYS as O2LNET_LOSS_KEYS
+from hloba.models.settings import NETWORK_TRAINING_KEYS
 from hloba.verify.settings import (
     UNREFINED,
     VARIANTS,
@@ -126,23 +127,14 @@ def observation_files(years):
     return [f"results/obs/{year}.parquet" for year in years]
 
 
-# Keys of the autoencoder/o2lnet sections that describe the network, the training loop, and
-# O2Lnet's loss; the split lives here so that each reaches its function through params.
+# Keys of the autoencoder/o2lnet sections that describe the network (the training loop's:
+# NETWORK_TRAINING_KEYS, O2Lnet's loss: O2LNET_LOSS_KEYS, both hloba.models.settings); the split
+# lives here so that each reaches its function through params.
 ARCHITECTURE_KEYS = {
     "autoencoder": ("latent_channels", "patch", "width", "blocks"),
     "o2lnet": ("width", "blocks", "window_hours", "window_lead_hours"),
     "emulator": ("patch", "width", "blocks"),
 }
-TRAINING_KEYS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "samples_per_epoch",
-    "patience",
-    "max_minutes",
-    "warmup_epochs",
-    "average_decay",
-)
 
 
 def network_architecture(name):
@@ -152,7 +144,7 @@ def network_architecture(name):
 
 def training_options(name):
     section = config.get(name, {})
-    options = {k: section[k] for k in TRAINING_KEYS if k in section}
+    options = {k: section[k] for k in NETWORK_TRAINING_KEYS if k in section}
     return options | config.get("training", {})
 
 

@@ -4,8 +4,7 @@ from _common import setup, stream_inputs, stream_settings
 
 log = setup(snakemake)  # noqa: F821
 
-from hloba.assim.refine import refine_o2lnet_file  # noqa: E402
-from hloba.assim.settings import RefineSettings  # noqa: E402
+from hloba.assim.refine import RefineSettings, refine_o2lnet_file  # noqa: E402
 
 sm = snakemake  # noqa: F821
 cfg, run = stream_settings(sm)

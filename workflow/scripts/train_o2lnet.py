@@ -4,8 +4,7 @@ from _common import setup
 
 log = setup(snakemake)  # noqa: F821
 
-from hloba.models.settings import O2LnetTraining  # noqa: E402
-from hloba.models.train_o2lnet import train_o2lnet  # noqa: E402
+from hloba.models.train_o2lnet import O2LnetTraining, train_o2lnet  # noqa: E402
 from hloba.models.training import TrainingConfig  # noqa: E402
 
 sm = snakemake  # noqa: F821
