@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hloba.testing import copy_workflow  # noqa: E402
+from hloba.testing import copy_workflow, imported_modules  # noqa: E402
 
 # snakemake's command line with torch imported before it: the start as it was
 WITH_TORCH = "import runpy, sys, torch; sys.argv[0] = 'snakemake'; runpy.run_module('snakemake', run_name='__main__')"
@@ -50,8 +50,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_workflow(REPO, Path(tmp))
         _, _, imports = timed([sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--cores", "2"], work)
-        imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time:")}
-        print(f"a plain start imports torch: {'torch' in imported}")
+        print(f"a plain start imports torch: {'torch' in imported_modules(imports)}")
         for name, overlay in (("default", []), ("tiny", ["--configfile", "config/test.yaml"])):
             dry = ["-n", "--cores", "2", *overlay]
             runs = {"as it runs": [sys.executable, "-m", "snakemake", *dry],

@@ -30,6 +30,12 @@ def copy_workflow(repo: Path, dest: Path) -> Path:
     return dest
 
 
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """The modules a ``python -X importtime`` run imported, read from its stderr."""
+    return {line.rsplit("|", 1)[-1].strip() for line in importtime_stderr.splitlines()
+            if line.startswith("import time:")}
+
+
 def tiny_world_config(nx: int = 16, ny: int = 16, dt_minutes: float = 120.0, spinup_days: float = 30.0, seed: int = 1) -> WorldConfig:
     """A coarse world that simulates a year in seconds (coarser physics, same code)."""
     return WorldConfig(qg=QGParams(nx=nx, ny=ny, dt_minutes=dt_minutes), spinup_days=spinup_days, seed=seed)

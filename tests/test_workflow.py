@@ -14,6 +14,7 @@ import yaml
 from conftest import copy_workflow
 
 from hloba.models.o2lnet import load_o2lnet
+from hloba.testing import imported_modules
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -36,7 +37,7 @@ def test_dry_run_lists_the_rules(workdir):
     out = proc.stdout
     # the Snakefile plans without torch: each Snakemake start (a dry run, a rerun, every job a
     # cluster executor submits) took 6.1-6.5 s with it, 3.0-3.5 without (tiny results)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    imported = imported_modules(proc.stderr)
     assert "hloba.assim.settings" in imported and "torch" not in imported
     for rule in ("make_world_0", "make_world_1", "compute_normalization", "simulate_observations", "train_autoencoder", "train_o2lnet", "all"):
         assert rule in out
