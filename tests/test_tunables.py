@@ -101,9 +101,35 @@ def test_score_changes_compares_each_run_in_its_own_anomaly_std(repo, tmp_path):
     card = changes.scorecard_changes(before, after)
     np.testing.assert_allclose(card["ratio"].to_numpy(), 1.1)
     assert card.loc[("l4dvar", "q"), "before"] == pytest.approx(0.3)
+    means = changes.channel_means(card)
+    np.testing.assert_allclose(means.loc[["hloba", "l4dvar"], "before"], [0.3, 0.2])
+    np.testing.assert_allclose(means["ratio"], 1.1)
+    # the summary row's ratio is that of the channel means, not the mean of the channels' ratios
+    uneven = pd.DataFrame({"before": [0.1, 0.3], "after": [0.2, 0.3]},
+                          index=pd.MultiIndex.from_tuples([("m", "t"), ("m", "q")], names=["method", "channel"]))
+    assert changes.channel_means(uneven).loc["m", "ratio"] == pytest.approx(1.25)
     archive = changes.archive_changes(before, after, 2011)
     # the same raw scores over an anomaly std twice as large: half the normalised RMSE and CRPS
     np.testing.assert_allclose(archive[("before", "rmse")].to_numpy(), [0.2, 0.2])
     np.testing.assert_allclose(archive[("ratio", "rmse")].to_numpy(), 0.5)
     np.testing.assert_allclose(archive[("ratio", "crps")].to_numpy(), 0.5)
     np.testing.assert_allclose(archive[("after", "spread_skill")].to_numpy(), [0.9, 1.1])
+
+
+def test_score_changes_reads_the_withheld_fit_of_a_run_that_withheld(repo, tmp_path):
+    changes = _script(repo, "score_changes")
+    run = _results(tmp_path / "a", 1.0, 10.0)
+    (run / "feedback").mkdir()
+    assert changes.withheld_fit(run, 2011) is None  # no feedback file
+    times = pd.to_datetime(["2011-01-01 00:00", "2011-01-01 06:00", "2011-01-02 00:00", "2011-01-02 06:00"] * 2)
+    value = np.zeros(8)
+    # withheld rows (qc 3): background 2 and -2 off, analysis 1 and -1 off; assimilated rows (qc 0), far off, ignored
+    feedback = pd.DataFrame({"time": times, "variable": "t", "value": value,
+                             "background": [2.0, -2.0, 2.0, -2.0, 9.0, 9.0, 9.0, 9.0],
+                             "analysis": [1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0], "qc": [3] * 4 + [0] * 4})
+    feedback.assign(qc=0).to_parquet(run / "feedback/2011.parquet")
+    assert changes.withheld_fit(run, 2011) is None  # nothing withheld
+    feedback.to_parquet(run / "feedback/2011.parquet")
+    fit = changes.withheld_fit(run, 2011)
+    assert list(fit.index) == ["t"] and fit.loc["t", "n"] == 4 and fit.loc["t", "n_blocks"] == 2
+    assert fit.loc["t", "oma_over_omb"] == pytest.approx(0.5)
