@@ -243,3 +243,16 @@ def test_cold_start_from_a_missing_file_names_it(factory):
     cfg = _settings("free", cold_start="nowhere.nc")
     with pytest.raises(StreamError, match="cold_start 'nowhere.nc': no such file"):
         run_stream(2002, method_models(cfg, inputs, RUN.device), inputs.observations, cfg, RUN, max_cycles=2)
+
+
+def test_a_window_in_hours_is_counted_in_the_datas_steps():
+    """Latent 4D-Var's ``assimilation.window_hours`` on 6-hourly and on daily data (issue #17: a window
+    of 4 cycles was four days on daily files); shorter than a step or between steps is an error."""
+    from hloba.timeaxis import window_cycles
+
+    assert window_cycles(24, pd.Timedelta(hours=6)) == 4
+    assert window_cycles(24, pd.Timedelta(days=1)) == 1
+    assert window_cycles(48, pd.Timedelta(days=1)) == 2
+    for bad in (12, 36):
+        with pytest.raises(ValueError, match=rf"assimilation.window_hours {bad} is not a whole number .* 24-hour steps"):
+            window_cycles(bad, pd.Timedelta(days=1))
