@@ -63,9 +63,10 @@ def withheld_fit(results: Path, year: int) -> pd.DataFrame | None:
     from hloba.verify.evaluate import withheld_ratio_interval
 
     path = results / f"feedback/{year}.parquet"
-    feedback = pd.read_parquet(path, columns=["time", "variable", "value", "background", "analysis", "qc"]) \
-        if path.exists() else None
-    if feedback is None or not (feedback["qc"] == QC_WITHHELD).any():
+    if not path.exists():
+        return None
+    feedback = pd.read_parquet(path, columns=["time", "variable", "value", "background", "analysis", "qc"])
+    if not (feedback["qc"] == QC_WITHHELD).any():
         return None
     return withheld_ratio_interval(feedback, "variable")
 
